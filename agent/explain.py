@@ -1,0 +1,216 @@
+"""Explanations grounded in catalog facts, checked before they are shown.
+
+Facts connect a recommended item to what this user said: genres shared with
+liked items, a director or cast member in common, co-watching, and the
+constraints it meets. The LLM may phrase them; every title, person, year and
+genre its text names is checked against the catalog, and any text that fails
+is replaced by a sentence built from the facts directly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agent.datasets import ML_GENRES
+from agent.state import GENRE_WORDS
+from agent.types import DialogueState, Item
+
+MAX_WORDS = 60
+EXPLAIN_PROMPTS = ("explain_system", "explain_user")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is true of ``item`` in relation to this user's state."""
+
+    item: Item
+    shared_genres: tuple[str, ...]
+    genre_sources: tuple[Item, ...]  # liked items sharing those genres
+    shared_people: tuple[tuple[str, str, Item], ...]  # (name, "director"|"cast", liked item)
+    cowatched_with: tuple[Item, ...]
+    meets_genre: tuple[str, ...]
+    meets_years: tuple[int | None, int | None] | None
+
+    def lines(self) -> list[str]:
+        """The facts as short lines for the explanation prompt."""
+        it = self.item
+        out = [f"{it.title} came out in {it.year}." if it.year else f"{it.title}."]
+        if it.genres:
+            out.append(f"Genres: {', '.join(it.genres)}.")
+        if it.director:
+            out.append(f"Directed by {', '.join(it.director)}.")
+        for name, role, liked in self.shared_people:
+            verb = "directed" if role == "director" else "appears in"
+            out.append(f"{name} also {verb} {liked.title}, which the user liked.")
+        if self.shared_genres:
+            out.append(f"Like {_join([i.title for i in self.genre_sources])}, it is "
+                       f"{_join(self.shared_genres)}.")
+        if self.cowatched_with:
+            out.append(f"People who watched {_join([i.title for i in self.cowatched_with])} "
+                       "often watched it too.")
+        if self.meets_years:
+            out.append(f"It fits the requested years ({_years(self.meets_years)}).")
+        if self.meets_genre:
+            out.append(f"It is {_join(self.meets_genre)}, as requested.")
+        return out
+
+
+def _join(words) -> str:
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _years(bounds) -> str:
+    lo, hi = bounds
+    if lo is not None and hi is not None:
+        return str(lo) if lo == hi else f"{lo}-{hi}"
+    return f"{lo} or later" if lo is not None else f"{hi} or earlier"
+
+
+def gather_facts(item: Item, state: DialogueState, items: dict[int, Item], cowatch) -> Facts:
+    liked = [items[i] for i in state.liked if i in items]
+    shared, sources = [], []
+    for lk in liked:
+        common = [g for g in item.genres if g in lk.genres]
+        if common:
+            sources.append(lk)
+            shared += [g for g in common if g not in shared]
+    people = []
+    for lk in liked:
+        people += [(n, "director", lk) for n in item.director if n in lk.director]
+        people += [(n, "cast", lk) for n in item.cast if n in lk.cast]
+    cow = [lk for lk in liked if cowatch is not None and cowatch[lk.id, item.id] > 0]
+    years = None
+    if state.year_min is not None or state.year_max is not None:
+        years = (state.year_min, state.year_max)
+    return Facts(item, tuple(shared), tuple(sources), tuple(people[:2]), tuple(cow),
+                 tuple(g for g in state.genres if g in item.genres), years)
+
+
+def template_explanation(f: Facts) -> str:
+    """One or two sentences built only from ``f``; true by construction."""
+    it = f.item
+    first = []
+    if f.shared_people:
+        name, role, liked = f.shared_people[0]
+        first.append(f"{name} {'directed' if role == 'director' else 'is in'} both this and {liked.title}")
+    if f.shared_genres:
+        first.append(f"like {_join([i.title for i in f.genre_sources[:2]])} it is "
+                     f"{_join([g.lower() if g != 'Sci-Fi' else g for g in f.shared_genres[:3]])}")
+    elif f.meets_genre:
+        first.append(f"it is {_join(f.meets_genre)}, as you asked")
+    if not first and f.cowatched_with:
+        first.append(f"people who watched {_join([i.title for i in f.cowatched_with[:2]])} "
+                     "often watched it too")
+    if not first:
+        first.append(f"it is {_join(it.genres)}" if it.genres else "it matches your request")
+    sentence = "; ".join(first)
+    text = sentence[0].upper() + sentence[1:] + "."
+    if f.meets_years and it.year:
+        text += f" Released in {it.year}, within the years you asked for."
+    elif it.year and it.director:
+        text += f" Directed by {_join(it.director)} ({it.year})."
+    return text
+
+
+# --- checking free text -------------------------------------------------------
+_CAPITAL_RUN = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:of|the|and|de|von|van|la|le)?\s*[A-Z][\w'’.-]*)+")
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)s?\b")
+_QUOTED = re.compile(r"[\"“”]([^\"“”]+)[\"“”]")
+
+
+def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int, Item],
+                      title_index, known_people: set[str]) -> list[str]:
+    """Problems with ``text`` as an explanation of ``f.item``; empty means it may be shown.
+
+    Checked: length; every catalog title it names is the item or a liked item;
+    quoted text is such a title; every known person is credited on the item or on
+    a liked item; every year or decade matches the item, a liked item or the
+    request; every genre word is a genre of the item.
+    """
+    problems = []
+    if not text.strip():
+        return ["empty"]
+    if len(text.split()) > MAX_WORDS:
+        problems.append("too long")
+    if not text.rstrip().endswith((".", "!")):
+        problems.append("unfinished sentence")
+    if len(re.findall(r"[.!?](?:\s|$)", text)) > 2:
+        problems.append("more than two sentences")
+    if re.search(r"\b(movie|facts?|title)\s*:", text, re.I) or "\n" in text.strip():
+        problems.append("echoes the prompt")
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
+    if len(grams) != len(set(grams)):
+        problems.append("repeats itself")
+    grounding = " ".join(f.lines()).lower() + " " + " ".join(
+        f"{lk.title} {' '.join(lk.genres)}" for lk in (items[i] for i in state.liked if i in items)).lower()
+    unsupported = [w for w in set(words) if w not in grounding and w not in _GLUE and len(w) > 2]
+    if len(unsupported) > 3:
+        problems.append(f"says things the facts do not: {sorted(unsupported)[:6]}")
+    allowed_titles = {f.item.id, *state.liked}
+    for m in title_index.find(text):
+        if m.item_id not in allowed_titles and _mentions_title(m.text):
+            problems.append(f"names another title: {m.text!r}")
+        after = re.match(r"\s*\((\d{4})\)", text[m.end:])
+        if after and m.item_id in items and items[m.item_id].year != int(after.group(1)):
+            problems.append(f"gives {m.text!r} the wrong year")
+    for q in _QUOTED.findall(text):
+        hits = title_index.find(q)
+        if not hits or any(h.item_id not in allowed_titles for h in hits):
+            problems.append(f"quotes something that is not the item or a liked title: {q!r}")
+    liked = [items[i] for i in state.liked if i in items]
+    credited = set(f.item.director) | set(f.item.cast)
+    for lk in liked:
+        credited |= set(lk.director) | set(lk.cast)
+    for run in _CAPITAL_RUN.findall(text):
+        if run in known_people and run not in credited:
+            problems.append(f"names a person not credited: {run!r}")
+    years = {f.item.year} | {lk.year for lk in liked} | {state.year_min, state.year_max}
+    decades = {y // 10 * 10 for y in years if y}
+    for m in _YEAR.finditer(text):
+        y = int(m.group(1))
+        if (m.group(0).endswith("s") and y not in decades) or (not m.group(0).endswith("s") and y not in years):
+            problems.append(f"states a year that does not fit: {m.group(0)}")
+    lowered = text.lower()
+    for genre, words in GENRE_WORDS.items():
+        if genre in f.item.genres:
+            continue
+        if any(re.search(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", lowered) for w in words
+               if w in _GENRE_NAMES):
+            problems.append(f"calls it {genre}, which it is not")
+    return problems
+
+
+# Only unambiguous genre names count as a claim ("space" or "family" may be description).
+_GENRE_NAMES = {g.lower() for g in ML_GENRES} | {"sci fi", "science fiction", "scifi", "comedy",
+                                                 "comedies", "romantic", "animated", "documentary",
+                                                 "western", "musical", "thriller", "horror", "noir"}
+
+
+# Words an explanation may use beyond the facts without claiming anything.
+_GLUE = set("""
+this that these those it its it's is are was were be been has have had also both and or but
+as so such with for from of in on at by to the a an you your you'll you've youre if since
+because which who whom whose what when while than then too very more most much many well
+like liked love loved enjoy enjoyed enjoys fan fans might may will would could should can
+great good fit fits suits suit pick choice watch watched watching film films movie movies
+story stories similar same kind sort style feel mood taste tastes favourite favorite also
+another one two perfect worth check out give try here there classic era decade years year
+released release came out made directed director stars starring star cast features featuring
+genre genres asked request requested want wanted looking often people who viewers audiences
+""".split())
+
+
+def _mentions_title(span: str) -> bool:
+    # A lower-case one-word "title" inside prose ("heat", "speed") is a word, not a claim.
+    return span[:1].isupper() or len(span.split()) > 1
+
+
+def explanation_messages(f: Facts) -> list[dict]:
+    from prompts import load_prompt
+
+    return [{"role": "system", "content": load_prompt("explain_system").text},
+            {"role": "user", "content": load_prompt("explain_user").render(
+                title=f.item.label, facts="\n".join("- " + line for line in f.lines()))}]

@@ -1,0 +1,105 @@
+"""Build and open the Chroma collection of catalog items."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from agent.datasets import ML_GENRES
+from agent.errors import AssetError
+from agent.state import genre_field
+from agent.types import Item
+
+BATCH = 512  # well under Chroma's max batch (5,461)
+DOC_CAST = 8
+
+
+def item_document(item: Item) -> str:
+    """The text embedded for an item: title, year, genres, director, some cast."""
+    parts = [item.label + "."]
+    if item.genres:
+        parts.append("Genres: " + ", ".join(item.genres) + ".")
+    if item.director:
+        parts.append("Directed by " + ", ".join(item.director) + ".")
+    if item.cast:
+        parts.append("Cast: " + ", ".join(item.cast[:DOC_CAST]) + ".")
+    return " ".join(parts)
+
+
+def item_metadata(item: Item, is_head: bool) -> dict:
+    """Scalar metadata for ``where`` filters: a boolean flag per genre, year, popularity."""
+    meta = {"item_id": item.id, "popularity": item.popularity,
+            "bucket": "head" if is_head else "tail"}
+    if item.year is not None:
+        meta["year"] = item.year
+    meta.update({genre_field(g): g in item.genres for g in ML_GENRES})
+    return meta
+
+
+def collection_name(dataset: str) -> str:
+    return f"tailor-{dataset}-items"
+
+
+def make_client(settings):
+    """A Chroma client: HTTP when ``TAILOR_CHROMA_URL`` is set, else on-disk."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_url:
+        from urllib.parse import urlparse
+
+        url = urlparse(settings.chroma_url)
+        return chromadb.HttpClient(host=url.hostname, port=url.port or 8000,
+                                   ssl=url.scheme == "https", settings=chroma_settings)
+    path = settings.index_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+def fingerprint(docs: list[str], metas: list[dict], embedder_name: str) -> str:
+    h = hashlib.sha256(embedder_name.encode())
+    for d, m in zip(docs, metas):
+        h.update(d.encode())
+        h.update(json.dumps(m, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def build_index(client, catalog, embedder, dataset: str, log=print) -> dict:
+    """Create or refresh the collection. Idempotent: an up-to-date index is left as is."""
+    from tqdm import tqdm
+
+    items = sorted(catalog.items.values(), key=lambda i: i.id)
+    docs = [item_document(i) for i in items]
+    metas = [item_metadata(i, i.id in catalog.head) for i in items]
+    ids = [str(i.id) for i in items]
+    fp = fingerprint(docs, metas, Path(embedder.path).name)
+    name = collection_name(dataset)
+    existing = {c.name for c in client.list_collections()}
+    if name in existing:
+        col = client.get_collection(name, embedding_function=embedder)
+        if (col.metadata or {}).get("fingerprint") == fp and col.count() == len(ids):
+            log(f"index {name} is up to date ({len(ids)} items)")
+            return {"collection": name, "items": len(ids), "fingerprint": fp, "rebuilt": False}
+        client.delete_collection(name)
+    col = client.create_collection(name, embedding_function=embedder,
+                                   metadata={"hnsw:space": "cosine", "fingerprint": fp})
+    for start in tqdm(range(0, len(ids), BATCH), desc=f"indexing {dataset}", unit="batch"):
+        sl = slice(start, start + BATCH)
+        col.add(ids=ids[sl], documents=docs[sl], metadatas=metas[sl],
+                embeddings=embedder.encode(docs[sl]))
+    log(f"index {name}: {col.count()} items")
+    return {"collection": name, "items": len(ids), "fingerprint": fp, "rebuilt": True}
+
+
+def open_collection(client, embedder, dataset: str):
+    """The item collection, or a clear error saying how to build it."""
+    try:
+        col = client.get_collection(collection_name(dataset), embedding_function=embedder)
+    except Exception as e:  # chromadb raises several types for a missing/corrupt store
+        raise AssetError(f"no usable Chroma index for {dataset} ({type(e).__name__}: {e}); "
+                         f"run `tailor index --dataset {dataset}` first") from None
+    if col.count() == 0:
+        raise AssetError(f"the Chroma index for {dataset} is empty; run `tailor index`")
+    return col

@@ -1,0 +1,24 @@
+"""The seam between the agent and any language model."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+class ChatBackend(Protocol):
+    """What the agent needs from a chat model.
+
+    ``label_logprobs`` is the verbalizer: one forward pass over the prompt,
+    then the log-probability of each label (``"A"``, ``"B"``, ...) as the first
+    token of the assistant's reply. ``generate`` writes short free text.
+    """
+
+    name: str
+
+    def label_logprobs(self, messages: Sequence[Message], labels: Sequence[str]) -> list[float]:
+        ...
+
+    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[str]:
+        ...

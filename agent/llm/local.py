@@ -1,0 +1,106 @@
+"""In-process backend: a transformers causal LM on this machine's CPU (or GPU)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from agent.errors import BackendError
+from agent.llm.base import Message
+
+
+class LocalBackend:
+    """Runs a chat model with transformers.
+
+    Args:
+        model_path: a local folder (``config.json`` + safetensors) or a Hugging Face id.
+        threads: torch intra-op threads; 0 leaves torch's default.
+        model / tokenizer: already-loaded objects (tests pass tiny random models).
+    """
+
+    def __init__(self, model_path: str | None = None, threads: int = 0, model=None, tokenizer=None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        if model is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model_path)
+            # trust_remote_code stays off: only architectures transformers ships are loaded.
+            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32,
+                                                         use_safetensors=True)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = str(model_path or getattr(model.config, "_name_or_path", "local"))
+        self._label_ids: dict[tuple[str, ...], list[int]] = {}
+        self._prefix: tuple[tuple[int, ...], object] | None = None  # (token ids, KV cache)
+
+    def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                                  tokenize=False)
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def label_ids(self, labels: Sequence[str]) -> list[int]:
+        """Token id of each label; every label must be exactly one token."""
+        key = tuple(labels)
+        if key not in self._label_ids:
+            ids = []
+            for label in labels:
+                toks = self.tokenizer.encode(label, add_special_tokens=False)
+                if len(toks) != 1:
+                    raise BackendError(f"label {label!r} is {len(toks)} tokens for this tokenizer")
+                ids.append(toks[0])
+            self._label_ids[key] = ids
+        return self._label_ids[key]
+
+    def _prefix_cache(self, messages: Sequence[Message], ids: list[int]):
+        """KV cache of everything before the last user message (system prompt and
+        few-shot demonstrations), computed once and reused while it stays the same.
+        Returns ``(prefix length, a private copy of the cache)`` or ``(0, None)``."""
+        import copy
+
+        import torch
+
+        if len(messages) < 2:
+            return 0, None
+        text = self.tokenizer.apply_chat_template(list(messages[:-1]), tokenize=False)
+        prefix = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(prefix) >= len(ids) or ids[: len(prefix)] != prefix:
+            return 0, None  # this template does not render the prefix as a prefix
+        if self._prefix is None or self._prefix[0] != tuple(prefix):
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1)
+            self._prefix = (tuple(prefix), out.past_key_values)
+        return len(prefix), copy.deepcopy(self._prefix[1])
+
+    def label_logprobs(self, messages: Sequence[Message], labels: Sequence[str]) -> list[float]:
+        import torch
+
+        ids = self._prompt_ids(messages)
+        label_ids = self.label_ids(labels)
+        start, cache = self._prefix_cache(messages, ids)
+        with torch.inference_mode():
+            # logits_to_keep=1: only the last position's logits are computed (saves a
+            # vocab-sized matmul per prompt token).
+            out = self.model(input_ids=torch.tensor([ids[start:]]), past_key_values=cache,
+                             use_cache=cache is not None, logits_to_keep=1)
+            logprobs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        return logprobs[label_ids].tolist()
+
+    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[str]:
+        import torch
+
+        if not conversations:
+            return []
+        prompts = [self._prompt_ids(c) for c in conversations]
+        width = max(map(len, prompts))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
+            else self.tokenizer.eos_token_id
+        # Left padding so every row's next token comes right after its prompt.
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention,
+                                      max_new_tokens=max_new_tokens, do_sample=False,
+                                      pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+        return [self.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]

@@ -1,0 +1,123 @@
+"""One conversational turn: parse, retrieve, rank, explain."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from agent.errors import InputError
+from agent.explain import (Facts, check_explanation, explanation_messages, gather_facts,
+                           template_explanation)
+from agent.state import MAX_MESSAGE_CHARS, describe, merge, parse_message
+from agent.types import DialogueState, Recommendation, Reply
+
+log = logging.getLogger(__name__)
+
+CLARIFY = ("Tell me a bit more so I can tailor this: a movie you liked, a genre or mood, "
+           "or a decade (for example \"something like Alien but from the 90s\").")
+DEGRADED_RANKING = "The ranking model is unavailable, so these are in retrieval order."
+DEGRADED_EXPLAIN = "The language model could not write explanations; showing catalog facts."
+
+
+def clean_message(message) -> str:
+    """Validate a user message; raises ``InputError`` with what to fix."""
+    if not isinstance(message, str):
+        raise InputError("the message must be text")
+    text = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in message).strip()
+    if not text:
+        raise InputError("the message is empty; say what you would like to watch")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise InputError(f"the message is {len(text)} characters; keep it under {MAX_MESSAGE_CHARS}")
+    return text
+
+
+class Recommender:
+    """Runs turns. Its parts come in through the constructor (see ``agent.build``)."""
+
+    def __init__(self, catalog, title_index, retriever, ranker, backend=None, *,
+                 n_candidates: int = 30, top_k: int = 3, explain: str = "llm",
+                 known_people: set[str] | None = None, max_explain_tokens: int = 60):
+        self.catalog, self.title_index = catalog, title_index
+        self.retriever, self.ranker, self.backend = retriever, ranker, backend
+        self.n_candidates, self.top_k, self.explain_mode = n_candidates, top_k, explain
+        self.max_explain_tokens = max_explain_tokens
+        self.known_people = known_people if known_people is not None else {
+            p for it in catalog.items.values() for p in (*it.director, *it.cast)}
+
+    def is_vague(self, state: DialogueState) -> bool:
+        return not (state.liked or state.genres or state.year_min or state.year_max
+                    or state.excluded_genres or state.query)
+
+    def turn(self, message, state: DialogueState | None = None) -> Reply:
+        """Answer ``message`` given the previous ``state``; returns the reply and new state."""
+        t0 = time.perf_counter()
+        text = clean_message(message)
+        state = merge(state or DialogueState(), parse_message(text, self.title_index))
+        timings = {"parse": time.perf_counter() - t0}
+        if self.is_vague(state):
+            return Reply(CLARIFY, (), state, timings=timings)
+        notices = []
+        t = time.perf_counter()
+        cands = self.retriever.retrieve(state, self.n_candidates)
+        timings["retrieve"] = time.perf_counter() - t
+        if not cands:
+            msg = (f"{describe(state, self.catalog.items)}.\nNothing in the catalog fits all of "
+                   "that. Try relaxing a constraint (another decade, or fewer excluded genres).")
+            return Reply(msg, (), state, timings=timings)
+        t = time.perf_counter()
+        try:
+            ranked = self.ranker.rank(state, cands)
+        except Exception as e:  # backend boundary: a failing model degrades, never breaks the turn
+            log.warning("ranking failed, using retrieval order: %s", e)
+            notices.append(DEGRADED_RANKING)
+            ranked = [_RetrievalOnly(c) for c in cands]
+        timings["rank"] = time.perf_counter() - t
+        top = ranked[: self.top_k]
+        facts = [gather_facts(self.catalog.get(r.item_id), state, self.catalog.items,
+                              self.catalog.cowatch) for r in top]
+        t = time.perf_counter()
+        explanations, sources = self.explain(facts, state, notices)
+        timings["explain"] = time.perf_counter() - t
+        recs = tuple(Recommendation(self.catalog.get(r.item_id), r.score, e, s,
+                                    r.retrieval_score, r.llm_score)
+                     for r, e, s in zip(top, explanations, sources))
+        state = state.with_changes(shown=state.shown + tuple(r.item.id for r in recs))
+        timings["total"] = time.perf_counter() - t0
+        return Reply(render_text(recs, state, self.catalog.items), recs, state,
+                     tuple(notices), timings)
+
+    def explain(self, facts: list[Facts], state, notices) -> tuple[list[str], list[str]]:
+        templates = [template_explanation(f) for f in facts]
+        if self.explain_mode != "llm" or self.backend is None:
+            return templates, ["template"] * len(facts)
+        try:
+            drafts = self.backend.generate([explanation_messages(f) for f in facts],
+                                           self.max_explain_tokens)
+        except Exception as e:  # backend boundary, as above
+            log.warning("explanation generation failed: %s", e)
+            notices.append(DEGRADED_EXPLAIN)
+            return templates, ["template"] * len(facts)
+        texts, sources = [], []
+        for f, draft, fallback in zip(facts, drafts, templates):
+            draft = " ".join(draft.split())
+            problems = check_explanation(draft, f, state, self.catalog.items, self.title_index,
+                                         self.known_people)
+            if problems:
+                log.info("explanation for %s rejected: %s", f.item.label, problems)
+            texts.append(fallback if problems else draft)
+            sources.append("template" if problems else "llm")
+        return texts, sources
+
+
+class _RetrievalOnly:
+    """A ranked entry built from a retrieval candidate when the LLM is unavailable."""
+
+    def __init__(self, c):
+        self.item_id, self.score, self.retrieval_score, self.llm_score = c.item_id, c.score, c.score, None
+
+
+def render_text(recs, state: DialogueState, items) -> str:
+    lines = [describe(state, items) + "."]
+    for k, r in enumerate(recs, 1):
+        lines.append(f"{k}. {r.item.label} — {r.explanation}")
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""Candidate retrieval: a semantic Chroma query with filters, plus co-watched items.
+
+The two lists are fused by reciprocal rank (RRF), which needs no calibration
+between a cosine similarity and a co-occurrence score.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from agent.state import chroma_where, satisfies
+from agent.types import Candidate, DialogueState
+
+RRF_K = 60  # the usual constant; damps the weight of the very first ranks
+POOL = 50  # items taken from each source before fusion
+
+
+class Retriever(Protocol):
+    def retrieve(self, state: DialogueState, n: int) -> list[Candidate]: ...
+
+
+SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "popular": 0.3}
+
+
+def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
+             weights: dict[str, float] | None = None) -> list[Candidate]:
+    """Weighted reciprocal-rank fusion of ``[(item_id, raw_score)]`` lists, best first.
+
+    >>> [c.item_id for c in rrf_fuse({"a": [(1, .9), (2, .8)], "b": [(2, 5.0), (3, 1.0)]}, 3)]
+    [2, 1, 3]
+    """
+    weights = weights or {}
+    scores: dict[int, float] = {}
+    raw: dict[int, dict[str, float]] = {}
+    for source, ranked in ranked_lists.items():
+        w = weights.get(source, 1.0)
+        for rank, (item_id, value) in enumerate(ranked):
+            scores[item_id] = scores.get(item_id, 0.0) + w / (RRF_K + rank + 1)
+            raw.setdefault(item_id, {})[source] = value
+    order = sorted(scores, key=lambda i: (-scores[i], i))[:n]
+    return [Candidate(i, scores[i], tuple(sorted(raw[i])), raw[i].get("semantic"),
+                      raw[i].get("cowatch")) for i in order]
+
+
+class HybridRetriever:
+    """Chroma semantic search + co-watch neighbours of the liked items."""
+
+    def __init__(self, collection, embedder, catalog):
+        self.collection = collection
+        self.embedder = embedder
+        self.catalog = catalog
+
+    def query_vector(self, state: DialogueState) -> np.ndarray | None:
+        """Mean of the request text's embedding and the liked items' embeddings."""
+        vectors = []
+        if state.liked:
+            got = self.collection.get(ids=[str(i) for i in state.liked], include=["embeddings"])
+            vectors += [np.asarray(e, dtype=np.float32) for e in got["embeddings"]]
+        words = [g for g in state.genres] + ([state.query] if state.query.strip() else [])
+        if words:
+            vectors.append(self.embedder.encode([" ".join(words)])[0])
+        if not vectors:
+            return None
+        v = np.mean(vectors, axis=0)
+        return v / (np.linalg.norm(v) or 1.0)
+
+    def semantic(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
+        vector = self.query_vector(state)
+        where = chroma_where(state)
+        if vector is None:  # nothing to search by: most popular items that fit
+            return self.popular(state, n)
+        res = self.collection.query(query_embeddings=[vector], n_results=n, where=where,
+                                    include=["distances", "metadatas"])
+        return [(int(m["item_id"]), 1.0 - float(d))
+                for m, d in zip(res["metadatas"][0], res["distances"][0])]
+
+    def cowatched(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
+        if not state.liked:
+            return []
+        pool = self.catalog.cowatched_with(state.liked, n * 10)
+        return [(i, s) for i, s in pool if satisfies(self.catalog.get(i), state)][:n]
+
+    def popular(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
+        fits = [it for it in self.catalog.items.values() if satisfies(it, state)]
+        fits.sort(key=lambda it: (-it.popularity, it.id))
+        return [(it.id, float(it.popularity)) for it in fits[:n]]
+
+    def retrieve(self, state: DialogueState, n: int) -> list[Candidate]:
+        """Fuse the semantic, co-watch and popularity lists (each ``pool`` long).
+
+        Popularity gets a third of the weight: it breaks ties towards items many people
+        liked without letting the head crowd out the rest."""
+        pool = max(n, POOL)
+        lists = {"semantic": self.semantic(state, pool), "cowatch": self.cowatched(state, pool),
+                 "popular": self.popular(state, pool)}
+        return rrf_fuse({k: v for k, v in lists.items() if v}, n, SOURCE_WEIGHTS)

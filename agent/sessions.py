@@ -1,0 +1,84 @@
+"""Durable sessions: dialogue state and turns in SQLite (WAL)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from agent.errors import InputError
+from agent.types import DialogueState
+
+_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS turns (
+    session_id TEXT NOT NULL REFERENCES sessions(id), idx INTEGER NOT NULL,
+    message TEXT NOT NULL, reply TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (session_id, idx));
+"""
+
+
+def check_session_id(session_id: str) -> str:
+    if not isinstance(session_id, str) or not _ID.match(session_id):
+        raise InputError("a session id is 1-64 letters, digits, '.', '_' or '-'")
+    return session_id
+
+
+class SessionStore:
+    """One SQLite file; each method is one short transaction."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        with self._connect() as con:
+            con.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self):
+        """A connection for one transaction: committed on success, always closed."""
+        con = sqlite3.connect(self.path, timeout=10)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives a crash
+            with con:
+                yield con
+        finally:
+            con.close()
+
+    def create(self, session_id: str | None = None) -> str:
+        session_id = check_session_id(session_id) if session_id else uuid.uuid4().hex
+        now = time.time()
+        with self._connect() as con:
+            con.execute("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)",
+                        (session_id, json.dumps(DialogueState().to_dict()), now, now))
+        return session_id
+
+    def load(self, session_id: str) -> DialogueState | None:
+        with self._connect() as con:
+            row = con.execute("SELECT state FROM sessions WHERE id = ?",
+                              (check_session_id(session_id),)).fetchone()
+        return DialogueState.from_dict(json.loads(row[0])) if row else None
+
+    def save_turn(self, session_id: str, message: str, reply_json: dict, state: DialogueState) -> None:
+        now = time.time()
+        with self._connect() as con:
+            con.execute("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)",
+                        (session_id, json.dumps(state.to_dict()), now, now))
+            (n,) = con.execute("SELECT COUNT(*) FROM turns WHERE session_id = ?",
+                               (session_id,)).fetchone()
+            con.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)",
+                        (session_id, n, message, json.dumps(reply_json), now))
+            con.execute("UPDATE sessions SET state = ?, updated = ? WHERE id = ?",
+                        (json.dumps(state.to_dict()), now, session_id))
+
+    def turns(self, session_id: str) -> list[dict]:
+        with self._connect() as con:
+            rows = con.execute("SELECT message, reply FROM turns WHERE session_id = ? ORDER BY idx",
+                               (check_session_id(session_id),)).fetchall()
+        return [{"message": m, "reply": json.loads(r)} for m, r in rows]

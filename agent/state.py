@@ -1,0 +1,248 @@
+"""Turn a user message into dialogue state, deterministically.
+
+The parser finds catalog titles (liked or disliked), genres (wanted or
+excluded) and release-year bounds. The state is immutable: ``merge`` builds
+the next turn's state from the previous one and the parsed message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agent.datasets import ML_GENRES
+from agent.linking import Mention, TitleIndex
+from agent.types import DialogueState, Item
+
+MAX_MESSAGE_CHARS = 2000
+
+GENRE_WORDS = {
+    "Action": ["action", "explosive", "shoot-em-up"],
+    "Adventure": ["adventure", "adventures", "adventurous", "quest"],
+    "Animation": ["animation", "animated", "cartoon", "cartoons", "anime", "pixar"],
+    "Children's": ["children's", "childrens", "kids", "kid", "family", "children"],
+    "Comedy": ["comedy", "comedies", "funny", "hilarious", "laugh", "rom-com", "romcom"],
+    "Crime": ["crime", "gangster", "heist", "mafia", "mob"],
+    "Documentary": ["documentary", "documentaries", "docs"],
+    "Drama": ["drama", "dramas", "dramatic"],
+    "Fantasy": ["fantasy", "magic", "magical", "fairy tale"],
+    "Film-Noir": ["film-noir", "film noir", "noir"],
+    "Horror": ["horror", "scary", "gory", "gore", "slasher", "creepy", "frightening"],
+    "Musical": ["musical", "musicals"],
+    "Mystery": ["mystery", "mysteries", "whodunit", "detective"],
+    "Romance": ["romance", "romantic", "love story", "rom-com", "romcom"],
+    "Sci-Fi": ["sci-fi", "scifi", "sci fi", "science fiction", "science-fiction", "space"],
+    "Thriller": ["thriller", "thrillers", "suspense", "suspenseful", "tense"],
+    "War": ["war"],
+    "Western": ["western", "westerns", "cowboy", "cowboys"],
+}
+
+NEGATIONS = re.compile(
+    r"\b(no|not|nothing|without|avoid|except|never|less|hate|hated|dislike|disliked|"
+    r"don't|dont|do not|didn't|didnt|did not|isn't|wasn't|can't stand|anything but|"
+    r"skip|none of|no more)\b[^,.;!?]*$", re.I)
+CLAUSE_BREAK = re.compile(r"[,.;!?]|\bbut\b|\bthough\b|\bhowever\b|\bwhile\b", re.I)
+
+# Words that say nothing about taste; what is left of a message after removing
+# them, titles, genres and years is its semantic query ("mind-bending heist").
+FILLER = set("""
+a an the and or but if then so to of in on at for from with without by about as into like
+i i'm im me my we us our you your it its it's this that these those there here is are was
+were be been being am do does did done have has had can could would should will shall may
+might must please thanks thank hi hello hey ok okay yes no not nothing any anything some
+something someone one ones more less most very really just also too again still even
+want wanted wanna need looking look recommend recommendation recommendations suggest
+suggestion suggestions give show find tell watch watching watched see seen saw movie movies
+film films flick flicks pick picks good great nice best fine cool what which who how when
+where why all other else kind sort type tonight today now time loved love liked enjoyed
+enjoy hate hated dislike disliked prefer rather maybe perhaps decade decades year years
+old older new newer recent released release between before after since until era
+""".split())
+
+DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950,
+                "sixties": 1960, "seventies": 1970, "eighties": 1980, "nineties": 1990}
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    liked: tuple[int, ...] = ()
+    disliked: tuple[int, ...] = ()
+    genres: tuple[str, ...] = ()
+    excluded_genres: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+    query: str = ""
+    mentions: tuple[Mention, ...] = ()
+
+
+def _negated(text: str, pos: int) -> bool:
+    """True when a negation cue comes before ``pos`` within the same clause."""
+    before = text[:pos]
+    breaks = list(CLAUSE_BREAK.finditer(before))
+    clause = before[breaks[-1].end():] if breaks else before
+    return bool(NEGATIONS.search(clause))
+
+
+def _genres(text: str) -> tuple[list[str], list[str]]:
+    wanted, excluded = [], []
+    for genre, words in GENRE_WORDS.items():
+        for w in words:
+            for m in re.finditer(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", text, re.I):
+                (excluded if _negated(text, m.start()) else wanted).append(genre)
+    excluded = list(dict.fromkeys(excluded))
+    wanted = [g for g in dict.fromkeys(wanted) if g not in excluded]
+    return wanted, excluded
+
+
+def _decade(token: str) -> int | None:
+    token = token.lower().lstrip("'’")
+    m = re.fullmatch(r"(19|20)?(\d)0[’']?s", token)
+    if m:
+        if m[1]:
+            return int(m[1] + m[2] + "0")
+        d = int(m[2])
+        return 2000 + d * 10 if d <= 1 else 1900 + d * 10
+    return DECADE_WORDS.get(token)
+
+
+def _years(text: str) -> tuple[int | None, int | None]:
+    t = text.lower()
+    m = re.search(r"\bbetween\s+(\d{4})\s+and\s+(\d{4})\b", t) or \
+        re.search(r"\b(\d{4})\s*(?:-|–|to)\s*(\d{4})\b", t)
+    if m:
+        a, b = sorted((int(m[1]), int(m[2])))
+        return a, b
+    lo = hi = None
+    for m in re.finditer(r"(?<![\w])(?:the\s+)?((?:19|20)?\d0[’']?s|'\d0s|’\d0s|"
+                         + "|".join(DECADE_WORDS) + r")(?![\w])", t):
+        d = _decade(m.group(1))
+        if d is not None:
+            lo = d if lo is None else min(lo, d)
+            hi = d + 9 if hi is None else max(hi, d + 9)
+    for m in re.finditer(r"\b(before|earlier than|older than|prior to|pre|until|up to|through)"
+                         r"[\s-]+(\d{4})\b", t):
+        y = int(m[2])
+        hi = y - 1 if m[1] in ("before", "earlier than", "older than", "prior to", "pre") else y
+    for m in re.finditer(r"\b(after|since|newer than|later than|post|from)[\s-]+(\d{4})\b", t):
+        y = int(m[2])
+        if m[1] == "from" and not re.search(r"\bfrom[\s-]+\d{4}\s*(on|onwards|onward)\b", t):
+            lo = hi = y  # "from 1994" = released in 1994
+        else:
+            lo = y + 1 if m[1] in ("after", "newer than", "later than", "post") else y
+    if lo is None and hi is None:
+        m = re.search(r"\bin\s+(19\d\d|20\d\d)\b", t)
+        if m:
+            lo = hi = int(m[1])
+    return lo, hi
+
+
+def parse_message(text: str, index: TitleIndex) -> ParsedMessage:
+    """Parse one message. Titles are found first and blanked out before the
+    genre and year rules run, so "2001: A Space Odyssey" is a title, not a year."""
+    mentions = index.find(text)
+    liked, disliked = [], []
+    rest = list(text)
+    for m in mentions:
+        (disliked if _negated(text, m.start) else liked).append(m.item_id)
+        rest[m.start:m.end] = " " * (m.end - m.start)
+    rest_text = "".join(rest)
+    wanted, excluded = _genres(rest_text)
+    lo, hi = _years(rest_text)
+    return ParsedMessage(tuple(dict.fromkeys(liked)), tuple(dict.fromkeys(disliked)),
+                         tuple(wanted), tuple(excluded), lo, hi,
+                         content_words(rest_text), tuple(mentions))
+
+
+def content_words(text: str) -> str:
+    """The words of ``text`` that carry taste: no filler, genre words, years or decades.
+
+    >>> content_words("I want something mind-bending and twisty from the 90s, no horror")
+    'mind-bending twisty'
+    """
+    genre_words = {w for words in GENRE_WORDS.values() for w in words}
+    out = []
+    for tok in re.findall(r"[\w'’-]+", text.lower()):
+        tok = tok.strip("'’-")
+        if not tok or tok in FILLER or tok in genre_words or tok in DECADE_WORDS:
+            continue
+        if re.fullmatch(r"\d+s?|'?\d0s", tok):
+            continue
+        out.append(tok)
+    return " ".join(out)
+
+
+def merge(state: DialogueState, parsed: ParsedMessage) -> DialogueState:
+    """The next state: likes and dislikes accumulate (the newest statement wins),
+    genres accumulate, and new year bounds replace old ones."""
+    liked = [i for i in state.liked if i not in parsed.disliked] + list(parsed.liked)
+    disliked = [i for i in state.disliked if i not in parsed.liked] + list(parsed.disliked)
+    excluded = [g for g in state.excluded_genres if g not in parsed.genres] + list(parsed.excluded_genres)
+    genres = [g for g in state.genres if g not in parsed.excluded_genres] + list(parsed.genres)
+    year_min, year_max = state.year_min, state.year_max
+    if parsed.year_min is not None or parsed.year_max is not None:
+        year_min, year_max = parsed.year_min, parsed.year_max
+    return state.with_changes(
+        liked=tuple(dict.fromkeys(liked)), disliked=tuple(dict.fromkeys(disliked)),
+        genres=tuple(dict.fromkeys(genres)), excluded_genres=tuple(dict.fromkeys(excluded)),
+        year_min=year_min, year_max=year_max, query=parsed.query)
+
+
+def satisfies(item: Item, state: DialogueState) -> bool:
+    """Whether ``item`` meets the hard constraints (the same rules as ``chroma_where``)."""
+    if item.id in state.liked or item.id in state.disliked or item.id in state.shown:
+        return False
+    if state.year_min is not None and (item.year is None or item.year < state.year_min):
+        return False
+    if state.year_max is not None and (item.year is None or item.year > state.year_max):
+        return False
+    if any(g in item.genres for g in state.excluded_genres):
+        return False
+    if state.genres and not any(g in item.genres for g in state.genres):
+        return False
+    return True
+
+
+def genre_field(genre: str) -> str:
+    """Metadata key of a genre flag: ``Sci-Fi`` -> ``g_sci_fi``."""
+    return "g_" + re.sub(r"[^a-z]+", "_", genre.lower()).strip("_")
+
+
+def chroma_where(state: DialogueState) -> dict | None:
+    """A Chroma ``where`` filter equivalent to ``satisfies``."""
+    clauses: list[dict] = []
+    excluded_ids = list(dict.fromkeys(state.liked + state.disliked + state.shown))
+    if excluded_ids:
+        clauses.append({"item_id": {"$nin": excluded_ids}})
+    if state.year_min is not None:
+        clauses.append({"year": {"$gte": state.year_min}})
+    if state.year_max is not None:
+        clauses.append({"year": {"$lte": state.year_max}})
+    clauses += [{genre_field(g): False} for g in state.excluded_genres]
+    if len(state.genres) == 1:
+        clauses.append({genre_field(state.genres[0]): True})
+    elif state.genres:
+        clauses.append({"$or": [{genre_field(g): True} for g in state.genres]})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def describe(state: DialogueState, items: dict[int, Item]) -> str:
+    """The state in plain words: ``Looking for: Sci-Fi, 1990-1999, like Alien; not Horror``."""
+    parts = []
+    if state.genres:
+        parts.append(" or ".join(state.genres))
+    if state.year_min is not None and state.year_max is not None:
+        parts.append(str(state.year_min) if state.year_min == state.year_max
+                     else f"released {state.year_min}-{state.year_max}")
+    elif state.year_min is not None:
+        parts.append(f"released {state.year_min} or later")
+    elif state.year_max is not None:
+        parts.append(f"released {state.year_max} or earlier")
+    if state.liked:
+        parts.append("like " + ", ".join(items[i].title for i in state.liked if i in items))
+    text = ", ".join(parts) if parts else "anything"
+    avoid = list(state.excluded_genres) + [items[i].title for i in state.disliked if i in items]
+    if avoid:
+        text += "; not " + ", ".join(avoid)
+    return "Looking for: " + text

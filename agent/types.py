@@ -1,0 +1,128 @@
+"""Plain data shared across the agent: items, candidates, dialogue state, replies."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalog item with the facts explanations may state."""
+
+    id: int
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    director: tuple[str, ...] = ()
+    cast: tuple[str, ...] = ()
+    runtime: int | None = None
+    country: str | None = None
+    language: str | None = None
+    popularity: int = 0
+
+    @property
+    def label(self) -> str:
+        """Title with year, as shown to users: ``Alien (1979)``."""
+        return f"{self.title} ({self.year})" if self.year else self.title
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Item:
+        return cls(
+            id=int(d["id"]),
+            title=d["title"],
+            year=d.get("year"),
+            genres=tuple(d.get("genres", ())),
+            director=tuple(d.get("director", ())),
+            cast=tuple(d.get("cast", ())),
+            runtime=d.get("runtime"),
+            country=d.get("country"),
+            language=d.get("language"),
+            popularity=int(d.get("popularity", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An item proposed by retrieval, with where it came from and how strongly."""
+
+    item_id: int
+    score: float
+    sources: tuple[str, ...]
+    semantic: float | None = None
+    cowatch: float | None = None
+
+
+@dataclass(frozen=True)
+class DialogueState:
+    """What the user has told us so far. Immutable: each turn makes a new one."""
+
+    liked: tuple[int, ...] = ()
+    disliked: tuple[int, ...] = ()
+    genres: tuple[str, ...] = ()
+    excluded_genres: tuple[str, ...] = ()
+    year_min: int | None = None
+    year_max: int | None = None
+    shown: tuple[int, ...] = ()
+    query: str = ""
+
+    def with_changes(self, **kw) -> DialogueState:
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DialogueState:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown state fields: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended catalog item with its ranking scores and explanation."""
+
+    item: Item
+    score: float
+    explanation: str
+    explanation_source: str  # "llm" or "template"
+    retrieval_score: float = 0.0
+    llm_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The agent's answer to one user message."""
+
+    text: str
+    recommendations: tuple[Recommendation, ...]
+    state: DialogueState
+    notices: tuple[str, ...] = ()
+    timings: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The shape ``tailor ask --json`` prints and the API returns."""
+        return {
+            "text": self.text,
+            "items": [
+                {
+                    "id": r.item.id,
+                    "title": r.item.title,
+                    "year": r.item.year,
+                    "genres": list(r.item.genres),
+                    "director": list(r.item.director),
+                    "score": round(r.score, 4),
+                    "explanation": r.explanation,
+                    "explanation_source": r.explanation_source,
+                }
+                for r in self.recommendations
+            ],
+            "state": self.state.to_dict(),
+            "notices": list(self.notices),
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }

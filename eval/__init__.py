@@ -1,0 +1,1 @@
+"""Offline evaluation suite (not built yet; see the issue tracker)."""

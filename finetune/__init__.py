@@ -1,0 +1,1 @@
+"""LoRA / QLoRA fine-tuning on interaction data (not built yet; see the issue tracker)."""

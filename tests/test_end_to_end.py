@@ -1,0 +1,88 @@
+"""End-to-end on the real assets: MovieLens-100K, SmolLM2-135M-Instruct, MiniLM, Chroma."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agent.explain import check_explanation, gather_facts
+
+pytestmark = pytest.mark.assets
+ISSUE_QUERY = "I loved Alien and Blade Runner, something from the 90s"
+
+
+@pytest.fixture(scope="module")
+def recommender(real_settings):
+    from agent.build import build_recommender
+
+    return build_recommender(real_settings, log=lambda m: None)
+
+
+def assert_faithful(rec, reply):
+    for r in reply.recommendations:
+        assert rec.catalog.get(r.item.id) == r.item  # a catalog item, with catalog facts
+        facts = gather_facts(r.item, reply.state, rec.catalog.items, rec.catalog.cowatch)
+        problems = check_explanation(r.explanation, facts, reply.state, rec.catalog.items,
+                                     rec.title_index, rec.known_people)
+        assert problems == [], (r.item.label, r.explanation, problems)
+
+
+def test_assets_are_verified(real_settings):
+    from agent.assets import verify_manifest
+
+    assert verify_manifest(real_settings.models_dir / "smollm2-135m-instruct")
+    assert verify_manifest(real_settings.models_dir / "all-minilm-l6-v2")
+
+
+def test_cli_ask_json_answers_the_issue_example(real_settings):
+    env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "ask", ISSUE_QUERY, "--json"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    reply = json.loads(out.stdout)
+    items = reply["items"]
+    assert len(items) == 3
+    titles = {it["title"] for it in items}
+    assert not titles & {"Alien", "Blade Runner"}
+    for it in items:
+        assert set(it) >= {"id", "title", "year", "genres", "score", "explanation"}
+        assert 1990 <= it["year"] <= 1999 and it["explanation"]
+    assert reply["state"]["year_min"] == 1990 and len(reply["state"]["liked"]) == 2
+
+
+def test_turn_is_faithful_and_in_catalog(recommender):
+    reply = recommender.turn(ISSUE_QUERY)
+    liked = {recommender.catalog.get(i).title for i in reply.state.liked}
+    assert liked == {"Alien", "Blade Runner"}
+    assert len(reply.recommendations) == 3
+    assert all(1990 <= r.item.year <= 1999 for r in reply.recommendations)
+    assert all(r.llm_score is not None for r in reply.recommendations)  # the LLM ranked them
+    assert_faithful(recommender, reply)
+
+
+def test_llm_written_explanations_are_checked_or_replaced(recommender):
+    recommender.explain_mode = "llm"
+    try:
+        reply = recommender.turn("a funny romantic movie before 1980, no horror")
+    finally:
+        recommender.explain_mode = "template"
+    assert {r.explanation_source for r in reply.recommendations} <= {"llm", "template"}
+    assert all(r.item.year < 1980 and "Horror" not in r.item.genres for r in reply.recommendations)
+    assert_faithful(recommender, reply)
+
+
+def test_session_continues_across_invocations(real_settings, tmp_path):
+    env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
+    sid = f"e2e-{os.getpid()}"
+    shown = []
+    for message in ("something like Toy Story", "more please, but from before 1995"):
+        out = subprocess.run([sys.executable, "-m", "agent.cli", "ask", message, "--session", sid,
+                              "--json"], capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        reply = json.loads(out.stdout)
+        ids = [it["id"] for it in reply["items"]]
+        assert ids and not set(ids) & set(shown)
+        shown += ids
+    assert reply["state"]["year_max"] == 1994 and len(reply["state"]["liked"]) == 1

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from agent.llm.fake import FakeBackend
+from agent.ranking import LABELS, VerbalizerRanker, build_messages, candidate_line
+from agent.types import Candidate, DialogueState
+from tests.tiny_lm import tiny_model_and_tokenizer
+
+
+@pytest.fixture(scope="module")
+def local_backend():
+    from agent.llm.local import LocalBackend
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    return LocalBackend(model=model, tokenizer=tokenizer)
+
+
+def full_forward_logprobs(backend, messages, labels):
+    """Reference: one uncached forward pass over the whole prompt."""
+    import torch
+
+    ids = backend._prompt_ids(messages)
+    with torch.inference_mode():
+        logits = backend.model(input_ids=torch.tensor([ids])).logits[0, -1]
+    lp = torch.log_softmax(logits, -1)
+    return [lp[backend.tokenizer.convert_tokens_to_ids(label)].item() for label in labels]
+
+
+def test_verbalizer_reads_next_token_logprobs_of_labels(local_backend):
+    messages = [{"role": "user", "content": "which letter ? A action B comedy"}]
+    got = local_backend.label_logprobs(messages, ["A", "B", "C"])
+    assert got == pytest.approx(full_forward_logprobs(local_backend, messages, ["A", "B", "C"]),
+                                abs=1e-5)
+    assert all(x < 0 for x in got) and len(set(got)) == 3
+
+
+def test_prefix_cache_gives_the_same_scores_and_is_reused(local_backend, catalog):
+    state = DialogueState(liked=(1,))
+    lines = [candidate_line(LABELS[k], catalog.get(i), 1, 1, k) for k, i in enumerate((3, 8, 11))]
+    messages = build_messages(state, lines, catalog.items, few_shot=True)
+    assert len(messages) == 8  # system + 3 demos (user, assistant) + request
+    first = local_backend.label_logprobs(messages, LABELS[:3])
+    cached_prefix = local_backend._prefix[0]
+    second = local_backend.label_logprobs(messages, LABELS[:3])
+    assert local_backend._prefix[0] is cached_prefix  # not recomputed
+    reference = full_forward_logprobs(local_backend, messages, LABELS[:3])
+    assert first == pytest.approx(reference, abs=1e-4) and second == pytest.approx(first, abs=1e-6)
+
+
+def test_multi_token_label_is_rejected(local_backend):
+    from agent.errors import BackendError
+
+    with pytest.raises(BackendError, match="tokens"):
+        local_backend.label_ids(["A."])
+
+
+def test_batched_generation_returns_one_text_per_conversation(local_backend):
+    out = local_backend.generate([[{"role": "user", "content": "a"}],
+                                  [{"role": "user", "content": "the movie is"}]], max_new_tokens=3)
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+
+
+def cands(*ids):
+    return [Candidate(i, 1.0 / (k + 1), ("semantic",)) for k, i in enumerate(ids)]
+
+
+def test_fusion_lets_a_confident_llm_reorder_but_not_add(catalog):
+    # The LLM strongly prefers the third candidate (label C).
+    backend = FakeBackend(scorer=lambda m, labels: [-5.0, -5.0, -0.1][: len(labels)])
+    ranked = VerbalizerRanker(backend, catalog, n_llm=3, weight=2.0).rank(DialogueState(), cands(3, 8, 11))
+    assert [r.item_id for r in ranked] == [11, 3, 8]
+    assert {r.item_id for r in ranked} == {3, 8, 11}
+
+
+def test_weight_zero_is_pure_retrieval_order(catalog):
+    backend = FakeBackend(scorer=lambda m, labels: [-9.0, -1.0, -0.1])
+    ranked = VerbalizerRanker(backend, catalog, n_llm=3, weight=0.0).rank(DialogueState(), cands(3, 8, 11))
+    assert [r.item_id for r in ranked] == [3, 8, 11]
+
+
+def test_candidates_beyond_the_llm_window_keep_retrieval_order_below(catalog):
+    backend = FakeBackend(scorer=lambda m, labels: list(np.linspace(-3, -1, len(labels))))
+    ranked = VerbalizerRanker(backend, catalog, n_llm=2, weight=1.0).rank(DialogueState(), cands(3, 8, 11, 12))
+    assert [r.item_id for r in ranked][2:] == [11, 12]
+    assert ranked[1].score > ranked[2].score > ranked[3].score
+    assert ranked[2].llm_score is None
+
+
+def test_prompt_carries_evidence_and_constraints(catalog):
+    backend = FakeBackend()
+    state = DialogueState(liked=(1,), excluded_genres=("Horror",), year_min=1990, year_max=1999)
+    VerbalizerRanker(backend, catalog, n_llm=2, few_shot=False).rank(state, cands(3, 8))
+    messages = backend.calls[0][1]
+    assert len(messages) == 2
+    prompt = messages[-1]["content"]
+    assert "User likes: Alien (1979)" in prompt
+    assert "no Horror" in prompt and "released 1990-1999" in prompt
+    assert "A. Terminator 2: Judgment Day (1991) | Action, Sci-Fi, Thriller | co-watched" in prompt

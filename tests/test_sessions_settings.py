@@ -1,0 +1,45 @@
+import pytest
+
+from agent.errors import ConfigError, InputError
+from agent.sessions import SessionStore
+from agent.settings import Settings
+from agent.types import DialogueState
+
+
+def test_session_state_survives_a_new_store(tmp_path):
+    store = SessionStore(tmp_path / "s.sqlite3")
+    sid = store.create("abc")
+    state = DialogueState(liked=(1, 2), shown=(5,), year_min=1990)
+    store.save_turn(sid, "hi", {"text": "x"}, state)
+    again = SessionStore(tmp_path / "s.sqlite3")
+    assert again.load("abc") == state
+    assert again.turns("abc") == [{"message": "hi", "reply": {"text": "x"}}]
+    assert again.load("nope") is None
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "../etc", "x" * 65, "'; DROP TABLE sessions;--"])
+def test_bad_session_ids_are_rejected(tmp_path, bad):
+    with pytest.raises(InputError):
+        SessionStore(tmp_path / "s.sqlite3").load(bad)
+
+
+def test_settings_from_env_with_overrides(tmp_path):
+    s = Settings.from_env({"TAILOR_HOME": str(tmp_path), "TAILOR_TOP_K": "5",
+                           "TAILOR_LLM_WEIGHT": "0.25", "PATH": "/bin"}, rank_mode="zero")
+    assert s.home == tmp_path and s.top_k == 5 and s.llm_weight == 0.25 and s.rank_mode == "zero"
+    assert s.data_dir() == tmp_path / "data" / "ml-100k"
+
+
+@pytest.mark.parametrize("env,match", [
+    ({"TAILOR_TOPK": "3"}, "unknown setting TAILOR_TOPK"),
+    ({"TAILOR_TOP_K": "three"}, "not a valid int"),
+    ({"TAILOR_DATASET": "netflix"}, "dataset must be"),
+    ({"TAILOR_TOP_K": "30"}, "top_k"),
+])
+def test_bad_settings_are_clear_errors(env, match):
+    with pytest.raises(ConfigError, match=match):
+        Settings.from_env(env)
+
+
+def test_chroma_url_unset_is_none():
+    assert Settings.from_env({"TAILOR_CHROMA_URL": ""}).chroma_url is None
