@@ -98,9 +98,25 @@ class VerbalizerRanker:
     """Reorders the first ``n_llm`` candidates with the LLM; the rest keep retrieval order."""
 
     def __init__(self, backend, catalog, n_llm: int = 20, weight: float = 0.5,
-                 few_shot: bool = True):
+                 few_shot: bool = True, calibrate: bool = True):
         self.backend, self.catalog = backend, catalog
         self.n_llm, self.weight, self.few_shot = n_llm, weight, few_shot
+        self.calibrate = calibrate
+        self._priors: dict[tuple[int, bool], np.ndarray] = {}
+
+    def label_prior(self, n: int) -> np.ndarray:
+        """Label log-probabilities for a content-free prompt with ``n`` "N/A" candidates.
+
+        Small models prefer some letters whatever the candidates (mostly "A");
+        subtracting this prior ("contextual calibration", Zhao et al. 2021)
+        removes that position bias. Computed once per list length and mode.
+        """
+        key = (n, self.few_shot)
+        if key not in self._priors:
+            lines = [f"{LABELS[k]}. N/A" for k in range(n)]
+            messages = build_messages(DialogueState(), lines, {}, self.few_shot)
+            self._priors[key] = np.array(self.backend.label_logprobs(messages, LABELS[:n]))
+        return self._priors[key]
 
     def messages(self, state: DialogueState, cands: list[Candidate]) -> list[dict]:
         liked = list(state.liked)
@@ -118,6 +134,8 @@ class VerbalizerRanker:
         retr = np.array([c.score for c in head])
         llm = np.array(self.backend.label_logprobs(self.messages(state, head),
                                                    LABELS[: len(head)]))
+        if self.calibrate:
+            llm = llm - self.label_prior(len(head))
         fused = zscore(retr) + self.weight * zscore(llm)
         order = np.argsort(-fused, kind="stable")
         out = [Ranked(head[k].item_id, float(fused[k]), head[k].score, float(llm[k])) for k in order]

@@ -1,4 +1,5 @@
-"""Candidate retrieval: a semantic Chroma query with filters, plus co-watched items.
+"""Candidate retrieval: a semantic Chroma query with filters, items co-watched with
+the liked ones, items sharing their catalog facts, and popular items that fit.
 
 The two lists are fused by reciprocal rank (RRF), which needs no calibration
 between a cosine similarity and a co-occurrence score.
@@ -21,7 +22,7 @@ class Retriever(Protocol):
     def retrieve(self, state: DialogueState, n: int) -> list[Candidate]: ...
 
 
-SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "popular": 0.3}
+SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "content": 1.0, "popular": 0.3}
 
 
 def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
@@ -45,7 +46,7 @@ def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
 
 
 class HybridRetriever:
-    """Chroma semantic search + co-watch neighbours of the liked items."""
+    """Chroma semantic search + co-watch + content overlap + popularity, fused."""
 
     def __init__(self, collection, embedder, catalog):
         self.collection = collection
@@ -82,6 +83,27 @@ class HybridRetriever:
         pool = self.catalog.cowatched_with(state.liked, n * 10)
         return [(i, s) for i, s in pool if satisfies(self.catalog.get(i), state)][:n]
 
+    def content(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
+        """Items whose catalog facts overlap the liked items': genre Jaccard, plus a
+        shared director (+0.5) or cast member (+0.25); popularity breaks ties."""
+        liked = [self.catalog.get(i) for i in state.liked if i in self.catalog]
+        if not liked:
+            return []
+        scored = []
+        for it in self.catalog.items.values():
+            if not satisfies(it, state):
+                continue
+            score = 0.0
+            for lk in liked:
+                union = set(it.genres) | set(lk.genres)
+                score += len(set(it.genres) & set(lk.genres)) / len(union) if union else 0.0
+                score += 0.5 * bool(set(it.director) & set(lk.director))
+                score += 0.25 * bool(set(it.cast) & set(lk.cast))
+            if score > 0:
+                scored.append((score / len(liked), it.popularity, it.id))
+        scored.sort(reverse=True)
+        return [(i, s) for s, _, i in scored[:n]]
+
     def popular(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
         fits = [it for it in self.catalog.items.values() if satisfies(it, state)]
         fits.sort(key=lambda it: (-it.popularity, it.id))
@@ -94,5 +116,5 @@ class HybridRetriever:
         liked without letting the head crowd out the rest."""
         pool = max(n, POOL)
         lists = {"semantic": self.semantic(state, pool), "cowatch": self.cowatched(state, pool),
-                 "popular": self.popular(state, pool)}
+                 "content": self.content(state, pool), "popular": self.popular(state, pool)}
         return rrf_fuse({k: v for k, v in lists.items() if v}, n, SOURCE_WEIGHTS)

@@ -93,3 +93,14 @@ def test_missing_index_is_a_clear_error(client):
 
     with pytest.raises(AssetError, match="tailor index"):
         open_collection(client, HashEmbedder(), "nothing-here")
+
+
+def test_content_source_scores_shared_facts(client, catalog):
+    emb = HashEmbedder()
+    build_index(client, catalog, emb, "tiny", log=lambda m: None)
+    retriever = HybridRetriever(open_collection(client, emb, "tiny"), emb, catalog)
+    ranked = retriever.content(DialogueState(liked=(1,)), 3)
+    # Alien 3: 3 of 4 genres shared (0.75) + Sigourney Weaver (0.25) = 1.0;
+    # Aliens: 3 of 5 genres (0.6) + cast (0.25) = 0.85; Terminator 2: 3 of 4 = 0.75.
+    assert [i for i, _ in ranked] == [7, 11, 3]
+    assert ranked[0][1] == pytest.approx(1.0)

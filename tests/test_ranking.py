@@ -67,7 +67,8 @@ def cands(*ids):
 def test_fusion_lets_a_confident_llm_reorder_but_not_add(catalog):
     # The LLM strongly prefers the third candidate (label C).
     backend = FakeBackend(scorer=lambda m, labels: [-5.0, -5.0, -0.1][: len(labels)])
-    ranked = VerbalizerRanker(backend, catalog, n_llm=3, weight=2.0).rank(DialogueState(), cands(3, 8, 11))
+    ranked = VerbalizerRanker(backend, catalog, n_llm=3, weight=2.0, calibrate=False).rank(
+        DialogueState(), cands(3, 8, 11))
     assert [r.item_id for r in ranked] == [11, 3, 8]
     assert {r.item_id for r in ranked} == {3, 8, 11}
 
@@ -80,7 +81,8 @@ def test_weight_zero_is_pure_retrieval_order(catalog):
 
 def test_candidates_beyond_the_llm_window_keep_retrieval_order_below(catalog):
     backend = FakeBackend(scorer=lambda m, labels: list(np.linspace(-3, -1, len(labels))))
-    ranked = VerbalizerRanker(backend, catalog, n_llm=2, weight=1.0).rank(DialogueState(), cands(3, 8, 11, 12))
+    ranked = VerbalizerRanker(backend, catalog, n_llm=2, weight=1.0, calibrate=False).rank(
+        DialogueState(), cands(3, 8, 11, 12))
     assert [r.item_id for r in ranked][2:] == [11, 12]
     assert ranked[1].score > ranked[2].score > ranked[3].score
     assert ranked[2].llm_score is None
@@ -96,3 +98,21 @@ def test_prompt_carries_evidence_and_constraints(catalog):
     assert "User likes: Alien (1979)" in prompt
     assert "no Horror" in prompt and "released 1990-1999" in prompt
     assert "A. Terminator 2: Judgment Day (1991) | Action, Sci-Fi, Thriller | co-watched" in prompt
+
+
+def test_calibration_removes_a_label_bias_that_ignores_content(catalog):
+    def scorer(messages, labels):
+        content_free = "A. N/A" in messages[-1]["content"]
+        bias = np.array([-0.5, -3.0, -3.0])  # the model likes "A" whatever it is shown
+        return list(bias if content_free else bias + np.array([0.0, 0.0, 1.0]))
+
+    backend = FakeBackend(scorer=scorer)
+    raw = VerbalizerRanker(backend, catalog, n_llm=3, weight=5.0, calibrate=False)
+    assert raw.rank(DialogueState(), cands(3, 8, 11))[0].item_id == 3  # the bias wins
+    ranker = VerbalizerRanker(backend, catalog, n_llm=3, weight=5.0)
+    ranked = ranker.rank(DialogueState(), cands(3, 8, 11))
+    assert ranked[0].item_id == 11  # the content signal wins
+    assert ranked[0].llm_score == pytest.approx(1.0)
+    n_calls = len(backend.calls)
+    ranker.rank(DialogueState(), cands(3, 8, 11))
+    assert len(backend.calls) == n_calls + 1  # the prior is computed once, then cached
