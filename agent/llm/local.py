@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from agent.errors import BackendError
@@ -31,7 +32,7 @@ class LocalBackend:
                                                          use_safetensors=True)
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.name = str(model_path or getattr(model.config, "_name_or_path", "local"))
+        self.name = Path(str(model_path or getattr(model.config, "_name_or_path", "local"))).name
         self._label_ids: dict[tuple[str, ...], list[int]] = {}
         self._prefix: tuple[tuple[int, ...], object] | None = None  # (token ids, KV cache)
 
