@@ -145,6 +145,19 @@ def cmd_demo(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_eval(settings: Settings, args) -> int:
+    from pathlib import Path
+
+    from eval.run import run_evaluation
+
+    from eval.run import DEFAULT_SYSTEMS
+
+    report = run_evaluation(settings, args.systems or DEFAULT_SYSTEMS, Path(args.out), args.users, args.seed, log=_log)
+    _log(f"report written to {args.out}/report.json, report.md, accuracy_vs_tail.png "
+         f"({report['wall_time_s']:.0f}s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational movie "
                                 "recommender that only recommends catalog items.",
@@ -175,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_ask)
     s = sub.add_parser("chat", help="chat in the terminal")
     s.set_defaults(func=cmd_chat)
+    s = sub.add_parser("eval", help="offline evaluation: accuracy, long tail, validity")
+    s.add_argument("--systems", default=None,
+                   help="comma-separated: popularity, itemknn, sasrec, retrieval, hybrid, "
+                        "llm-zero, llm-few, llm-lora, llm-lora-tail[:strength] "
+                        "(default: popularity,itemknn,retrieval,hybrid,llm-zero,llm-few)")
+    s.add_argument("--out", default="out/eval", help="report folder (default out/eval)")
+    s.add_argument("--users", type=int, help="evaluate a fixed-seed sample of N test users")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_eval)
     s = sub.add_parser("demo", help="start the Gradio chat UI")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=7860)

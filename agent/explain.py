@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from agent.datasets import ML_GENRES
+from agent.enrich import title_key
 from agent.state import GENRE_WORDS
 from agent.types import DialogueState, Item
 
@@ -96,8 +97,10 @@ def template_explanation(f: Facts) -> str:
         name, role, liked = f.shared_people[0]
         first.append(f"{name} {'directed' if role == 'director' else 'is in'} both this and {liked.title}")
     if f.shared_genres:
-        first.append(f"like {_join([i.title for i in f.genre_sources[:2]])} it is "
-                     f"{_join([g.lower() if g != 'Sci-Fi' else g for g in f.shared_genres[:3]])}")
+        named = {p[2].id for p in f.shared_people[:1]}
+        sources = [i.title for i in f.genre_sources if i.id not in named][:2]
+        genres = _join([g.lower() if g != "Sci-Fi" else g for g in f.shared_genres[:3]])
+        first.append(f"like {_join(sources)} it is {genres}" if sources else f"it is also {genres}")
     elif f.meets_genre:
         first.append(f"it is {_join(f.meets_genre)}, as you asked")
     if not first and f.cowatched_with:
@@ -136,31 +139,39 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
         problems.append("too long")
     if not text.rstrip().endswith((".", "!")):
         problems.append("unfinished sentence")
-    if len(re.findall(r"[.!?](?:\s|$)", text)) > 2:
+    liked_items = [items[i] for i in state.liked if i in items]
+    # Titles and names the text may state; blanked out before looking for other titles,
+    # counting sentences or repeats ("Dr. Strangelove", "Michael Bay" are not claims).
+    allowed = [f.item.title, *(lk.title for lk in liked_items), *f.item.director, *f.item.cast]
+    for lk in liked_items:
+        allowed += [*lk.director, *lk.cast]
+    blank = _blank(text, allowed)
+    if len(re.findall(r"[.!?](?:\s|$)", blank)) > 2:
         problems.append("more than two sentences")
     if re.search(r"\b(movie|facts?|title)\s*:", text, re.I) or "\n" in text.strip():
         problems.append("echoes the prompt")
-    words = re.findall(r"[a-z0-9']+", text.lower())
+    words = re.findall(r"[a-z0-9']+", blank.lower())
     grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
     if len(grams) != len(set(grams)):
         problems.append("repeats itself")
     grounding = " ".join(f.lines()).lower() + " " + " ".join(
-        f"{lk.title} {' '.join(lk.genres)}" for lk in (items[i] for i in state.liked if i in items)).lower()
-    unsupported = [w for w in set(words) if w not in grounding and w not in _GLUE and len(w) > 2]
+        f"{lk.title} {' '.join(lk.genres)}" for lk in liked_items).lower()
+    unsupported = [w for w in set(re.findall(r"[a-z0-9']+", text.lower()))
+                   if w not in grounding and w not in _GLUE and len(w) > 2]
     if len(unsupported) > 3:
         problems.append(f"says things the facts do not: {sorted(unsupported)[:6]}")
-    allowed_titles = {f.item.id, *state.liked}
-    for m in title_index.find(text):
-        if m.item_id not in allowed_titles and _mentions_title(m.text):
+    allowed_keys = {title_key(t) for t in [f.item.title, *(lk.title for lk in liked_items)]}
+    for m in title_index.find(blank):
+        if title_key(items[m.item_id].title) not in allowed_keys and _mentions_title(m.text):
             problems.append(f"names another title: {m.text!r}")
+    for m in title_index.find(text):
         after = re.match(r"\s*\((\d{4})\)", text[m.end:])
         if after and m.item_id in items and items[m.item_id].year != int(after.group(1)):
             problems.append(f"gives {m.text!r} the wrong year")
     for q in _QUOTED.findall(text):
-        hits = title_index.find(q)
-        if not hits or any(h.item_id not in allowed_titles for h in hits):
+        if title_key(q) not in allowed_keys:
             problems.append(f"quotes something that is not the item or a liked title: {q!r}")
-    liked = [items[i] for i in state.liked if i in items]
+    liked = liked_items
     credited = set(f.item.director) | set(f.item.cast)
     for lk in liked:
         credited |= set(lk.director) | set(lk.cast)
@@ -173,7 +184,7 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
         y = int(m.group(1))
         if (m.group(0).endswith("s") and y not in decades) or (not m.group(0).endswith("s") and y not in years):
             problems.append(f"states a year that does not fit: {m.group(0)}")
-    lowered = text.lower()
+    lowered = blank.lower()
     for genre, words in GENRE_WORDS.items():
         if genre in f.item.genres:
             continue
@@ -201,6 +212,13 @@ another one two perfect worth check out give try here there classic era decade y
 released release came out made directed director stars starring star cast features featuring
 genre genres asked request requested want wanted looking often people who viewers audiences
 """.split())
+
+
+def _blank(text: str, phrases) -> str:
+    """``text`` with each phrase (longest first, any case) replaced by ``X``."""
+    for phrase in sorted({p for p in phrases if p}, key=len, reverse=True):
+        text = re.sub(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", "X", text, flags=re.I)
+    return text
 
 
 def _mentions_title(span: str) -> bool:

@@ -64,3 +64,38 @@ def test_checker_rejects_untrue_or_ungrounded_text(ctx, text, problem):
     f = facts_for(catalog, state, 7)
     problems = check_explanation(text, f, state, catalog.items, index, people)
     assert any(problem in p for p in problems), problems
+
+
+def test_names_abbreviations_and_duplicate_titles_are_not_false_alarms():
+    from agent.types import Item
+
+    items = {
+        1: Item(1, "Michael", 1996, ("Comedy",), ("Nora Ephron",), ("John Travolta",)),
+        2: Item(2, "The Rock", 1996, ("Action", "Thriller"), ("Michael Bay",), ("Sean Connery",)),
+        3: Item(3, "Dr. Strangelove or: How I Learned to Stop Worrying and Love the Bomb", 1963,
+                ("Sci-Fi", "War"), ("Stanley Kubrick",), ("Peter Sellers",)),
+        4: Item(4, "Desperate Measures", 1998, ("Crime", "Drama", "Thriller"), (), ()),
+        5: Item(5, "Desperate Measures", 1998, ("Crime", "Drama", "Thriller"), (), ()),
+        6: Item(6, "Con Air", 1997, ("Action", "Thriller"), ("Simon West",), ("Nicolas Cage",)),
+    }
+    index = TitleIndex(list(items.values()))
+    people = {"Michael Bay", "Nora Ephron", "Stanley Kubrick", "Simon West", "John Travolta"}
+    state = DialogueState(liked=(3, 5, 6))
+    f = gather_facts(items[2], state, items, None)
+    text = template_explanation(f)
+    assert "Desperate Measures" in text or "Con Air" in text
+    # "Michael" (in "Michael Bay") is a title too; id 4 duplicates the liked id 5.
+    said = ("Like Desperate Measures and Con Air it is action and thriller. "
+            "Directed by Michael Bay (1996).")
+    assert check_explanation(said, f, state, items, index, people) == []
+    said = "Like Dr. Strangelove or: How I Learned to Stop Worrying and Love the Bomb, it is fun."
+    assert "more than two sentences" not in check_explanation(said, f, state, items, index, people)
+
+
+def test_template_does_not_name_the_same_liked_title_twice(ctx):
+    catalog, _, _, _ = ctx
+    state = DialogueState(liked=(11,))
+    f = facts_for(catalog, state, 3)  # Terminator 2 shares James Cameron and genres with Aliens
+    text = template_explanation(f)
+    assert text.count("Aliens") == 1, text
+    assert text.startswith("James Cameron directed both this and Aliens; it is also")

@@ -1,0 +1,114 @@
+"""Write an evaluation's report: JSON for tools, Markdown for people, PNG plots."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+MAIN_COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "recall@20", "tail_share@10", "coverage@10",
+                "gini@10", "novelty@10", "ild@10", "oov_rate@20", "faithfulness")
+
+
+def git_sha() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_report(out: Path, settings, specs, split, cases, results, seed, users,
+                 wall_time_s: float, conversation: dict | None = None) -> dict:
+    from agent.ranking import RANK_PROMPTS
+    from prompts import prompt_hashes
+
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "dataset": settings.dataset,
+        "protocol": {
+            "split": "leave-one-out by time: last interaction = test, second-last = validation",
+            "main": "full ranking over every item the user has not interacted with",
+            "sampled": "1 target + 99 uniformly sampled unseen items (reported separately); "
+                       "pool systems (hybrid, llm-*) rank the sampled items in the order of "
+                       "their full-ranking pool, then by popularity",
+            "tail": "items outside the most popular ones that make 80% of training interactions",
+            "head_threshold_min_interactions": split.head_threshold,
+            "tail_items": len(split.tail),
+            "test_users_total": len(split.test),
+            "users_evaluated": len(cases),
+            "users_arg": users,
+            "seed": seed,
+        },
+        "config": {k: str(v) for k, v in asdict(settings).items()},
+        "systems_requested": [f"{n}:{a}" if a is not None else n for n, a in specs],
+        "model": settings.model,
+        "adapter": None,
+        "prompt_hashes": prompt_hashes(RANK_PROMPTS),
+        "git_sha": git_sha(),
+        "wall_time_s": wall_time_s,
+        "systems": {r.name: r.to_json() for r in results},
+        "conversation": conversation or {},
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(markdown(report))
+    plot(report, out)
+    return report
+
+
+def markdown(report: dict) -> str:
+    p = report["protocol"]
+    lines = [f"# Evaluation on {report['dataset']}", "",
+             f"{p['split']}; {p['main']}. {p['users_evaluated']} of {p['test_users_total']} "
+             f"test users (seed {p['seed']}). Tail = {p['tail_items']} items (head threshold "
+             f"{p['head_threshold_min_interactions']} interactions). git {report['git_sha']}, "
+             f"{report['wall_time_s']:.0f} s.", "", "## Full ranking", ""]
+    systems = report["systems"]
+    lines.append("| system | " + " | ".join(MAIN_COLUMNS) + " | s/user |")
+    lines.append("|---" * (len(MAIN_COLUMNS) + 2) + "|")
+    for name, r in systems.items():
+        m = r["metrics"]
+        cells = [f"{m[c]:.4f}" if c in m else "–" for c in MAIN_COLUMNS]
+        per_user = r["wall_time_s"] / max(1, r["n_users"])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {per_user:.3f} |")
+    lines += ["", "## Accuracy by target popularity (NDCG@10 / HR@10)", "",
+              "| system | head targets | tail targets |", "|---|---|---|"]
+    for name, r in systems.items():
+        h, t = r["slices"].get("head_targets", {}), r["slices"].get("tail_targets", {})
+        lines.append(f"| {name} | {h.get('ndcg@10', 0):.4f} / {h.get('hr@10', 0):.4f} (n={h.get('n_users', 0)}) "
+                     f"| {t.get('ndcg@10', 0):.4f} / {t.get('hr@10', 0):.4f} (n={t.get('n_users', 0)}) |")
+    lines += ["", "## Sampled 1+99 (not comparable with the full ranking)", "",
+              "| system | ndcg@10 | hr@10 | mrr@10 |", "|---|---|---|---|"]
+    for name, r in systems.items():
+        s = r["sampled_metrics"]
+        if s:
+            lines.append(f"| {name} | {s['ndcg@10']:.4f} | {s['hr@10']:.4f} | {s['mrr@10']:.4f} |")
+    if report.get("conversation"):
+        lines += ["", "## Simulated conversations", "", "```",
+                  json.dumps(report["conversation"], indent=1), "```"]
+    lines += ["", f"Prompt hashes: {report['prompt_hashes']}", ""]
+    return "\n".join(lines)
+
+
+def plot(report: dict, out: Path) -> None:
+    """``accuracy_vs_tail.png``: NDCG@10 against tail share@10, one point per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    for name, r in report["systems"].items():
+        m = r["metrics"]
+        ax.scatter(m["tail_share@10"], m["ndcg@10"], s=40)
+        ax.annotate(name, (m["tail_share@10"], m["ndcg@10"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("tail share @10 (higher = more long-tail items)")
+    ax.set_ylabel("NDCG@10 (full ranking)")
+    ax.set_title(f"Accuracy vs long tail — {report['dataset']}, "
+                 f"{report['protocol']['users_evaluated']} users")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_tail.png")
+    plt.close(fig)

@@ -1,0 +1,42 @@
+"""The CI smoke configuration of `tailor eval`: real data and model, a few users."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.assets
+
+
+def test_eval_smoke_writes_a_readable_report(real_settings, tmp_path):
+    out = tmp_path / "eval"
+    env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
+    run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--systems",
+                          "popularity,itemknn,retrieval,hybrid,llm-zero", "--users", "12",
+                          "--seed", "1", "--out", str(out)],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    systems = report["systems"]
+    assert list(systems) == ["popularity", "itemknn", "retrieval", "hybrid", "llm-zero"]
+    for name, r in systems.items():
+        m = r["metrics"]
+        for key in ("ndcg@10", "recall@10", "hr@10", "mrr@10", "tail_share@10", "coverage@10",
+                    "gini@10", "ild@10", "novelty@10", "oov_rate@20"):
+            assert 0.0 <= m[key] <= (20.0 if key.startswith("novelty") else 1.0), (name, key)
+        assert m["oov_rate@20"] == 0.0 and m["history_repeat@20"] == 0.0
+        assert len(r["per_user"]) == 12 and r["sampled_metrics"]["hr@10"] >= m["hr@10"]
+    assert systems["llm-zero"]["metrics"]["faithfulness"] == 1.0
+    assert report["protocol"]["users_evaluated"] == 12 and report["git_sha"]
+    assert set(report["prompt_hashes"]) == {"rank_system", "rank_user", "rank_demos"}
+    assert (out / "report.md").read_text().startswith("# Evaluation on ml-100k")
+    assert (out / "accuracy_vs_tail.png").stat().st_size > 1000
+
+
+def test_unknown_system_is_a_clear_error(real_settings, capsys):
+    from agent.cli import main
+
+    assert main(["eval", "--systems", "popularity,magic"]) == 2
+    assert "unknown system 'magic'" in capsys.readouterr().err
