@@ -152,7 +152,9 @@ def cmd_eval(settings: Settings, args) -> int:
 
     from eval.run import DEFAULT_SYSTEMS
 
-    report = run_evaluation(settings, args.systems or DEFAULT_SYSTEMS, Path(args.out), args.users, args.seed, log=_log)
+    report = run_evaluation(settings, args.systems or DEFAULT_SYSTEMS, Path(args.out), args.users,
+                            args.seed, log=_log, conversation_users=args.dialogues,
+                            llm_users=args.llm_users)
     _log(f"report written to {args.out}/report.json, report.md, accuracy_vs_tail.png "
          f"({report['wall_time_s']:.0f}s)")
     return 0
@@ -196,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="out/eval", help="report folder (default out/eval)")
     s.add_argument("--users", type=int, help="evaluate a fixed-seed sample of N test users")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--llm-users", type=int,
+                   help="evaluate llm-* systems on a fixed-seed subset of N of those users "
+                        "(every system is also reported on that subset)")
+    s.add_argument("--dialogues", type=int, default=20,
+                   help="simulated users for the conversational test of hybrid/llm-* (0 = skip)")
     s.set_defaults(func=cmd_eval)
     s = sub.add_parser("demo", help="start the Gradio chat UI")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

@@ -18,6 +18,7 @@ class SystemResult:
     name: str
     metrics: dict[str, float] = field(default_factory=dict)
     sampled_metrics: dict[str, float] = field(default_factory=dict)
+    subset_metrics: dict[str, float] = field(default_factory=dict)  # on the LLM users' subset
     slices: dict[str, dict[str, float]] = field(default_factory=dict)
     per_user: dict[int, dict[str, float]] = field(default_factory=dict)
     wall_time_s: float = 0.0
@@ -26,6 +27,7 @@ class SystemResult:
 
     def to_json(self) -> dict:
         return {"metrics": self.metrics, "sampled_metrics": self.sampled_metrics,
+                "subset_metrics": self.subset_metrics,
                 "slices": self.slices, "n_users": self.n_users, "wall_time_s": self.wall_time_s,
                 "error": self.error, "per_user": {str(u): v for u, v in self.per_user.items()}}
 

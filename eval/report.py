@@ -20,7 +20,8 @@ def git_sha() -> str | None:
 
 
 def write_report(out: Path, settings, specs, split, cases, results, seed, users,
-                 wall_time_s: float, conversation: dict | None = None) -> dict:
+                 wall_time_s: float, conversation: dict | None = None,
+                 llm_users: int | None = None) -> dict:
     from agent.ranking import RANK_PROMPTS
     from prompts import prompt_hashes
 
@@ -39,6 +40,7 @@ def write_report(out: Path, settings, specs, split, cases, results, seed, users,
             "test_users_total": len(split.test),
             "users_evaluated": len(cases),
             "users_arg": users,
+            "llm_users": llm_users,
             "seed": seed,
         },
         "config": {k: str(v) for k, v in asdict(settings).items()},
@@ -72,6 +74,14 @@ def markdown(report: dict) -> str:
         cells = [f"{m[c]:.4f}" if c in m else "–" for c in MAIN_COLUMNS]
         per_user = r["wall_time_s"] / max(1, r["n_users"])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {per_user:.3f} |")
+    if any(r.get("subset_metrics") for r in systems.values()):
+        lines += ["", "## Every system on the LLM systems' user subset", "",
+                  "| system | users | ndcg@10 | hr@10 | mrr@10 | tail_share@10 |", "|---|---|---|---|---|---|"]
+        for name, r in systems.items():
+            m = r.get("subset_metrics") or {}
+            if m:
+                lines.append(f"| {name} | {report['protocol'].get('llm_users')} | {m['ndcg@10']:.4f} | "
+                             f"{m['hr@10']:.4f} | {m['mrr@10']:.4f} | {m['tail_share@10']:.3f} |")
     lines += ["", "## Accuracy by target popularity (NDCG@10 / HR@10)", "",
               "| system | head targets | tail targets |", "|---|---|---|"]
     for name, r in systems.items():

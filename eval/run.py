@@ -77,8 +77,47 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
     return built, vectors
 
 
+class RetrievalOrder:
+    """A ranker that keeps the retriever's order (the ``hybrid`` system in dialogue)."""
+
+    def rank(self, state, cands):
+        from agent.ranking import Ranked
+
+        return [Ranked(c.item_id, c.score, c.score, None) for c in cands]
+
+
+def run_conversations(built, split, collection, embedder, n_users: int, seed: int,
+                      log=print) -> dict:
+    """Simulated dialogues against the agent for each conversational system."""
+    from tqdm import tqdm
+
+    from agent.linking import TitleIndex
+    from agent.recommender import Recommender
+    from agent.retrieval import HybridRetriever
+    from eval.protocols import sample_users
+    from eval.simulator import simulate, summarize
+
+    cat = split.train_catalog
+    index = TitleIndex(list(cat.items.values()))
+    cases = sample_users(split.test, n_users, seed + 1)
+    out = {}
+    for system in built:
+        if system.name not in ("hybrid", "llm-zero", "llm-few"):
+            continue
+        ranker = RetrievalOrder() if system.name == "hybrid" else system.ranker
+        agent = Recommender(cat, index, HybridRetriever(collection, embedder, cat), ranker,
+                            None, n_candidates=30, top_k=10, explain="template")
+        dialogues = [simulate(agent, c, cat) for c in tqdm(cases, desc=f"dialogues {system.name}",
+                                                           unit="user", leave=False)]
+        out[system.name] = summarize(dialogues)
+        log(f"{system.name}: conversational success@10 within 5 turns "
+            f"{out[system.name]['success@10']:.3f} by turn {out[system.name]['success@10_by_turn']}")
+    return out
+
+
 def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: int,
-                   log=print, backend_factory=None) -> dict:
+                   log=print, backend_factory=None, conversation_users: int = 0,
+                   llm_users: int | None = None) -> dict:
     """Evaluate ``systems`` on ``settings.dataset``; writes ``out/report.{json,md}`` and plots."""
     from agent.catalog import Catalog
     from agent.embeddings import SentenceEmbedder
@@ -104,16 +143,28 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
             return load_backend(settings)
     built, vectors = build_systems(specs, settings, split, collection, embedder,
                                    backend_factory, log)
+    # LLM systems cost a forward pass per user: they may run on a fixed-seed subset,
+    # and every system's metrics on that same subset are reported beside its own.
+    llm_cases = sample_users(cases, llm_users, seed) if llm_users else cases
     results = []
     for system in built:
         explainer = make_explainer(split.train_catalog) if system.name in (
             "hybrid", "llm-zero", "llm-few") else None
-        res = evaluate_system(system, cases, split, vectors, explainer=explainer)
+        own = llm_cases if system.name.startswith("llm") else cases
+        res = evaluate_system(system, own, split, vectors, explainer=explainer)
         log(f"{system.name}: ndcg@10 {res.metrics['ndcg@10']:.4f}  hr@10 {res.metrics['hr@10']:.4f}"
             f"  tail_share@10 {res.metrics['tail_share@10']:.3f}  ({res.wall_time_s:.0f}s)")
         results.append(res)
+    if llm_cases is not cases:
+        subset = {c.user for c in llm_cases}
+        for res in results:
+            rows = [v for u, v in res.per_user.items() if u in subset]
+            res.subset_metrics = {k: float(sum(r[k] for r in rows) / len(rows)) for k in rows[0]}
+    conversation = run_conversations(built, split, collection, embedder, conversation_users,
+                                     seed, log) if conversation_users else {}
     return write_report(out, settings, specs, split, cases, results, seed, users,
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, conversation,
+                        len(llm_cases) if llm_cases is not cases else None)
 
 
 def make_explainer(catalog):

@@ -15,7 +15,7 @@ def test_eval_smoke_writes_a_readable_report(real_settings, tmp_path):
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
     run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--systems",
                           "popularity,itemknn,retrieval,hybrid,llm-zero", "--users", "12",
-                          "--seed", "1", "--out", str(out)],
+                          "--seed", "1", "--dialogues", "2", "--out", str(out)],
                          capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -31,6 +31,11 @@ def test_eval_smoke_writes_a_readable_report(real_settings, tmp_path):
     assert systems["llm-zero"]["metrics"]["faithfulness"] == 1.0
     assert report["protocol"]["users_evaluated"] == 12 and report["git_sha"]
     assert set(report["prompt_hashes"]) == {"rank_system", "rank_user", "rank_demos"}
+    conv = report["conversation"]
+    assert set(conv) == {"hybrid", "llm-zero"}
+    for c in conv.values():
+        assert 0.0 <= c["success@10"] <= 1.0 and len(c["success@10_by_turn"]) == 5
+        assert c["dialogues"] == 2 and c["examples"][0]["messages"]
     assert (out / "report.md").read_text().startswith("# Evaluation on ml-100k")
     assert (out / "accuracy_vs_tail.png").stat().st_size > 1000
 
