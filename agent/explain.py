@@ -127,25 +127,33 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
                       title_index, known_people: set[str]) -> list[str]:
     """Problems with ``text`` as an explanation of ``f.item``; empty means it may be shown.
 
-    Checked: length; every catalog title it names is the item or a liked item;
-    quoted text is such a title; every known person is credited on the item or on
-    a liked item; every year or decade matches the item, a liked item or the
-    request; every genre word is a genre of the item.
+    Checked: form (length, finished, at most two sentences, no prompt echo, no
+    repeats, few words the facts do not support); every catalog title it names
+    is the item or a liked item, with the right year; quoted text is such a
+    title; every known person is credited on the item or a liked item; every
+    year or decade fits the item, a liked item or the request; every genre word
+    is a genre of the item.
     """
-    problems = []
     if not text.strip():
         return ["empty"]
+    liked = [items[i] for i in state.liked if i in items]
+    # Titles and names the text may state; blanked out before looking for other titles,
+    # counting sentences or repeats ("Dr. Strangelove", "Michael Bay" are not claims).
+    allowed = [f.item.title, *f.item.director, *f.item.cast]
+    for lk in liked:
+        allowed += [lk.title, *lk.director, *lk.cast]
+    blank = _blank(text, allowed)
+    return (_form_problems(text, blank, f, liked)
+            + _title_problems(text, blank, f, liked, items, title_index)
+            + _fact_problems(text, blank, f, liked, state, known_people))
+
+
+def _form_problems(text: str, blank: str, f: Facts, liked: list[Item]) -> list[str]:
+    problems = []
     if len(text.split()) > MAX_WORDS:
         problems.append("too long")
     if not text.rstrip().endswith((".", "!")):
         problems.append("unfinished sentence")
-    liked_items = [items[i] for i in state.liked if i in items]
-    # Titles and names the text may state; blanked out before looking for other titles,
-    # counting sentences or repeats ("Dr. Strangelove", "Michael Bay" are not claims).
-    allowed = [f.item.title, *(lk.title for lk in liked_items), *f.item.director, *f.item.cast]
-    for lk in liked_items:
-        allowed += [*lk.director, *lk.cast]
-    blank = _blank(text, allowed)
     if len(re.findall(r"[.!?](?:\s|$)", blank)) > 2:
         problems.append("more than two sentences")
     if re.search(r"\b(movie|facts?|title)\s*:", text, re.I) or "\n" in text.strip():
@@ -155,12 +163,17 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
     if len(grams) != len(set(grams)):
         problems.append("repeats itself")
     grounding = " ".join(f.lines()).lower() + " " + " ".join(
-        f"{lk.title} {' '.join(lk.genres)}" for lk in liked_items).lower()
+        f"{lk.title} {' '.join(lk.genres)}" for lk in liked).lower()
     unsupported = [w for w in set(re.findall(r"[a-z0-9']+", text.lower()))
                    if w not in grounding and w not in _GLUE and len(w) > 2]
     if len(unsupported) > 3:
         problems.append(f"says things the facts do not: {sorted(unsupported)[:6]}")
-    allowed_keys = {title_key(t) for t in [f.item.title, *(lk.title for lk in liked_items)]}
+    return problems
+
+
+def _title_problems(text, blank, f: Facts, liked, items, title_index) -> list[str]:
+    problems = []
+    allowed_keys = {title_key(t) for t in [f.item.title, *(lk.title for lk in liked)]}
     for m in title_index.find(blank):
         if title_key(items[m.item_id].title) not in allowed_keys and _mentions_title(m.text):
             problems.append(f"names another title: {m.text!r}")
@@ -171,7 +184,11 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
     for q in _QUOTED.findall(text):
         if title_key(q) not in allowed_keys:
             problems.append(f"quotes something that is not the item or a liked title: {q!r}")
-    liked = liked_items
+    return problems
+
+
+def _fact_problems(text, blank, f: Facts, liked, state, known_people) -> list[str]:
+    problems = []
     credited = set(f.item.director) | set(f.item.cast)
     for lk in liked:
         credited |= set(lk.director) | set(lk.cast)
@@ -181,15 +198,14 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
     years = {f.item.year} | {lk.year for lk in liked} | {state.year_min, state.year_max}
     decades = {y // 10 * 10 for y in years if y}
     for m in _YEAR.finditer(text):
-        y = int(m.group(1))
-        if (m.group(0).endswith("s") and y not in decades) or (not m.group(0).endswith("s") and y not in years):
+        y, is_decade = int(m.group(1)), m.group(0).endswith("s")
+        if (is_decade and y not in decades) or (not is_decade and y not in years):
             problems.append(f"states a year that does not fit: {m.group(0)}")
     lowered = blank.lower()
     for genre, words in GENRE_WORDS.items():
-        if genre in f.item.genres:
-            continue
-        if any(re.search(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", lowered) for w in words
-               if w in _GENRE_NAMES):
+        if genre not in f.item.genres and any(
+                re.search(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", lowered)
+                for w in words if w in _GENRE_NAMES):
             problems.append(f"calls it {genre}, which it is not")
     return problems
 
