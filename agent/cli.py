@@ -148,9 +148,7 @@ def cmd_demo(settings: Settings, args) -> int:
 def cmd_eval(settings: Settings, args) -> int:
     from pathlib import Path
 
-    from eval.run import run_evaluation
-
-    from eval.run import DEFAULT_SYSTEMS
+    from eval.run import DEFAULT_SYSTEMS, run_evaluation
 
     report = run_evaluation(settings, args.systems or DEFAULT_SYSTEMS, Path(args.out), args.users,
                             args.seed, log=_log, conversation_users=args.dialogues,

@@ -129,6 +129,10 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
 
     specs = parse_systems(systems)
     t0 = time.perf_counter()
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
     catalog = Catalog.load(settings.data_dir())
     split = make_split(catalog, seed=seed)
     cases = sample_users(split.test, users, seed)
