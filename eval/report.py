@@ -109,10 +109,13 @@ def plot(report: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    everyone = report["protocol"]["users_evaluated"]
     for name, r in report["systems"].items():
         m = r["metrics"]
-        ax.scatter(m["tail_share@10"], m["ndcg@10"], s=40)
-        ax.annotate(name, (m["tail_share@10"], m["ndcg@10"]), textcoords="offset points",
+        # Systems run on a user subset are marked: their points are not on the same users.
+        label = name if r["n_users"] == everyone else f"{name} (n={r['n_users']})"
+        ax.scatter(m["tail_share@10"], m["ndcg@10"], s=40, marker="o" if label == name else "^")
+        ax.annotate(label, (m["tail_share@10"], m["ndcg@10"]), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)
     ax.set_xlabel("tail share @10 (higher = more long-tail items)")
     ax.set_ylabel("NDCG@10 (full ranking)")
