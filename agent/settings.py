@@ -37,6 +37,12 @@ class Settings:
     llm_candidates: int = 20
     top_k: int = 3
     threads: int = 0  # 0 = let torch decide
+    # An OpenAI-compatible server (`tailor serve-llm`) instead of the in-process model.
+    # The model or adapter name is always explicit: never "the first one the server lists".
+    llm_url: str | None = None
+    llm_model: str | None = None  # the served model name (vLLM's --served-model-name)
+    adapter: str | None = None  # a LoRA adapter under <home>/adapters, served or loaded by name
+    llm_timeout: float = 4.0  # seconds per server request; keeps a degraded turn under 5 s
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -51,6 +57,23 @@ class Settings:
                 f"(got top_k={self.top_k}, llm_candidates={self.llm_candidates}, "
                 f"candidates={self.candidates})"
             )
+        self._check_llm_server()
+
+    def _check_llm_server(self) -> None:
+        if self.llm_url is not None:
+            if not self.llm_url.startswith(("http://", "https://")):
+                raise ConfigError(f"TAILOR_LLM_URL must be an http(s) URL, not {self.llm_url!r}")
+            if not (self.llm_model or self.adapter):
+                raise ConfigError("TAILOR_LLM_URL needs TAILOR_LLM_MODEL (the served model name) "
+                                  "or TAILOR_ADAPTER (a served adapter name)")
+        elif self.llm_model:
+            raise ConfigError("TAILOR_LLM_MODEL names a model on a server: set TAILOR_LLM_URL "
+                              "too, or use TAILOR_MODEL for the in-process model")
+        if self.llm_model and self.adapter:
+            raise ConfigError("set TAILOR_LLM_MODEL or TAILOR_ADAPTER, not both: an adapter is "
+                              "served under its own name")
+        if not self.llm_timeout > 0:
+            raise ConfigError(f"llm_timeout must be positive seconds, not {self.llm_timeout}")
 
     # Paths under the data home -------------------------------------------------
     @property
@@ -60,6 +83,10 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
 
     def data_dir(self, dataset: str | None = None) -> Path:
         return self.home / "data" / (dataset or self.dataset)
