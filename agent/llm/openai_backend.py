@@ -102,13 +102,9 @@ class OpenAIBackend:
         try:
             return fn()
         except openai.APITimeoutError:
-            self._down_until = time.monotonic() + self.cooldown_s
-            raise BackendError(f"the LLM server at {self.base_url} did not answer {what} within "
-                               f"{self.timeout:g} s (TAILOR_LLM_TIMEOUT)") from None
+            raise self._outage(what, timed_out=True) from None
         except openai.APIConnectionError as e:
-            self._down_until = time.monotonic() + self.cooldown_s
-            raise BackendError(f"cannot reach the LLM server at {self.base_url} ({e}); "
-                               "is `tailor serve-llm` running?") from None
+            raise self._outage(str(e)) from None
         except openai.NotFoundError:
             raise BackendError(f"the server at {self.base_url} does not serve a model named "
                                f"{self.name!r}; check TAILOR_LLM_MODEL / TAILOR_ADAPTER against "
@@ -116,6 +112,15 @@ class OpenAIBackend:
         except openai.APIStatusError as e:
             raise BackendError(f"the LLM server at {self.base_url} answered HTTP "
                                f"{e.status_code} to {what}: {str(e)[:300]}") from None
+
+    def _outage(self, detail: str, timed_out: bool = False) -> BackendError:
+        """Start the fail-fast period and describe what happened."""
+        self._down_until = time.monotonic() + self.cooldown_s
+        if timed_out:
+            return BackendError(f"the LLM server at {self.base_url} did not answer {detail} "
+                                f"within {self.timeout:g} s (TAILOR_LLM_TIMEOUT)")
+        return BackendError(f"cannot reach the LLM server at {self.base_url} ({detail}); "
+                            "is `tailor serve-llm` running?")
 
     def _fail_fast(self) -> None:
         if time.monotonic() < self._down_until:
@@ -134,8 +139,10 @@ class OpenAIBackend:
         except urllib.error.HTTPError:
             return None  # not vLLM: fall back to the top-20 list alone
         except (urllib.error.URLError, OSError) as e:
-            self._down_until = time.monotonic() + self.cooldown_s
-            raise BackendError(f"cannot reach the LLM server at {self.root} ({e})") from None
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, TimeoutError):
+                raise self._outage("a tokenize request", timed_out=True) from None
+            raise self._outage(str(reason)) from None
 
     def label_ids(self, labels: Sequence[str]) -> list[int] | None:
         """Token id of each label (each must be one token), or None if unknown."""
