@@ -43,7 +43,7 @@ def make_backend(settings: Settings):
 
     adapter = adapter_location(settings)
     return LocalBackend(model_location(settings), threads=settings.threads,
-                        adapter_path=str(adapter) if adapter else None)
+                        adapter_path=str(adapter) if adapter else None, quant=settings.quant)
 
 
 def build_recommender(settings: Settings, backend=None, log=print):

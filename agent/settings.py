@@ -16,6 +16,7 @@ from agent.errors import ConfigError
 DEFAULT_MODEL = "smollm2-135m-instruct"  # the bundled asset; any HF id or local path also works
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 DATASETS = ("ml-100k", "ml-1m")
+QUANT_MODES = ("none", "8bit", "4bit")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Settings:
     llm_model: str | None = None  # the served model name (vLLM's --served-model-name)
     adapter: str | None = None  # a LoRA adapter under <home>/adapters, served or loaded by name
     llm_timeout: float = 4.0  # seconds per server request; keeps a degraded turn under 5 s
+    quant: str = "none"  # in-process weights: "none" (fp32), "8bit" or "4bit" (bitsandbytes nf4)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -72,6 +74,11 @@ class Settings:
         if self.llm_model and self.adapter:
             raise ConfigError("set TAILOR_LLM_MODEL or TAILOR_ADAPTER, not both: an adapter is "
                               "served under its own name")
+        if self.quant not in QUANT_MODES:
+            raise ConfigError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}")
+        if self.quant != "none" and self.llm_url:
+            raise ConfigError("TAILOR_QUANT applies to the in-process model; a server quantizes "
+                              "with its own flags (tailor serve-llm -- --quantization ...)")
         if not self.llm_timeout > 0:
             raise ConfigError(f"llm_timeout must be positive seconds, not {self.llm_timeout}")
 

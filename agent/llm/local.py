@@ -17,10 +17,12 @@ class LocalBackend:
         threads: torch intra-op threads; 0 leaves torch's default.
         model / tokenizer: already-loaded objects (tests pass tiny random models).
         adapter_path: a peft LoRA adapter folder to apply on top of the model.
+        quant: ``"none"`` (fp32), ``"8bit"`` or ``"4bit"`` (nf4): bitsandbytes weights,
+            which its CPU backend runs too.
     """
 
     def __init__(self, model_path: str | None = None, threads: int = 0, model=None, tokenizer=None,
-                 adapter_path: str | None = None):
+                 adapter_path: str | None = None, quant: str = "none"):
         import torch
 
         if threads:
@@ -31,7 +33,11 @@ class LocalBackend:
             tokenizer = AutoTokenizer.from_pretrained(model_path)
             # trust_remote_code stays off: only architectures transformers ships are loaded.
             model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32,
-                                                         use_safetensors=True)
+                                                         use_safetensors=True,
+                                                         **quantization_kwargs(quant))
+        if adapter_path and quant != "none":
+            raise BackendError("an adapter on a quantized model is not merged in-process; use "
+                               "TAILOR_QUANT=none with TAILOR_ADAPTER")
         if adapter_path:
             from peft import PeftModel
 
@@ -115,3 +121,24 @@ class LocalBackend:
                                       max_new_tokens=max_new_tokens, do_sample=False,
                                       pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
         return [self.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+
+def quantization_kwargs(quant: str) -> dict:
+    """``from_pretrained`` arguments for a bitsandbytes mode (``{}`` for ``"none"``)."""
+    if quant == "none":
+        return {}
+    import warnings
+
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quant == "4bit":
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                    bnb_4bit_compute_dtype=torch.float32)
+    elif quant == "8bit":
+        config = BitsAndBytesConfig(load_in_8bit=True)
+        # bitsandbytes warns on every 8-bit matmul that it casts fp32 inputs to fp16.
+        warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+    else:
+        raise BackendError(f"quant must be none, 8bit or 4bit, not {quant!r}")
+    return {"quantization_config": config, "device_map": "cpu"}
