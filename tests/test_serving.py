@@ -166,3 +166,17 @@ def test_serve_llm_without_a_model_names_the_fix(tmp_path):
                          text=True, env=env, timeout=60)
     assert out.returncode == 2 and "run `tailor assets`" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_serve_llm_passes_flags_after_double_dash_to_vllm(monkeypatch, tmp_path):
+    import agent.serving
+    from agent.cli import main
+
+    seen = {}
+    monkeypatch.setattr(agent.serving, "serve_until_interrupted",
+                        lambda settings, **kw: seen.update(kw) or 0)
+    monkeypatch.setenv("TAILOR_HOME", str(tmp_path))
+    assert main(["serve-llm", "--port", "8123", "--eager", "--",
+                 "--quantization", "awq", "--tensor-parallel-size", "2"]) == 0
+    assert seen["port"] == 8123 and seen["eager"] is True
+    assert seen["extra_args"] == ["--quantization", "awq", "--tensor-parallel-size", "2"]
