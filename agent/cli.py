@@ -154,6 +154,19 @@ def cmd_serve_llm(settings: Settings, args) -> int:
                                    kv_cache_gib=args.kv_cache_gib, extra_args=extra, log=_log)
 
 
+def cmd_quantize_llm(settings: Settings, args) -> int:
+    from pathlib import Path
+
+    from agent.build import model_location
+    from agent.quantize import quantize_w8a8
+
+    src = Path(model_location(settings))
+    dst = Path(args.out) if args.out else settings.models_dir / f"{src.name}-w8a8"
+    quantize_w8a8(src, dst, log=_log)
+    _log(f"serve it with: TAILOR_MODEL={dst} tailor serve-llm")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational movie "
                                 "recommender that only recommends catalog items.",
@@ -198,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("vllm_args", nargs=argparse.REMAINDER,
                    help="after --, extra vLLM flags (e.g. -- --quantization awq)")
     s.set_defaults(func=cmd_serve_llm)
+    s = sub.add_parser("quantize-llm", help="write an INT8 W8A8 copy of the chat model that "
+                       "vLLM serves on CPU")
+    s.add_argument("--out", help="output folder (default: <models>/<model>-w8a8)")
+    s.set_defaults(func=cmd_quantize_llm)
     return p
 
 

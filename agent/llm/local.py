@@ -127,7 +127,7 @@ def quantization_kwargs(quant: str) -> dict:
     """``from_pretrained`` arguments for a bitsandbytes mode (``{}`` for ``"none"``)."""
     if quant == "none":
         return {}
-    import warnings
+    import logging
 
     import torch
     from transformers import BitsAndBytesConfig
@@ -137,8 +137,8 @@ def quantization_kwargs(quant: str) -> dict:
                                     bnb_4bit_compute_dtype=torch.float32)
     elif quant == "8bit":
         config = BitsAndBytesConfig(load_in_8bit=True)
-        # bitsandbytes warns on every 8-bit matmul that it casts fp32 inputs to fp16.
-        warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+        # bitsandbytes logs a warning on every 8-bit matmul that it casts fp32 inputs to fp16.
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
     else:
         raise BackendError(f"quant must be none, 8bit or 4bit, not {quant!r}")
     return {"quantization_config": config, "device_map": "cpu"}
