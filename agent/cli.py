@@ -18,7 +18,7 @@ EPILOG = """Settings also come from TAILOR_* environment variables (flags win):
   or a GroupLens zip path/URL), TAILOR_CHROMA_URL (use a Chroma server), TAILOR_RANK_MODE,
   TAILOR_LLM_WEIGHT, TAILOR_EXPLAIN, TAILOR_CANDIDATES, TAILOR_LLM_CANDIDATES,
   TAILOR_TOP_K, TAILOR_THREADS; TAILOR_LLM_URL with TAILOR_LLM_MODEL or TAILOR_ADAPTER
-  (rank with a model server, e.g. `tailor serve-llm`), TAILOR_LLM_TIMEOUT.
+  (rank with a model server, e.g. `tailor serve-llm`), TAILOR_LLM_TIMEOUT, TAILOR_QUANT.
 
 First run: `tailor setup` (fetch weights and data, build the index), then
 `tailor ask "I loved Alien and Blade Runner, something from the 90s"`."""
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--wait", type=float, default=600, help="seconds to wait for /health (600)")
     s.add_argument("--eager", action="store_true",
-                   help="skip torch.compile: starts in ~40 s instead of 60-110 s on CPU")
+                   help="skip torch.compile: a faster cold start, no compile cache to fill")
     s.add_argument("--kv-cache-gib", type=int, default=1, help="KV cache size on CPU (1 GiB)")
     s.add_argument("vllm_args", nargs=argparse.REMAINDER,
                    help="after --, extra vLLM flags (e.g. -- --quantization awq)")
