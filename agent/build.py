@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from agent.errors import AssetError
 from agent.settings import Settings
+
+
+def model_location(settings: Settings) -> str:
+    """The configured chat model as a local folder (bundled, verified) or a Hugging Face id."""
+    from agent.assets import DEFAULT_MODEL, verify_manifest
+
+    if settings.model != DEFAULT_MODEL:
+        return settings.model
+    path = settings.models_dir / DEFAULT_MODEL
+    if not verify_manifest(path):
+        raise AssetError(f"the model in {path} is missing or damaged; run `tailor assets`")
+    return str(path)
+
+
+def adapter_location(settings: Settings) -> Path | None:
+    """The folder of ``settings.adapter`` under the adapters dir, or None when unset."""
+    if not settings.adapter:
+        return None
+    path = settings.adapters_dir / settings.adapter
+    if not (path / "adapter_config.json").is_file():
+        raise AssetError(f"no LoRA adapter named {settings.adapter!r}: {path} has no "
+                         "adapter_config.json")
+    return path
+
+
+def make_backend(settings: Settings):
+    """The ``ChatBackend`` the settings ask for: a server (``TAILOR_LLM_URL``) or in-process."""
+    if settings.llm_url:
+        from agent.llm.openai_backend import OpenAIBackend
+
+        # A served adapter is asked for by its own name (vLLM's --lora-modules NAME=PATH).
+        return OpenAIBackend(settings.llm_url, settings.adapter or settings.llm_model,
+                             timeout=settings.llm_timeout)
+    from agent.llm.local import LocalBackend
+
+    adapter = adapter_location(settings)
+    return LocalBackend(model_location(settings), threads=settings.threads,
+                        adapter_path=str(adapter) if adapter else None, quant=settings.quant)
 
 
 def build_recommender(settings: Settings, backend=None, log=print):
     """Load the catalog, open the index and the model, and return a ``Recommender``.
 
     Args:
-        backend: a ``ChatBackend`` to use instead of loading the configured model.
+        backend: a ``ChatBackend`` to use instead of the one the settings configure.
     """
     from agent.assets import prepare_embedder
     from agent.catalog import Catalog
@@ -25,7 +65,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
     embedder = SentenceEmbedder(str(prepare_embedder(settings, log)))
     collection = open_collection(make_client(settings), embedder, settings.dataset)
     if backend is None:
-        backend = load_backend(settings)
+        backend = make_backend(settings)
     ranker = VerbalizerRanker(backend, catalog, n_llm=settings.llm_candidates,
                               weight=settings.llm_weight, few_shot=settings.rank_mode == "few")
     return Recommender(catalog, TitleIndex(list(catalog.items.values())),
@@ -33,17 +73,3 @@ def build_recommender(settings: Settings, backend=None, log=print):
                        n_candidates=settings.candidates, top_k=settings.top_k,
                        explain=settings.explain)
 
-
-def load_backend(settings: Settings):
-    """The configured chat model (in-process)."""
-    from agent.assets import DEFAULT_MODEL, verify_manifest
-    from agent.llm.local import LocalBackend
-
-    if settings.model == DEFAULT_MODEL:
-        path = settings.models_dir / DEFAULT_MODEL
-        if not verify_manifest(path):
-            raise AssetError(f"the model in {path} is missing or damaged; run `tailor assets`")
-        model = str(path)
-    else:
-        model = settings.model
-    return LocalBackend(model, threads=settings.threads)

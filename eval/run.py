@@ -142,9 +142,9 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
     collection = open_collection(make_client(settings), embedder, settings.dataset)
     if backend_factory is None:
         def backend_factory():
-            from agent.build import load_backend
+            from agent.build import make_backend
 
-            return load_backend(settings)
+            return make_backend(settings)
     built, vectors = build_systems(specs, settings, split, collection, embedder,
                                    backend_factory, log)
     # LLM systems cost a forward pass per user: they may run on a fixed-seed subset,

@@ -1,0 +1,203 @@
+"""A ``ChatBackend`` over an OpenAI-compatible server (vLLM's, from ``tailor serve-llm``).
+
+The prompts are the same messages the in-process backend gets; the server
+applies the model's own chat template, so both score the same token sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence
+
+from agent.errors import BackendError
+from agent.llm.base import Message
+
+TOP_LOGPROBS = 20  # the most the OpenAI API allows; vLLM's default --max-logprobs too
+
+
+def api_urls(url: str) -> tuple[str, str]:
+    """``(base_url for the client, server root)`` from a URL with or without ``/v1``.
+
+    >>> api_urls("http://127.0.0.1:8000")
+    ('http://127.0.0.1:8000/v1', 'http://127.0.0.1:8000')
+    >>> api_urls("http://127.0.0.1:8000/v1/")
+    ('http://127.0.0.1:8000/v1', 'http://127.0.0.1:8000')
+    """
+    url = url.rstrip("/")
+    root = url[: -len("/v1")] if url.endswith("/v1") else url
+    return root + "/v1", root
+
+
+def label_scores(top: dict[str, float], labels: Sequence[str]) -> tuple[list[float], int]:
+    """Each label's log-probability from a ``{token: logprob}`` top list.
+
+    A label missing from the list gets the list's lowest log-probability (its
+    true value is at most that). Returns the scores and how many were floored.
+
+    >>> label_scores({"A": -0.5, "The": -1.0, "B": -2.0}, ["A", "B", "C"])
+    ([-0.5, -2.0, -2.0], 1)
+    """
+    if not top:
+        raise BackendError("the server returned no log-probabilities; ranking needs a server "
+                           "that supports `logprobs` and `top_logprobs`")
+    floor = min(top.values())
+    scores = [top.get(label, floor) for label in labels]
+    return scores, sum(label not in top for label in labels)
+
+
+class OpenAIBackend:
+    """Chat model behind an OpenAI-compatible HTTP API.
+
+    ``label_logprobs`` asks for one token with ``logprobs`` and
+    ``top_logprobs=20`` and reads each label's log-probability off that list.
+    On a vLLM server it also sends the labels' token ids as
+    ``logprob_token_ids`` (ids from the server's ``/tokenize``), so every label
+    comes back with its exact value; on other servers a label outside the
+    top 20 gets the lowest listed log-probability as a floor (an upper bound:
+    such labels tie at the bottom of the ranking).
+
+    Failures (unreachable, slower than ``timeout``, HTTP errors) raise
+    ``BackendError``, which the recommender turns into retrieval order plus a
+    notice. After a connection failure or a timeout the backend fails fast for
+    ``cooldown_s`` so that one turn never waits for a dead server twice.
+
+    Args:
+        url: the server's URL, with or without ``/v1``.
+        model: the served model or LoRA adapter name to ask for (never guessed).
+        timeout: seconds per request, connection included.
+        cooldown_s: how long to fail fast after the server was unreachable or too slow.
+        client: an ``openai.OpenAI``-like object (unit tests pass a fake).
+        tokenize: ``text -> token ids`` for the labels; default asks vLLM's ``/tokenize``.
+    """
+
+    def __init__(self, url: str, model: str, timeout: float = 4.0, cooldown_s: float = 30.0,
+                 client=None, tokenize: Callable[[str], list[int] | None] | None = None):
+        if not model:
+            raise BackendError("an OpenAI-compatible backend needs an explicit model or adapter name")
+        self.base_url, self.root = api_urls(url)
+        self.name = model
+        self.timeout, self.cooldown_s = timeout, cooldown_s
+        if client is None:
+            from openai import OpenAI
+
+            # Retries would multiply the timeout; the recommender has its own fallback.
+            client = OpenAI(base_url=self.base_url, api_key="EMPTY", timeout=timeout,
+                            max_retries=0)
+        self.client = client
+        self.tokenize = tokenize or self._vllm_tokenize
+        self._label_ids: dict[tuple[str, ...], list[int] | None] = {}
+        self._down_until = 0.0
+        self.floored = 0  # labels scored with the floor in the last label_logprobs call
+
+    # HTTP ----------------------------------------------------------------------
+    def _call(self, fn: Callable, what: str):
+        """Run one API call, mapping every failure to ``BackendError``."""
+        import openai
+
+        self._fail_fast()
+        try:
+            return fn()
+        except openai.APITimeoutError:
+            raise self._outage(what, timed_out=True) from None
+        except openai.APIConnectionError as e:
+            raise self._outage(str(e)) from None
+        except openai.NotFoundError:
+            raise BackendError(f"the server at {self.base_url} does not serve a model named "
+                               f"{self.name!r}; check TAILOR_LLM_MODEL / TAILOR_ADAPTER against "
+                               f"{self.base_url}/models") from None
+        except openai.APIStatusError as e:
+            raise BackendError(f"the LLM server at {self.base_url} answered HTTP "
+                               f"{e.status_code} to {what}: {str(e)[:300]}") from None
+
+    def _outage(self, detail: str, timed_out: bool = False) -> BackendError:
+        """Start the fail-fast period and describe what happened."""
+        self._down_until = time.monotonic() + self.cooldown_s
+        if timed_out:
+            return BackendError(f"the LLM server at {self.base_url} did not answer {detail} "
+                                f"within {self.timeout:g} s (TAILOR_LLM_TIMEOUT)")
+        return BackendError(f"cannot reach the LLM server at {self.base_url} ({detail}); "
+                            "is `tailor serve-llm` running?")
+
+    def _fail_fast(self) -> None:
+        if time.monotonic() < self._down_until:
+            raise BackendError(f"the LLM server at {self.base_url} failed moments ago; "
+                               f"not retrying for {self._down_until - time.monotonic():.0f} s")
+
+    def _vllm_tokenize(self, text: str) -> list[int] | None:
+        """Token ids from vLLM's ``/tokenize``; None when the server has no such endpoint."""
+        body = json.dumps({"model": self.name, "prompt": text,
+                           "add_special_tokens": False}).encode()
+        req = urllib.request.Request(self.root + "/tokenize", data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return list(json.loads(r.read())["tokens"])
+        except urllib.error.HTTPError:
+            return None  # not vLLM: fall back to the top-20 list alone
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, TimeoutError):
+                raise self._outage("a tokenize request", timed_out=True) from None
+            raise self._outage(str(reason)) from None
+
+    def label_ids(self, labels: Sequence[str]) -> list[int] | None:
+        """Token id of each label (each must be one token), or None if unknown."""
+        key = tuple(labels)
+        if key not in self._label_ids:
+            ids = []
+            for label in labels:
+                toks = self.tokenize(label)
+                if toks is None:
+                    ids = None
+                    break
+                if len(toks) != 1:
+                    raise BackendError(f"label {label!r} is {len(toks)} tokens for this model")
+                ids.append(toks[0])
+            self._label_ids[key] = ids
+        return self._label_ids[key]
+
+    # ChatBackend ---------------------------------------------------------------
+    def label_logprobs(self, messages: Sequence[Message], labels: Sequence[str]) -> list[float]:
+        self._fail_fast()
+        ids = self.label_ids(labels)
+        extra = {"logprob_token_ids": ids} if ids else None
+        resp = self._call(lambda: self.client.chat.completions.create(
+            model=self.name, messages=list(messages), max_tokens=1, temperature=0.0,
+            logprobs=True, top_logprobs=TOP_LOGPROBS, extra_body=extra), "a ranking request")
+        try:
+            entries = resp.choices[0].logprobs.content[0].top_logprobs
+        except (AttributeError, IndexError, TypeError):
+            entries = []
+        scores, self.floored = label_scores({e.token: e.logprob for e in entries}, labels)
+        return scores
+
+    def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[str]:
+        if not conversations:
+            return []
+
+        def one(conv):
+            resp = self._call(lambda: self.client.chat.completions.create(
+                model=self.name, messages=list(conv), max_tokens=max_new_tokens,
+                temperature=0.0), "a generation request")
+            return (resp.choices[0].message.content or "").strip()
+
+        # Concurrent requests let the server batch them.
+        with ThreadPoolExecutor(max_workers=min(len(conversations), 8)) as pool:
+            return list(pool.map(one, conversations))
+
+    def stream(self, messages: Sequence[Message], max_new_tokens: int) -> Iterator[str]:
+        """Yield the reply's text piece by piece as the server produces it."""
+        chunks = self._call(lambda: self.client.chat.completions.create(
+            model=self.name, messages=list(messages), max_tokens=max_new_tokens,
+            temperature=0.0, stream=True), "a streaming request")
+        it = iter(chunks)
+        while True:
+            chunk = self._call(lambda: next(it, None), "a streamed chunk")
+            if chunk is None:
+                return
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content
