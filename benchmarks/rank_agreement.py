@@ -79,6 +79,8 @@ def main(argv=None) -> None:
     p.add_argument("--llm-url")
     p.add_argument("--llm-model")
     p.add_argument("--out", help="write per-case results as JSON here")
+    p.add_argument("--reuse", help="take systems already measured from this --out file "
+                   "(the cases must be the same)")
     args = p.parse_args(argv)
 
     from agent.build import build_recommender
@@ -89,7 +91,17 @@ def main(argv=None) -> None:
     rec = build_recommender(settings, backend=FakeBackend(), log=lambda m: None)
     cases = make_cases(rec.catalog, rec.retriever, args.cases)
     systems = ["fp32"] + [s for s in args.systems if s != "fp32"]
-    results = {s: run(s, backend_for(s, settings, args), rec.catalog, cases) for s in systems}
+    keys = [[list(state.liked), [c.item_id for c in cands]] for state, cands in cases]
+    results = {}
+    if args.reuse:
+        with open(args.reuse) as f:
+            old = json.load(f)
+        if old.get("cases") != keys:
+            raise SystemExit(f"{args.reuse} was measured on other cases")
+        results = {s: old["results"][s] for s in systems if s in old["results"]}
+    for s in systems:
+        if s not in results:
+            results[s] = run(s, backend_for(s, settings, args), rec.catalog, cases)
     print(f"\n{len(cases)} cases; rank call = one ranking prompt after the cached prefix\n")
     print("| system | median s/rank | mean s/rank | Spearman vs fp32 (mean / min) "
           "| same top-1 | top-3 overlap |\n|---|---|---|---|---|---|")
@@ -100,7 +112,7 @@ def main(argv=None) -> None:
               f"/ {c['spearman_min']:.3f} | {c['top1_same']:.0%} | {c['top3_overlap']:.0%} |")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"systems": systems, "results": results}, f)
+            json.dump({"systems": systems, "cases": keys, "results": results}, f)
 
 
 if __name__ == "__main__":
