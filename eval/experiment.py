@@ -36,12 +36,9 @@ def case_metrics(ranked: list[int], case: Case, split: Split, vectors, catalog_i
                  n_users: int, pop: dict[int, int]) -> dict[str, float]:
     """Every per-list metric for one user's ranked list."""
     rel = {case.target}
-    out = {}
+    out = sampled_case_metrics(ranked, case)
     for k in K_LIST:
-        out[f"hr@{k}"] = M.hit_at_k(ranked, rel, k)
         out[f"recall@{k}"] = M.recall_at_k(ranked, rel, k)
-        out[f"ndcg@{k}"] = M.ndcg_at_k(ranked, rel, k)
-        out[f"mrr@{k}"] = M.mrr_at_k(ranked, rel, k)
         out[f"tail_share@{k}"] = M.tail_share_at_k(ranked, split.tail, k)
         out[f"novelty@{k}"] = M.novelty_at_k(ranked, pop, n_users, k)
         if vectors is not None:
@@ -54,6 +51,7 @@ def case_metrics(ranked: list[int], case: Case, split: Split, vectors, catalog_i
 
 
 def sampled_case_metrics(ranked: list[int], case: Case) -> dict[str, float]:
+    """HR, NDCG and MRR at each K: the accuracy metrics both protocols report."""
     rel = {case.target}
     out = {}
     for k in K_LIST:
