@@ -8,6 +8,7 @@ retrieval, so the LLM can only reorder what retrieval found, never add items.
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from typing import Sequence
@@ -29,25 +30,56 @@ class Ranked:
     llm_score: float | None
 
 
-def rank_bucket(rank: int) -> str:
-    """Coarse retriever rank (0-based in, 1-based out) shown to the model.
 
-    >>> [rank_bucket(r) for r in (0, 5, 19, 20)]
-    ['1-5', '6-10', '11-20', '21+']
+
+def short_title(title: str, words: int = 4) -> str:
+    """The title without alternate titles in parentheses, cut to ``words`` words: prompt
+    tokens are the ranking's cost (SmolLM2's tokenizer spends one token per digit).
+
+    >>> short_title("Shanghai Triad (Yao a yao yao dao waipo qiao)")
+    'Shanghai Triad'
+    >>> short_title("Free Willy 2: The Adventure Home")
+    'Free Willy 2: The...'
     """
-    for lo, hi in ((1, 5), (6, 10), (11, 20)):
-        if rank < hi:
-            return f"{lo}-{hi}"
-    return "21+"
+    base = re.sub(r"\s*\([^)]*\)", "", title).strip() or title
+    cut = base.split()
+    return " ".join(cut[:words]) + ("..." if len(cut) > words else "")
 
 
-def candidate_line(label: str, item: Item, cowatched: int, n_liked: int, rank: int) -> str:
-    """``C. Terminator 2: Judgment Day (1991) | Action, Sci-Fi | co-watched 2/2 | rank 1-5``"""
-    genres = ", ".join(item.genres) or "unknown genre"
-    line = f"{label}. {item.label} | {genres}"
-    if n_liked:
-        line += f" | co-watched {cowatched}/{n_liked}"
-    return line + f" | rank {rank_bucket(rank)}"
+def decade(year: int | None) -> str:
+    """A decade in few tokens.
+
+    >>> [decade(y) for y in (1995, 1979, 2003, 1931, None)]
+    ['90s', '70s', '2000s', '30s', '?']
+    """
+    if not year:
+        return "?"
+    d = year // 10 * 10
+    return f"{d % 100:02d}s" if 1900 <= d < 2000 else f"{d}s"
+
+
+def candidate_line(label: str, item: Item, cowatched: int, n_liked: int) -> str:
+    """``D. Get Shorty | 90s | Action, Comedy | co 3/5``: title, decade, two genres, and
+    with how many of the ``n_liked`` liked items it is co-watched (left out when none)."""
+    genres = ", ".join(item.genres[:2]) or "?"
+    line = f"{label}. {short_title(item.title)} | {decade(item.year)} | {genres}"
+    return line + (f" | co {cowatched}/{n_liked}" if cowatched else "")
+
+
+def candidate_block(lines: Sequence[str]) -> str:
+    """The candidate lines in retriever order: the letter is the retriever's rank (the
+    system prompt says so), which costs no tokens, where a rank bucket per line or per
+    group cost 10-40 of the ~300 a prompt may take."""
+    return "\n".join(lines)
+
+
+def dominant_genres(items: Sequence[Item], n: int = 3) -> str:
+    """The ``n`` genres most frequent among ``items`` (ties by first appearance)."""
+    counts: dict[str, int] = {}
+    for it in items:
+        for g in it.genres:
+            counts[g] = counts.get(g, 0) + 1
+    return ", ".join(sorted(counts, key=lambda g: -counts[g])[:n]) or "none"
 
 
 def constraints_text(state: DialogueState) -> str:
@@ -61,26 +93,51 @@ def constraints_text(state: DialogueState) -> str:
     return "; ".join(parts) or "none"
 
 
+LIKED_SHOWN = 3  # liked titles named in the prompt (the most recent); genres use them all
+
+
 def titles(ids: Sequence[int], items: dict[int, Item]) -> str:
-    return "; ".join(items[i].label for i in ids if i in items) or "none"
+    return "; ".join(short_title(items[i].title) for i in ids if i in items) or "none"
+
+
+def context_lines(disliked: str, constraints: str, request: str) -> str:
+    """The optional prompt lines, each only when it says something (tokens are time)."""
+    out = [f"{name}: {value}\n" for name, value in
+           (("Disliked", disliked), ("Constraints", constraints), ("Request", request))
+           if value and value != "none"]
+    return "".join(out)
+
+
+def demo_messages() -> list[dict]:
+    """The few-shot demonstrations as earlier (user, assistant) turns, rendered with the
+    same template and candidate lines as a real request."""
+    user = load_prompt("rank_user")
+    messages = []
+    for demo in load_prompt("rank_demos").json():
+        liked = [Item(0, t, y, tuple(g)) for t, y, g in demo["liked"]]
+        lines = [candidate_line(LABELS[k], Item(0, c["title"], c["year"], tuple(c["genres"])),
+                                c["co"], len(liked)) for k, c in enumerate(demo["candidates"])]
+        messages.append({"role": "user", "content": user.render(
+            liked="; ".join(short_title(it.title) for it in liked[-LIKED_SHOWN:]) or "none",
+            genres=dominant_genres(liked),
+            context=context_lines(demo["disliked"], demo["constraints"], demo["request"]),
+            candidates=candidate_block(lines))})
+        messages.append({"role": "assistant", "content": LABELS[demo["answer"]]})
+    return messages
 
 
 def build_messages(state: DialogueState, lines: list[str], items: dict[int, Item],
                    few_shot: bool) -> list[dict]:
     """System prompt, optional demonstrations as earlier turns, then this request."""
-    user = load_prompt("rank_user")
     messages = [{"role": "system", "content": load_prompt("rank_system").text}]
     if few_shot:
-        for demo in load_prompt("rank_demos").json():
-            cand = "\n".join(f"{LABELS[k]}. {c}" for k, c in enumerate(demo["candidates"]))
-            messages.append({"role": "user", "content": user.render(
-                liked=demo["liked"], disliked=demo["disliked"], constraints=demo["constraints"],
-                request=demo["request"], candidates=cand)})
-            messages.append({"role": "assistant", "content": LABELS[demo["answer"]]})
-    messages.append({"role": "user", "content": user.render(
-        liked=titles(state.liked, items), disliked=titles(state.disliked, items),
-        constraints=constraints_text(state), request=state.query.strip() or "none",
-        candidates="\n".join(lines))})
+        messages += demo_messages()
+    liked = [items[i] for i in state.liked if i in items]
+    messages.append({"role": "user", "content": load_prompt("rank_user").render(
+        liked=titles(state.liked[-LIKED_SHOWN:], items), genres=dominant_genres(liked),
+        context=context_lines(titles(state.disliked, items), constraints_text(state),
+                              " ".join(state.query.split()[:30])),
+        candidates=candidate_block(lines))})
     return messages
 
 
@@ -124,7 +181,7 @@ class VerbalizerRanker:
         lines = []
         for k, c in enumerate(cands):
             n_co = sum(1 for nb in neighbours if c.item_id in nb)
-            lines.append(candidate_line(LABELS[k], self.catalog.get(c.item_id), n_co, len(liked), k))
+            lines.append(candidate_line(LABELS[k], self.catalog.get(c.item_id), n_co, len(liked)))
         return build_messages(state, lines, self.catalog.items, self.few_shot)
 
     def rank(self, state: DialogueState, cands: list[Candidate]) -> list[Ranked]:

@@ -35,7 +35,7 @@ class Settings:
     # template on failure). The bundled 135M model fails the checks, so template is default.
     explain: str = "template"
     candidates: int = 30
-    llm_candidates: int = 20
+    llm_candidates: int = 10  # what the LLM reorders; keeps the rank prompt near 300 tokens
     top_k: int = 3
     threads: int = 0  # 0 = let torch decide
     # An OpenAI-compatible server (`tailor serve-llm`) instead of the in-process model.

@@ -36,7 +36,7 @@ def test_verbalizer_reads_next_token_logprobs_of_labels(local_backend):
 
 def test_prefix_cache_gives_the_same_scores_and_is_reused(local_backend, catalog):
     state = DialogueState(liked=(1,))
-    lines = [candidate_line(LABELS[k], catalog.get(i), 1, 1, k) for k, i in enumerate((3, 8, 11))]
+    lines = [candidate_line(LABELS[k], catalog.get(i), 1, 1) for k, i in enumerate((3, 8, 11))]
     messages = build_messages(state, lines, catalog.items, few_shot=True)
     assert len(messages) == 8  # system + 3 demos (user, assistant) + request
     first = local_backend.label_logprobs(messages, LABELS[:3])
@@ -95,9 +95,23 @@ def test_prompt_carries_evidence_and_constraints(catalog):
     messages = backend.calls[0][1]
     assert len(messages) == 2
     prompt = messages[-1]["content"]
-    assert "User likes: Alien (1979)" in prompt
+    assert "Liked: Alien\n" in prompt and "Mostly: Action, Horror, Sci-Fi\n" in prompt
     assert "no Horror" in prompt and "released 1990-1999" in prompt
-    assert "A. Terminator 2: Judgment Day (1991) | Action, Sci-Fi, Thriller | co-watched" in prompt
+    assert "\nA. Terminator 2: Judgment Day | 90s | Action, Sci-Fi" in prompt
+
+
+def test_co_watch_evidence_is_shown_only_when_there_is_some(catalog):
+    assert candidate_line("B", catalog.get(3), 2, 5).endswith("| co 2/5")
+    assert "co " not in candidate_line("B", catalog.get(3), 0, 5)
+
+
+def test_few_shot_demonstrations_use_the_same_candidate_format(catalog):
+    from agent.ranking import demo_messages
+
+    demos = demo_messages()
+    assert [m["role"] for m in demos] == ["user", "assistant"] * 3
+    assert "B. The Lion King | 90s | Animation, Children's | co 2/2" in demos[0]["content"]
+    assert demos[1]["content"] == "B"
 
 
 def test_calibration_removes_a_label_bias_that_ignores_content(catalog):
