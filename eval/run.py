@@ -44,13 +44,16 @@ def item_vectors(collection) -> dict:
 
 def build_systems(specs, settings, split, collection, embedder, backend_factory, log=print):
     """Instantiate the named systems over the training catalog of ``split``."""
+    from dataclasses import replace
+
+    from agent.build import ranker_options
     from agent.ranking import VerbalizerRanker
     from agent.retrieval import HybridRetriever
     from eval import systems as S
 
     cat = split.train_catalog
     vectors = item_vectors(collection)
-    built, hybrid, backend = [], None, None
+    built, hybrid, backends = [], None, {}
     for name, arg in specs:
         if name == "popularity":
             built.append(S.Popularity(cat))
@@ -62,18 +65,24 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
             from eval.sasrec import SASRecSystem
 
             built.append(SASRecSystem.train(cat, split, log=log))
-        elif name in ("hybrid", "llm-zero", "llm-few"):
+        elif name in ("hybrid", "llm-zero", "llm-few", "llm-lora"):
             hybrid = hybrid or S.Hybrid(cat, HybridRetriever(collection, embedder, cat))
             if name == "hybrid":
                 built.append(hybrid)
                 continue
-            backend = backend or backend_factory()
-            ranker = VerbalizerRanker(backend, cat, n_llm=settings.llm_candidates,
-                                      weight=settings.llm_weight, few_shot=name == "llm-few")
+            adapter = settings.adapter if name == "llm-lora" else None
+            if name == "llm-lora" and not adapter:
+                raise ConfigError("llm-lora needs an adapter: --adapter NAME or TAILOR_ADAPTER "
+                                  "(train one with `tailor finetune`)")
+            if adapter not in backends:
+                backends[adapter] = backend_factory(adapter)
+            options = ranker_options(replace(settings, adapter=adapter,
+                                             rank_mode="few" if name == "llm-few" else "zero"))
+            ranker = VerbalizerRanker(backends[adapter], cat, **options)
             built.append(S.LLMRerank(name, hybrid, ranker, settings.candidates))
-        else:  # llm-lora, llm-lora-tail
-            raise ConfigError(f"system {name!r} needs a fine-tuned adapter and the long-tail "
-                              "re-ranker, which are not built yet (see the fine-tuning issue)")
+        else:  # llm-lora-tail
+            raise ConfigError(f"system {name!r} needs the long-tail re-ranker, which is not "
+                              "built yet (see the dialogue and long-tail issue)")
     return built, vectors
 
 
@@ -102,7 +111,7 @@ def run_conversations(built, split, collection, embedder, n_users: int, seed: in
     cases = sample_users(split.test, n_users, seed + 1)
     out = {}
     for system in built:
-        if system.name not in ("hybrid", "llm-zero", "llm-few"):
+        if system.name not in ("hybrid", "llm-zero", "llm-few", "llm-lora"):
             continue
         ranker = RetrievalOrder() if system.name == "hybrid" else system.ranker
         agent = Recommender(cat, index, HybridRetriever(collection, embedder, cat), ranker,
@@ -141,10 +150,12 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
     embedder = SentenceEmbedder(str(prepare_embedder(settings, log)))
     collection = open_collection(make_client(settings), embedder, settings.dataset)
     if backend_factory is None:
-        def backend_factory():
+        def backend_factory(adapter):
+            from dataclasses import replace
+
             from agent.build import make_backend
 
-            return make_backend(settings)
+            return make_backend(replace(settings, adapter=adapter))
     built, vectors = build_systems(specs, settings, split, collection, embedder,
                                    backend_factory, log)
     # LLM systems cost a forward pass per user: they may run on a fixed-seed subset,
@@ -153,7 +164,7 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
     results = []
     for system in built:
         explainer = make_explainer(split.train_catalog) if system.name in (
-            "hybrid", "llm-zero", "llm-few") else None
+            "hybrid", "llm-zero", "llm-few", "llm-lora") else None
         own = llm_cases if system.name.startswith("llm") else cases
         res = evaluate_system(system, own, split, vectors, explainer=explainer)
         log(f"{system.name}: ndcg@10 {res.metrics['ndcg@10']:.4f}  hr@10 {res.metrics['hr@10']:.4f}"

@@ -1,0 +1,160 @@
+"""``tailor finetune``: examples -> LoRA training -> an adapter the agent loads by name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from agent.errors import ConfigError
+from finetune.config import FinetuneConfig
+from finetune.train import META_FILE
+
+HEURISTICS = ("retriever", "reverse", "least_popular")
+
+
+def open_retrieval(settings, log):
+    """The agent's embedder and Chroma collection (the retriever is rebuilt per catalog)."""
+    from agent.assets import prepare_embedder
+    from agent.embeddings import SentenceEmbedder
+    from agent.index import make_client, open_collection
+
+    embedder = SentenceEmbedder(str(prepare_embedder(settings, log)))
+    return open_collection(make_client(settings), embedder, settings.dataset), embedder
+
+
+def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = True):
+    """Training and (honest) validation examples, cached under the data home by the
+    hash of what they depend on. Returns ``(train, valid, split, cache_dir)``."""
+    from agent.catalog import Catalog
+    from agent.retrieval import HybridRetriever
+    from eval.protocols import leave_one_out, make_split, sample_users
+    from finetune import data as D
+
+    catalog = Catalog.load(settings.data_dir())
+    split = make_split(catalog, seed=config.seed)
+    collection, embedder = open_retrieval(settings, log)
+    cache = settings.home / "finetune" / f"{settings.dataset}-{config.data_key()}"
+    if (cache / "train.jsonl").exists() and (cache / "valid.jsonl").exists():
+        log(f"using cached examples in {cache}")
+        train, valid = D.load_examples(cache / "train.jsonl"), D.load_examples(cache / "valid.jsonl")
+    else:
+        t = time.perf_counter()
+        train = D.training_examples(catalog, lambda c: HybridRetriever(collection, embedder, c),
+                                    config.candidates, config.snapshots, config.chat_share,
+                                    config.seed, progress=progress)
+        valid = D.heldout_examples(split, split.valid, HybridRetriever(collection, embedder,
+                                                                       split.train_catalog),
+                                   config.candidates)
+        _, valid_items, test_items = leave_one_out(catalog, D.MIN_HISTORY)
+        D.assert_no_heldout_leak(train, valid_items, test_items)
+        cache.mkdir(parents=True, exist_ok=True)
+        D.save_examples(cache / "train.jsonl", train)
+        D.save_examples(cache / "valid.jsonl", valid)
+        log(f"built {len(train)} training and {len(valid)} validation examples in "
+            f"{time.perf_counter() - t:.0f}s ({cache})")
+    if config.val_users:
+        valid = [ex for ex in valid if ex.user in
+                 {c.user for c in sample_users(split.valid, config.val_users, config.seed)}]
+    return train, valid, split, cache
+
+
+def heuristics_table(train, valid) -> dict:
+    """NDCG@10 of trivial orderings against chance: a leak would show as a heuristic
+    that beats chance for no reason a user would recognise."""
+    from finetune import data as D
+
+    return {name: {"chance": D.mean_chance(exs),
+                   **{h: D.heuristic_ndcg(exs, h) for h in HEURISTICS}}
+            for name, exs in (("train", train), ("valid", valid))}
+
+
+def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = False,
+                 progress: bool = True) -> dict:
+    """Build examples, train, and write ``adapters/<name>`` with its metadata."""
+    import torch
+
+    from agent.build import model_location
+    from agent.ranking import RANK_PROMPTS
+    from finetune.data import examples_hash
+    from finetune.train import attach_lora, load_base, train
+    from prompts import prompt_hashes
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(config.seed)
+    t0 = time.perf_counter()
+    out = settings.adapters_dir / config.name
+    _check_checkpoint(out, config, fresh)
+    train_set, val_set, _, cache = build_example_sets(settings, config, log, progress)
+    if not train_set or not val_set:
+        raise ConfigError("no training or validation examples: the retriever found no targets")
+    heuristics = heuristics_table(train_set, val_set)
+    log("NDCG@10 of trivial orderings (must not beat chance): " + json.dumps(
+        {k: {h: round(v, 3) for h, v in row.items()} for k, row in heuristics.items()}))
+    base = config.base_model or model_location(settings)
+    model, tokenizer = load_base(base, config.quant)
+    model = attach_lora(model, config)
+    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
+    (out / "checkpoint" / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"training {n_params:,} LoRA parameters on {len(train_set)} examples "
+        f"({config.epochs:g} epochs, budget {config.max_minutes:g} min)")
+    state = train(model, tokenizer, config, train_set, val_set, out, log, progress)
+    if state.best is None:
+        raise ConfigError("no adapter was saved: training stopped before the first validation")
+    meta = {
+        "name": config.name, "base_model": settings.model if not config.base_model else base,
+        "base_model_path": base, "dataset": settings.dataset, "quant": config.quant,
+        "candidates": config.candidates, "few_shot": False, "calibrate": False,
+        "fusion_weight": state.best["fusion_weight"],
+        "data": {"cache": str(cache), "train_examples": len(train_set),
+                 "valid_examples": len(val_set), "train_hash": examples_hash(train_set)},
+        "prompt_hashes": prompt_hashes(RANK_PROMPTS), "config": config.to_json(),
+        "heuristics_ndcg@10": heuristics, "trainable_parameters": n_params,
+        "best": state.best, "learning_curve": [{k: v for k, v in p.items() if k != "validation"}
+                                               for p in state.curve],
+        "zero_shot_validation": state.curve[0]["validation"],
+        "train_minutes": round(state.minutes, 1),
+        "wall_minutes": round((time.perf_counter() - t0) / 60, 1),
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=1))
+    plot_curve(meta, out / "learning_curve.png")
+    log(f"adapter {config.name!r} saved in {out}: validation NDCG@10 LLM-only "
+        f"{state.best['val_llm_ndcg@10']:.4f}, fused (w={meta['fusion_weight']:g}) "
+        f"{state.best['validation']['fused'][str(meta['fusion_weight'])]['ndcg@10']:.4f}, "
+        f"retriever {state.best['val_retriever_ndcg@10']:.4f}; use it with TAILOR_ADAPTER={config.name}")
+    return meta
+
+
+def _check_checkpoint(out: Path, config: FinetuneConfig, fresh: bool) -> None:
+    ckpt = out / "checkpoint"
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    elif (ckpt / "config.json").exists():
+        saved = json.loads((ckpt / "config.json").read_text())
+        if saved != json.loads(json.dumps(config.to_json())):
+            raise ConfigError(f"{ckpt} holds a run with another config; pass --fresh to start "
+                              "over or --name to train a new adapter")
+
+
+def plot_curve(meta: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = meta["learning_curve"]
+    x = [p["examples"] for p in curve]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(x, [p["val_llm_ndcg@10"] for p in curve], marker="o", label="LoRA, LLM only")
+    ax.axhline(curve[0]["val_retriever_ndcg@10"], color="gray", ls="--", label="retriever order")
+    ax.axhline(meta["heuristics_ndcg@10"]["valid"]["chance"], color="gray", ls=":", label="chance")
+    ax.set_xlabel("training examples seen")
+    ax.set_ylabel("validation NDCG@10 (honest subset)")
+    ax.set_title(f"{meta['name']}: learning curve")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

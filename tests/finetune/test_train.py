@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import pytest
+
+from finetune.config import load_config
+from finetune.data import Example
+from finetune.train import (TrainState, attach_lora, best_weight, fused_positions,
+                            ranking_report, score_examples, train)
+from tests.tiny_lm import tiny_model_and_tokenizer
+
+
+def example(answer: int, words: str, n: int = 3) -> Example:
+    lines = "\n".join(f"{'ABC'[k]}. {w}" for k, w in enumerate(words.split()[:n]))
+    messages = ({"role": "system", "content": "which letter ?"},
+                {"role": "user", "content": f"you like action . candidates :\n{lines}\nletter ?"})
+    return Example(0, "history", tuple(range(n)), (3.0, 2.0, 1.0)[:n], (1,) * n, answer, messages)
+
+
+# The answer is always the candidate labelled "action": learnable from the prompt alone.
+TRAIN = [example(k, " ".join(np.roll(["action", "comedy", "drama"], k))) for k in range(3)] * 4
+VALID = [example(k, " ".join(np.roll(["action", "drama", "comedy"], k))) for k in range(3)]
+
+
+def tiny_config(**kw):
+    base = dict(name="tiny", candidates=3, lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                lr=5e-2, warmup_steps=1, batch_size=2, epochs=1, eval_every=6, max_minutes=5,
+                fusion_grid=[0.0, 1.0])
+    return load_config(None, **{**base, **kw})
+
+
+def test_lora_training_moves_the_adapter_and_not_the_base(tmp_path):
+    model, tok = tiny_model_and_tokenizer()
+    config = tiny_config()
+    peft_model = attach_lora(model, config)
+    before = {k: v.detach().clone() for k, v in peft_model.named_parameters()}
+    state = train(peft_model, tok, config, TRAIN, VALID, tmp_path, log=lambda m: None,
+                  progress=False)
+    after = dict(peft_model.named_parameters())
+    lora = [k for k in before if "lora_" in k]
+    base = [k for k in before if "lora_" not in k]
+    assert lora and base
+    assert any(not np.allclose(before[k], after[k].detach()) for k in lora if "lora_B" in k)
+    assert all(np.array_equal(before[k], after[k].detach()) for k in base)
+    assert state.seen == len(TRAIN) and state.step == len(TRAIN) // 2
+    assert [p["examples"] for p in state.curve] == [0, 6, 12]
+    assert (tmp_path / "adapter_model.safetensors").exists()
+    assert (tmp_path / "checkpoint" / "state.json").exists()
+
+
+def test_training_learns_a_rule_the_prompt_shows(tmp_path):
+    # Too small to learn to read, a 2-layer random model can still learn "the answer is
+    # always A" (it starts preferring another letter): a working loss on the answer
+    # letter gets there, a wrong letter index (validation reads the real letters'
+    # log-probabilities) or a detached loss would not.
+    always_a = [example(0, ex.messages[1]["content"].split(":")[1]) for ex in TRAIN]
+    model, tok = tiny_model_and_tokenizer()
+    config = tiny_config(epochs=5, eval_every=12, lr=0.1)
+    state = train(attach_lora(model, config), tok, config, always_a, [example(0, "x y z")],
+                  tmp_path, log=lambda m: None, progress=False)
+    assert state.curve[0]["val_llm_hr@1"] == 0.0 and state.curve[-1]["val_llm_hr@1"] == 1.0
+    assert state.curve[-1]["train_loss"] < state.curve[1]["train_loss"] < np.log(3) + 0.1
+
+
+def test_saved_adapter_loads_into_the_agent_backend_with_identical_scores(tmp_path):
+    from agent.llm.local import LocalBackend
+
+    model, tok = tiny_model_and_tokenizer()
+    config = tiny_config(eval_every=12)
+    peft_model = attach_lora(model, config)
+    train(peft_model, tok, config, TRAIN, VALID, tmp_path, log=lambda m: None, progress=False)
+    expected = score_examples(peft_model, tok, VALID)  # the best (= last) checkpoint
+    fresh, tok2 = tiny_model_and_tokenizer()
+    backend = LocalBackend(model=fresh, tokenizer=tok2, adapter_path=str(tmp_path))
+    for ex, want in zip(VALID, expected):
+        got = backend.label_logprobs(list(ex.messages), list("ABC"))
+        assert got == pytest.approx(want.tolist(), abs=1e-4)
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path):
+    model, tok = tiny_model_and_tokenizer()
+    logs = []
+    first = train(attach_lora(model, tiny_config(epochs=0.5)), tok, tiny_config(epochs=0.5),
+                  TRAIN, VALID, tmp_path, log=logs.append, progress=False)
+    assert first.seen == 6
+    model2, _ = tiny_model_and_tokenizer()
+    second = train(attach_lora(model2, tiny_config()), tok, tiny_config(), TRAIN, VALID,
+                   tmp_path, log=logs.append, progress=False)
+    assert any("resuming" in m for m in logs)
+    assert second.seen == 12 and second.step == 6
+    assert [p["examples"] for p in second.curve] == [0, 6, 12]  # continued, not restarted
+
+
+def test_fusion_weight_zero_is_the_retriever_and_ties_go_to_the_smaller_weight():
+    exs = [example(1, "a b c"), example(0, "a b c")]
+    llm = [np.array([0.0, 1.0, -1.0]), np.array([0.0, 1.0, -1.0])]
+    assert fused_positions(exs[0], llm[0], 0.0) == 1  # retriever order: the answer is second
+    assert fused_positions(exs[0], llm[0], float("inf")) == 0
+    report = ranking_report(exs, llm, (0.0, 0.5, 8.0))
+    assert report["retriever"]["ndcg@10"] == report["fused"]["0.0"]["ndcg@10"]
+    assert report["llm"]["hr@1"] == 0.5
+    assert best_weight({"fused": {"0.0": {"ndcg@10": 0.5}, "1.0": {"ndcg@10": 0.5}}}) == 0.0
+    assert best_weight({"fused": {"0.0": {"ndcg@10": 0.5}, "1.0": {"ndcg@10": 0.6}}}) == 1.0
+
+
+def test_config_precedence_and_unknown_keys(tmp_path):
+    from agent.errors import ConfigError
+
+    f = tmp_path / "c.yaml"
+    f.write_text("lr: 0.01\nlora_r: 4\ntarget_modules: [q_proj]\n")
+    c = load_config(f, lora_r=2)
+    assert (c.lr, c.lora_r, c.target_modules) == (0.01, 2, ("q_proj",))
+    assert load_config("cpu-smollm2-135m").name == "smollm2-135m-ml-100k"
+    f.write_text("learning_rate: 0.01\n")
+    with pytest.raises(ConfigError, match="unknown fine-tuning settings"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="no fine-tuning config"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="quant"):
+        load_config(None, quant="8bit")
+    assert json.loads(json.dumps(c.to_json()))["lora_r"] == 2
