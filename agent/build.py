@@ -76,6 +76,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
     from agent.linking import TitleIndex
     from agent.ranking import VerbalizerRanker
     from agent.recommender import Recommender
+    from agent.rerank import TailDiversityReranker
     from agent.retrieval import HybridRetriever
 
     catalog = Catalog.load(settings.data_dir())
@@ -87,5 +88,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
     return Recommender(catalog, TitleIndex(list(catalog.items.values())),
                        HybridRetriever(collection, embedder, catalog), ranker, backend,
                        n_candidates=settings.candidates, top_k=settings.top_k,
-                       explain=settings.explain)
+                       explain=settings.explain,
+                       reranker=TailDiversityReranker(catalog, settings.tail_boost,
+                                                      settings.diversity))
 

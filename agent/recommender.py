@@ -36,11 +36,13 @@ class Recommender:
 
     def __init__(self, catalog, title_index, retriever, ranker, backend=None, *,
                  n_candidates: int = 30, top_k: int = 3, explain: str = "llm",
-                 known_people: set[str] | None = None, max_explain_tokens: int = 60):
+                 known_people: set[str] | None = None, max_explain_tokens: int = 60,
+                 reranker=None):
         self.catalog, self.title_index = catalog, title_index
         self.retriever, self.ranker, self.backend = retriever, ranker, backend
         self.n_candidates, self.top_k, self.explain_mode = n_candidates, top_k, explain
         self.max_explain_tokens = max_explain_tokens
+        self.reranker = reranker  # agent.rerank.TailDiversityReranker, or None
         self.known_people = known_people if known_people is not None else {
             p for it in catalog.items.values() for p in (*it.director, *it.cast)}
 
@@ -71,6 +73,8 @@ class Recommender:
             log.warning("ranking failed, using retrieval order: %s", e)
             notices.append(DEGRADED_RANKING)
             ranked = [_RetrievalOnly(c) for c in cands]
+        if self.reranker is not None:
+            ranked = self.reranker.rerank(ranked, tail_boost=state.tail_boost)
         timings["rank"] = time.perf_counter() - t
         top = ranked[: self.top_k]
         facts = [gather_facts(self.catalog.get(r.item_id), state, self.catalog.items,

@@ -37,6 +37,10 @@ class Settings:
     candidates: int = 30
     llm_candidates: int = 10  # what the LLM reorders; keeps the rank prompt near 300 tokens
     top_k: int = 3
+    # Re-ranking (agent.rerank): 0 = accuracy only ... 1 = least-watched retrieved items first;
+    # MMR genre diversity 0..1. A user's "hidden gems" / "popular" overrides tail_boost.
+    tail_boost: float = 0.0
+    diversity: float = 0.0
     threads: int = 0  # 0 = let torch decide
     # An OpenAI-compatible server (`tailor serve-llm`) instead of the in-process model.
     # The model or adapter name is always explicit: never "the first one the server lists".
@@ -59,6 +63,9 @@ class Settings:
                 f"(got top_k={self.top_k}, llm_candidates={self.llm_candidates}, "
                 f"candidates={self.candidates})"
             )
+        for knob in ("tail_boost", "diversity"):
+            if not 0.0 <= getattr(self, knob) <= 1.0:
+                raise ConfigError(f"{knob} must be from 0 to 1, not {getattr(self, knob)}")
         self._check_llm_server()
 
     def _check_llm_server(self) -> None:

@@ -57,7 +57,17 @@ film films flick flicks pick picks good great nice best fine cool what which who
 where why all other else kind sort type tonight today now time loved love liked enjoyed
 enjoy hate hated dislike disliked prefer rather maybe perhaps decade decades year years
 old older new newer recent released release between before after since until era
+hidden gem gems lesser little known obscure underrated popular mainstream niche
 """.split())
+
+# Asking for the long tail or for the familiar sets the re-ranker's tail_boost.
+TAIL_CUES = (
+    (re.compile(r"\b(hidden gems?|lesser[- ]known|little[- ]known|obscure|under(-| )?rated|"
+                r"under the radar|off the beaten|not (so |too |very )?(popular|mainstream|"
+                r"well[- ]known)|less (popular|mainstream|known)|niche|deep cuts?)\b", re.I), 0.7),
+    (re.compile(r"\b(popular|mainstream|blockbusters?|crowd[- ]pleasers?|well[- ]known|"
+                r"everyone (has seen|knows)|classics?)\b", re.I), 0.0),
+)
 
 DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950,
                 "sixties": 1960, "seventies": 1970, "eighties": 1980, "nineties": 1990}
@@ -73,6 +83,7 @@ class ParsedMessage:
     year_max: int | None = None
     query: str = ""
     mentions: tuple[Mention, ...] = ()
+    tail_boost: float | None = None
 
 
 def _negated(text: str, pos: int) -> bool:
@@ -150,7 +161,19 @@ def parse_message(text: str, index: TitleIndex) -> ParsedMessage:
     lo, hi = _years(rest_text)
     return ParsedMessage(tuple(dict.fromkeys(liked)), tuple(dict.fromkeys(disliked)),
                          tuple(wanted), tuple(excluded), lo, hi,
-                         content_words(rest_text), tuple(mentions))
+                         content_words(rest_text), tuple(mentions), tail_preference(rest_text))
+
+
+def tail_preference(text: str) -> float | None:
+    """0.7 when the user asks for lesser-known films, 0 for popular ones, else None.
+
+    >>> [tail_preference(t) for t in ("some hidden gems", "not too mainstream", "a classic", "x")]
+    [0.7, 0.7, 0.0, None]
+    """
+    for pattern, value in TAIL_CUES:  # the long-tail cues first: "not popular" is one
+        if pattern.search(text):
+            return value
+    return None
 
 
 def content_words(text: str) -> str:
@@ -184,7 +207,8 @@ def merge(state: DialogueState, parsed: ParsedMessage) -> DialogueState:
     return state.with_changes(
         liked=tuple(dict.fromkeys(liked)), disliked=tuple(dict.fromkeys(disliked)),
         genres=tuple(dict.fromkeys(genres)), excluded_genres=tuple(dict.fromkeys(excluded)),
-        year_min=year_min, year_max=year_max, query=parsed.query)
+        year_min=year_min, year_max=year_max, query=parsed.query,
+        tail_boost=state.tail_boost if parsed.tail_boost is None else parsed.tail_boost)
 
 
 def satisfies(item: Item, state: DialogueState) -> bool:
@@ -241,6 +265,10 @@ def describe(state: DialogueState, items: dict[int, Item]) -> str:
         parts.append(f"released {state.year_max} or earlier")
     if state.liked:
         parts.append("like " + ", ".join(items[i].title for i in state.liked if i in items))
+    if state.tail_boost:
+        parts.append("lesser-known picks")
+    elif state.tail_boost == 0.0:
+        parts.append("popular picks")
     text = ", ".join(parts) if parts else "anything"
     avoid = list(state.excluded_genres) + [items[i].title for i in state.disliked if i in items]
     if avoid:

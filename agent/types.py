@@ -67,6 +67,7 @@ class DialogueState:
     year_max: int | None = None
     shown: tuple[int, ...] = ()
     query: str = ""
+    tail_boost: float | None = None  # the user's long-tail preference; None: the default
 
     def with_changes(self, **kw) -> DialogueState:
         return replace(self, **kw)

@@ -48,12 +48,34 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
 
     from agent.build import ranker_options
     from agent.ranking import VerbalizerRanker
+    from agent.rerank import TailDiversityReranker, check_knob
     from agent.retrieval import HybridRetriever
     from eval import systems as S
 
     cat = split.train_catalog
     vectors = item_vectors(collection)
-    built, hybrid, backends = [], None, {}
+    backends, made = {}, {}
+
+    def hybrid():
+        if "hybrid" not in made:
+            made["hybrid"] = S.Hybrid(cat, HybridRetriever(collection, embedder, cat))
+        return made["hybrid"]
+
+    def llm(name):
+        if name not in made:
+            adapter = settings.adapter if name == "llm-lora" else None
+            if name == "llm-lora" and not adapter:
+                raise ConfigError("llm-lora needs an adapter: --adapter NAME or TAILOR_ADAPTER "
+                                  "(train one with `tailor finetune`)")
+            if adapter not in backends:
+                backends[adapter] = backend_factory(adapter)
+            options = ranker_options(replace(settings, adapter=adapter,
+                                             rank_mode="few" if name == "llm-few" else "zero"))
+            ranker = VerbalizerRanker(backends[adapter], cat, **options)
+            made[name] = S.LLMRerank(name, hybrid(), ranker, settings.candidates)
+        return made[name]
+
+    built = []
     for name, arg in specs:
         if name == "popularity":
             built.append(S.Popularity(cat))
@@ -65,24 +87,14 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
             from eval.sasrec import SASRecSystem
 
             built.append(SASRecSystem.train(cat, split, log=log))
-        elif name in ("hybrid", "llm-zero", "llm-few", "llm-lora"):
-            hybrid = hybrid or S.Hybrid(cat, HybridRetriever(collection, embedder, cat))
-            if name == "hybrid":
-                built.append(hybrid)
-                continue
-            adapter = settings.adapter if name == "llm-lora" else None
-            if name == "llm-lora" and not adapter:
-                raise ConfigError("llm-lora needs an adapter: --adapter NAME or TAILOR_ADAPTER "
-                                  "(train one with `tailor finetune`)")
-            if adapter not in backends:
-                backends[adapter] = backend_factory(adapter)
-            options = ranker_options(replace(settings, adapter=adapter,
-                                             rank_mode="few" if name == "llm-few" else "zero"))
-            ranker = VerbalizerRanker(backends[adapter], cat, **options)
-            built.append(S.LLMRerank(name, hybrid, ranker, settings.candidates))
-        else:  # llm-lora-tail
-            raise ConfigError(f"system {name!r} needs the long-tail re-ranker, which is not "
-                              "built yet (see the dialogue and long-tail issue)")
+        elif name == "hybrid":
+            built.append(hybrid())
+        elif name == "llm-lora-tail":
+            strength = check_knob("the llm-lora-tail strength", 0.5 if arg is None else arg)
+            built.append(S.TailRerank(llm("llm-lora"), TailDiversityReranker(
+                cat, 0.0, settings.diversity), strength))
+        else:
+            built.append(llm(name))
     return built, vectors
 
 

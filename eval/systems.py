@@ -146,8 +146,9 @@ class Hybrid(PoolSystem):
         self._cache: dict[int, list] = {}
 
     def candidates(self, case: Case):
+        # Kept for every user: LLM systems and their re-ranked variants reuse them.
         if case.user not in self._cache:
-            self._cache = {case.user: self.retriever.retrieve(case_state(case), self.pool)}
+            self._cache[case.user] = self.retriever.retrieve(case_state(case), self.pool)
         return self._cache[case.user]
 
     def rank_pool(self, case: Case) -> list[int]:
@@ -169,5 +170,24 @@ class LLMRerank(PoolSystem):
             cands = self.hybrid.candidates(case)
             ranked = self.ranker.rank(case_state(case), cands[: self.n_candidates])
             order = [r.item_id for r in ranked]
-            self._cache = {case.user: order + [c.item_id for c in cands[self.n_candidates:]]}
+            self._cache[case.user] = order + [c.item_id for c in cands[self.n_candidates:]]
         return self._cache[case.user]
+
+
+class _Entry:
+    def __init__(self, item_id: int):
+        self.item_id = item_id
+
+
+class TailRerank(PoolSystem):
+    """Another pool system's list re-ranked by ``agent.rerank`` at one ``tail_boost``
+    (``llm-lora-tail:0.5``): one point of the accuracy vs long-tail frontier."""
+
+    def __init__(self, base: PoolSystem, reranker, tail_boost: float):
+        super().__init__(base.catalog)
+        self.name = f"{base.name}-tail:{tail_boost:g}"
+        self.base, self.reranker, self.tail_boost = base, reranker, tail_boost
+
+    def rank_pool(self, case: Case) -> list[int]:
+        pool = [_Entry(i) for i in self.base.rank_pool(case)]
+        return [e.item_id for e in self.reranker.rerank(pool, tail_boost=self.tail_boost)]

@@ -1,0 +1,104 @@
+"""Re-rank a ranked list towards the long tail and towards variety, under user control.
+
+Two knobs, both 0 by default (accuracy only):
+
+- ``tail_boost`` in [0, 1] blends each item's relevance with its novelty. Both
+  are calibrated to [0, 1] so the knob means the same on every list: relevance
+  is the item's rank position in the incoming list (1 = first, 0 = last) and
+  novelty is one minus its popularity percentile in the catalog (inverse
+  propensity on a rank scale: 1 = the least-watched item). 0 keeps the order,
+  1 puts the least-watched *retrieved* items first; it only ever reorders what
+  retrieval and ranking found, so relevance is bounded by the pool.
+- ``diversity`` in [0, 1] is maximal marginal relevance (Carbonell & Goldstein
+  1998): items are picked greedily by ``(1 - d) * objective - d * overlap``, the
+  overlap being the largest genre Jaccard with the items already picked.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import replace
+from typing import Sequence
+
+from agent.errors import InputError
+
+
+def check_knob(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise InputError(f"{name} must be a number from 0 to 1, not {value!r}")
+    return float(value)
+
+
+class PopularityScale:
+    """Popularity percentile of each item among the catalog's items (ties share a value)."""
+
+    def __init__(self, catalog):
+        self.sorted = sorted(it.popularity for it in catalog.items.values())
+        self.pop = {it.id: it.popularity for it in catalog.items.values()}
+
+    def percentile(self, item_id: int) -> float:
+        """Share of catalog items strictly less popular than ``item_id``."""
+        return bisect_left(self.sorted, self.pop.get(item_id, 0)) / max(1, len(self.sorted) - 1)
+
+
+def genre_jaccard(a: Sequence[str], b: Sequence[str]) -> float:
+    """Shared genres over all genres of the two.
+
+    >>> genre_jaccard(("Action", "Sci-Fi"), ("Sci-Fi", "Horror"))
+    0.3333333333333333
+    """
+    sa, sb = set(a), set(b)
+    return len(sa & sb) / len(sa | sb) if sa | sb else 0.0
+
+
+class TailDiversityReranker:
+    """Reorders ``Ranked`` entries (see ``agent.ranking``); scores are rewritten to the
+    re-ranked objective so callers that sort by score keep this order."""
+
+    def __init__(self, catalog, tail_boost: float = 0.0, diversity: float = 0.0):
+        self.catalog = catalog
+        self.scale = PopularityScale(catalog)
+        self.tail_boost = check_knob("tail_boost", tail_boost)
+        self.diversity = check_knob("diversity", diversity)
+
+    def objective(self, ranked: Sequence) -> list[float]:
+        """``(1 - t) * relevance + t * novelty`` for each entry, in the incoming order."""
+        n = len(ranked)
+        t = self.tail_boost
+        return [(1 - t) * (1 - k / max(1, n - 1)) + t * (1 - self.scale.percentile(r.item_id))
+                for k, r in enumerate(ranked)]
+
+    def rerank(self, ranked: Sequence, k: int | None = None,
+               tail_boost: float | None = None, diversity: float | None = None) -> list:
+        """The first ``k`` (default all) entries of the re-ranked list.
+
+        ``tail_boost`` / ``diversity`` override this re-ranker's knobs for one call
+        (a user moving the slider)."""
+        t = self.tail_boost if tail_boost is None else check_knob("tail_boost", tail_boost)
+        d = self.diversity if diversity is None else check_knob("diversity", diversity)
+        if (t == 0 and d == 0) or len(ranked) < 2:
+            return list(ranked)[:k]
+        saved = self.tail_boost
+        self.tail_boost = t
+        try:
+            base = self.objective(ranked)
+        finally:
+            self.tail_boost = saved
+        genres = [self.catalog.get(r.item_id).genres if r.item_id in self.catalog else ()
+                  for r in ranked]
+        left, picked, out = list(range(len(ranked))), [], []
+        limit = len(ranked) if k is None else min(k, len(ranked))
+        while len(out) < limit:
+            def mmr(j: int) -> float:
+                overlap = max((genre_jaccard(genres[j], genres[p]) for p in picked), default=0.0)
+                return (1 - d) * base[j] - d * overlap
+            best = max(left, key=lambda j: (mmr(j), -j))
+            left.remove(best)
+            picked.append(best)
+            out.append(replace(ranked[best], score=mmr(best)) if _is_dataclass(ranked[best])
+                       else ranked[best])
+        return out
+
+
+def _is_dataclass(obj) -> bool:
+    return hasattr(obj, "__dataclass_fields__")

@@ -1,0 +1,77 @@
+import pytest
+
+from agent.errors import InputError
+from agent.ranking import Ranked
+from agent.rerank import PopularityScale, TailDiversityReranker
+from agent.state import describe, merge, parse_message
+from agent.types import DialogueState
+
+
+def ranked(*ids):
+    return [Ranked(i, 10.0 - k, 10.0 - k, None) for k, i in enumerate(ids)]
+
+
+def order(entries):
+    return [r.item_id for r in entries]
+
+
+def test_zero_knobs_keep_the_order(catalog):
+    rr = TailDiversityReranker(catalog)
+    assert order(rr.rerank(ranked(5, 3, 12, 10))) == [5, 3, 12, 10]
+    assert order(rr.rerank(ranked(5, 3, 12, 10), k=2)) == [5, 3]
+
+
+def test_full_tail_boost_puts_the_least_watched_retrieved_items_first(catalog):
+    # popularity: Toy Story 99, T2 95, Annie Hall 20, Species 10
+    rr = TailDiversityReranker(catalog, tail_boost=1.0)
+    assert order(rr.rerank(ranked(5, 3, 10, 12))) == [12, 10, 3, 5]
+    assert set(order(rr.rerank(ranked(5, 3, 10, 12)))) == {5, 3, 10, 12}  # reorders, never adds
+
+
+def test_half_tail_boost_blends_rank_and_novelty_on_one_scale(catalog):
+    scale = PopularityScale(catalog)
+    # 12 items, popularity ranks: Species (10) is the least watched, Toy Story (99) the most.
+    assert scale.percentile(12) == 0.0 and scale.percentile(5) == 1.0
+    rr = TailDiversityReranker(catalog, tail_boost=0.5)
+    got = rr.objective(ranked(5, 12))
+    assert got == pytest.approx([0.5 * 1 + 0.5 * 0.0, 0.5 * 0 + 0.5 * 1.0])
+    # Ties keep the incoming order.
+    assert order(rr.rerank(ranked(5, 12))) == [5, 12]
+
+
+def test_diversity_pays_for_genre_overlap_with_what_is_already_picked(catalog):
+    # Alien, Aliens (same genres as Alien mostly), Alien 3, Annie Hall (comedy/romance)
+    plain = order(TailDiversityReranker(catalog).rerank(ranked(1, 11, 7, 10)))
+    diverse = order(TailDiversityReranker(catalog, diversity=1.0).rerank(ranked(1, 11, 7, 10)))
+    assert plain == [1, 11, 7, 10]
+    assert diverse == [1, 10, 11, 7]  # the comedy jumps the near-duplicates
+    half = order(TailDiversityReranker(catalog, diversity=0.5).rerank(ranked(1, 11, 7, 10)))
+    assert half == [1, 11, 10, 7]  # 0.5*(2/3) - 0.5*0.6 > 0 for Aliens; Alien 3 pays 0.75
+
+
+def test_scores_follow_the_new_order(catalog):
+    out = TailDiversityReranker(catalog, tail_boost=1.0, diversity=0.5).rerank(ranked(5, 3, 10, 12))
+    scores = [r.score for r in out]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "high", None])
+def test_knobs_outside_zero_to_one_are_refused(catalog, value):
+    with pytest.raises(InputError, match="from 0 to 1"):
+        TailDiversityReranker(catalog, tail_boost=value)
+    if value is not None:  # None in a call means "this re-ranker's own setting"
+        with pytest.raises(InputError):
+            TailDiversityReranker(catalog).rerank(ranked(1, 2), diversity=value)
+
+
+def test_asking_for_hidden_gems_sets_and_keeps_the_tail_preference(catalog):
+    from agent.linking import TitleIndex
+
+    index = TitleIndex(list(catalog.items.values()))
+    s1 = merge(DialogueState(), parse_message("some hidden gems like Alien", index))
+    assert s1.tail_boost == 0.7 and s1.liked == (1,) and s1.query == ""
+    assert "lesser-known picks" in describe(s1, catalog.items)
+    s2 = merge(s1, parse_message("from the 90s", index))
+    assert s2.tail_boost == 0.7  # kept until the user says otherwise
+    s3 = merge(s2, parse_message("actually something popular", index))
+    assert s3.tail_boost == 0.0 and "popular picks" in describe(s3, catalog.items)
