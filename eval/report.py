@@ -117,6 +117,14 @@ def plot(report: dict, out: Path) -> None:
         ax.scatter(m["tail_share@10"], m["ndcg@10"], s=40, marker="o" if label == name else "^")
         ax.annotate(label, (m["tail_share@10"], m["ndcg@10"]), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)
+    # The re-ranker's strengths (llm-lora plus llm-lora-tail:S) as one frontier line.
+    frontier = sorted(((float(n.rpartition(":")[2]) if ":" in n else 0.0, r["metrics"])
+                       for n, r in report["systems"].items()
+                       if n == "llm-lora" or n.startswith("llm-lora-tail:")), key=lambda p: p[0])
+    if len(frontier) > 1:
+        ax.plot([m["tail_share@10"] for _, m in frontier], [m["ndcg@10"] for _, m in frontier],
+                color="gray", lw=1, ls="--", zorder=0, label="tail_boost frontier")
+        ax.legend(fontsize=8, loc="upper right")
     ax.set_xlabel("tail share @10 (higher = more long-tail items)")
     ax.set_ylabel("NDCG@10 (full ranking)")
     ax.set_title(f"Accuracy vs long tail — {report['dataset']}, "

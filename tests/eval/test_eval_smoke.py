@@ -45,3 +45,33 @@ def test_unknown_system_is_a_clear_error(real_settings, capsys):
 
     assert main(["eval", "--systems", "popularity,magic"]) == 2
     assert "unknown system 'magic'" in capsys.readouterr().err
+
+
+def test_lora_systems_and_the_tail_frontier(real_settings, tmp_path):
+    """llm-lora with an adapter by name, and the re-ranker's strengths on top of it."""
+    import shutil
+
+    from tests.lora_adapter import save_random_lora
+
+    name = "ci-random-lora"
+    adapter = save_random_lora(str(real_settings.models_dir / "smollm2-135m-instruct"),
+                               real_settings.adapters_dir / name)
+    try:
+        out = tmp_path / "eval"
+        env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
+        run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--adapter", name,
+                              "--systems", "llm-lora,llm-lora-tail:0.5,llm-lora-tail:1",
+                              "--users", "6", "--seed", "2", "--dialogues", "1",
+                              "--out", str(out)], capture_output=True, text=True, env=env,
+                             timeout=900)
+        assert run.returncode == 0, run.stderr[-3000:]
+    finally:
+        shutil.rmtree(adapter, ignore_errors=True)
+    report = json.loads((out / "report.json").read_text())
+    systems = report["systems"]
+    assert list(systems) == ["llm-lora", "llm-lora-tail:0.5", "llm-lora-tail:1"]
+    assert report["adapter"] == name and set(report["conversation"]) == {"llm-lora"}
+    tail = [systems[n]["metrics"]["tail_share@10"] for n in systems]
+    assert tail[0] <= tail[1] <= tail[2] and tail[2] > tail[0]
+    for r in systems.values():
+        assert r["metrics"]["oov_rate@20"] == 0.0 and r["metrics"]["history_repeat@20"] == 0.0
