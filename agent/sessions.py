@@ -21,7 +21,11 @@ CREATE TABLE IF NOT EXISTS turns (
     session_id TEXT NOT NULL REFERENCES sessions(id), idx INTEGER NOT NULL,
     message TEXT NOT NULL, reply TEXT NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (session_id, idx));
+CREATE TABLE IF NOT EXISTS feedback (
+    session_id TEXT NOT NULL REFERENCES sessions(id), item_id INTEGER NOT NULL,
+    value TEXT NOT NULL CHECK (value IN ('like', 'dislike')), at REAL NOT NULL);
 """
+FEEDBACK = ("like", "dislike")
 
 
 def check_session_id(session_id: str) -> str:
@@ -77,8 +81,51 @@ class SessionStore:
             con.execute("UPDATE sessions SET state = ?, updated = ? WHERE id = ?",
                         (json.dumps(state.to_dict()), now, session_id))
 
+    def exists(self, session_id: str) -> bool:
+        with self._connect() as con:
+            return con.execute("SELECT 1 FROM sessions WHERE id = ?",
+                               (check_session_id(session_id),)).fetchone() is not None
+
+    def add_feedback(self, session_id: str, item_id: int, value: str) -> DialogueState:
+        """Record a like or dislike and fold it into the session's state, in one
+        transaction: once this returns, both are on disk (synchronous=FULL)."""
+        if value not in FEEDBACK:
+            raise InputError(f"feedback is 'like' or 'dislike', not {value!r}")
+        with self._connect() as con:
+            row = con.execute("SELECT state FROM sessions WHERE id = ?",
+                              (check_session_id(session_id),)).fetchone()
+            if row is None:
+                raise InputError(f"no session {session_id!r}")
+            state = DialogueState.from_dict(json.loads(row[0]))
+            state = apply_feedback(state, item_id, value)
+            now = time.time()
+            con.execute("INSERT INTO feedback VALUES (?, ?, ?, ?)", (session_id, item_id, value, now))
+            con.execute("UPDATE sessions SET state = ?, updated = ? WHERE id = ?",
+                        (json.dumps(state.to_dict()), now, session_id))
+        return state
+
+    def feedback(self, session_id: str | None = None) -> list[dict]:
+        """Stored feedback (for one session, or all: ``tailor finetune --include-feedback``)."""
+        query = "SELECT session_id, item_id, value, at FROM feedback"
+        args: tuple = ()
+        if session_id is not None:
+            query, args = query + " WHERE session_id = ?", (check_session_id(session_id),)
+        with self._connect() as con:
+            rows = con.execute(query + " ORDER BY rowid", args).fetchall()
+        return [{"session_id": s, "item_id": i, "value": v, "at": a} for s, i, v, a in rows]
+
     def turns(self, session_id: str) -> list[dict]:
         with self._connect() as con:
             rows = con.execute("SELECT message, reply FROM turns WHERE session_id = ? ORDER BY idx",
                                (check_session_id(session_id),)).fetchall()
         return [{"message": m, "reply": json.loads(r)} for m, r in rows]
+
+
+def apply_feedback(state: DialogueState, item_id: int, value: str) -> DialogueState:
+    """A like makes the item a liked one (no longer disliked) and vice versa; the
+    item counts as shown either way, so it is not recommended again."""
+    liked = [i for i in state.liked if i != item_id]
+    disliked = [i for i in state.disliked if i != item_id]
+    (liked if value == "like" else disliked).append(item_id)
+    shown = state.shown if item_id in state.shown else state.shown + (item_id,)
+    return state.with_changes(liked=tuple(liked), disliked=tuple(disliked), shown=shown)

@@ -7,7 +7,7 @@ Library code never reads the environment itself.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -49,6 +49,8 @@ class Settings:
     adapter: str | None = None  # a LoRA adapter under <home>/adapters, served or loaded by name
     llm_timeout: float = 4.0  # seconds per server request; keeps a degraded turn under 5 s
     quant: str = "none"  # in-process weights: "none" (fp32), "8bit" or "4bit" (bitsandbytes nf4)
+    # `tailor serve`: clients send "Authorization: Bearer <api_key>". Never logged or reported.
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -88,6 +90,10 @@ class Settings:
                               "with its own flags (tailor serve-llm -- --quantization ...)")
         if not self.llm_timeout > 0:
             raise ConfigError(f"llm_timeout must be positive seconds, not {self.llm_timeout}")
+
+    def public(self) -> dict:
+        """The settings as strings for reports, secrets left out."""
+        return {k: str(v) for k, v in asdict(self).items() if k != "api_key"}
 
     # Paths under the data home -------------------------------------------------
     @property

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 
 MAIN_COLUMNS = ("ndcg@10", "hr@10", "mrr@10", "recall@20", "tail_share@10", "coverage@10",
@@ -43,7 +42,7 @@ def write_report(out: Path, settings, specs, split, cases, results, seed, users,
             "llm_users": llm_users,
             "seed": seed,
         },
-        "config": {k: str(v) for k, v in asdict(settings).items()},
+        "config": settings.public(),
         "systems_requested": [f"{n}:{a}" if a is not None else n for n, a in specs],
         "model": settings.model,
         "adapter": settings.adapter,

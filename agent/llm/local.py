@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -51,6 +52,9 @@ class LocalBackend:
             self.name += "+" + Path(adapter_path).name
         self._label_ids: dict[tuple[str, ...], list[int]] = {}
         self._prefix: tuple[tuple[int, ...], object] | None = None  # (token ids, KV cache)
+        # One forward pass at a time: the API runs turns in threads, and the prefix
+        # cache is shared state (the CPU is one resource anyway).
+        self._lock = threading.Lock()
 
     def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
@@ -91,6 +95,10 @@ class LocalBackend:
         return len(prefix), copy.deepcopy(self._prefix[1])
 
     def label_logprobs(self, messages: Sequence[Message], labels: Sequence[str]) -> list[float]:
+        with self._lock:
+            return self._label_logprobs(messages, labels)
+
+    def _label_logprobs(self, messages: Sequence[Message], labels: Sequence[str]) -> list[float]:
         import torch
 
         ids = self._prompt_ids(messages)
@@ -105,6 +113,10 @@ class LocalBackend:
         return logprobs[label_ids].tolist()
 
     def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[str]:
+        with self._lock:
+            return self._generate(conversations, max_new_tokens)
+
+    def _generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[str]:
         import torch
 
         if not conversations:

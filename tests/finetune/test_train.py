@@ -119,3 +119,22 @@ def test_config_precedence_and_unknown_keys(tmp_path):
     with pytest.raises(ConfigError, match="quant"):
         load_config(None, quant="8bit")
     assert json.loads(json.dumps(c.to_json()))["lora_r"] == 2
+
+
+def test_qlora_trains_an_adapter_on_4bit_base_weights(tmp_path):
+    """QLoRA: bitsandbytes nf4 base (its CPU backend runs here), fp32 LoRA on top."""
+    model, tok = tiny_model_and_tokenizer()
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    from finetune.train import load_base
+
+    config = tiny_config(quant="4bit")
+    base, tok4 = load_base(str(tmp_path / "base"), "4bit")
+    assert type(base.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    peft_model = attach_lora(base, config)
+    before = {k: v.detach().clone() for k, v in peft_model.named_parameters() if "lora_B" in k}
+    state = train(peft_model, tok4, config, TRAIN, VALID, tmp_path / "out", log=lambda m: None,
+                  progress=False)
+    assert state.seen == len(TRAIN)
+    assert any(not np.array_equal(before[k], v.detach()) for k, v in peft_model.named_parameters()
+               if k in before)

@@ -1,0 +1,188 @@
+"""HTTP API for bots and apps (`tailor serve`): FastAPI over ``Recommender.turn``.
+
+Sessions and feedback live in SQLite (``agent.sessions``), so they survive a
+restart. ``POST /v1/chat/completions`` speaks the OpenAI chat shape, so a bot
+platform that calls OpenAI can call Tailor unchanged; the items also come back
+as structured data under ``"tailor"``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+import uuid
+from typing import Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agent.errors import InputError
+from agent.sessions import SessionStore, check_session_id
+
+log = logging.getLogger(__name__)
+SESSION_HEADER = "X-Tailor-Session"
+
+
+class MessageIn(BaseModel):
+    content: str = Field(description="what the user said")
+
+
+class FeedbackIn(BaseModel):
+    item_id: int = Field(description="a catalog item id from a reply's items")
+    value: Literal["like", "dislike"]
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | None = None
+
+
+class ChatCompletionIn(BaseModel):
+    model: str | None = None
+    messages: list[ChatMessage]
+    user: str | None = Field(None, description="a session id (or the X-Tailor-Session header)")
+    stream: bool = False
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind}})
+
+
+class SessionLocks:
+    """One lock per session: two messages to one session run one after the other, so
+    neither overwrites the state the other produced."""
+
+    def __init__(self):
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, session_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(session_id, threading.Lock())
+
+
+def create_app(recommender, store: SessionStore, api_key: str | None, model_name: str) -> FastAPI:
+    """The API. ``api_key=None`` serves without authentication (127.0.0.1 only: the
+    ``tailor serve`` command refuses other addresses without a key)."""
+    app = FastAPI(title="Tailor", version="1", description="Conversational movie recommendations "
+                  "from the catalog only. Authenticate with `Authorization: Bearer <key>`.")
+    locks = SessionLocks()
+
+    def authorize(authorization: str | None = Header(None)) -> None:
+        if api_key is None:
+            return
+        scheme, _, given = (authorization or "").partition(" ")
+        # compare_digest: the time taken does not reveal how much of the key matched.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(StarletteHTTPException)  # ours and the framework's (unparsable body)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        kind = {401: "authentication_error", 404: "not_found"}.get(exc.status_code, "invalid_request")
+        return JSONResponse(status_code=exc.status_code, headers=exc.headers,
+                            content={"error": {"message": str(exc.detail), "type": kind}})
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, exc: InputError):
+        return _error(400, str(exc), "invalid_request")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # API edge: log, never a trace
+        log.exception("request failed")
+        return _error(500, "something went wrong on our side; please try again", "server_error")
+
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError):
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return _error(422, f"invalid request body: {where}"[:500], "invalid_request")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": model_name}
+
+    @app.post("/v1/sessions", dependencies=[Depends(authorize)])
+    def new_session() -> dict:
+        return {"id": store.create()}
+
+    def known(session_id: str) -> str:
+        check_session_id(session_id)
+        if not store.exists(session_id):
+            raise HTTPException(404, f"no session {session_id!r}; create one with POST /v1/sessions")
+        return session_id
+
+    def run_turn(session_id: str, content: str):
+        with locks(session_id):
+            reply = recommender.turn(content, store.load(session_id))
+            store.save_turn(session_id, content, reply.to_json(), reply.state)
+        return reply
+
+    @app.post("/v1/sessions/{session_id}/messages", dependencies=[Depends(authorize)])
+    def message(session_id: str, body: MessageIn) -> dict:
+        """One turn: ``{"text", "items": [...], "state", "notices"}``."""
+        reply = run_turn(known(session_id), body.content)
+        out = reply.to_json()
+        out.pop("timings_s", None)
+        return out
+
+    @app.post("/v1/sessions/{session_id}/feedback", dependencies=[Depends(authorize)])
+    def feedback(session_id: str, body: FeedbackIn) -> dict:
+        """Like or dislike an item; stored before this answers, and the next turn uses it."""
+        if body.item_id not in recommender.catalog:
+            raise InputError(f"item {body.item_id} is not in the catalog")
+        with locks(known(session_id)):
+            state = store.add_feedback(session_id, body.item_id, body.value)
+        return {"ok": True, "state": state.to_dict()}
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+    def chat_completions(body: ChatCompletionIn,
+                         x_tailor_session: str | None = Header(None)) -> dict:
+        if body.stream:
+            raise InputError("stream=true is not supported; send stream=false")
+        users = [m.content or "" for m in body.messages if m.role == "user"]
+        if not users:
+            raise InputError("messages has no user message")
+        session_id = x_tailor_session or body.user
+        if session_id:
+            check_session_id(session_id)
+            store.create(session_id)  # bots name their own sessions; created on first use
+            reply = run_turn(session_id, users[-1])
+        else:  # stateless: earlier user messages build the state, the last one is answered
+            reply = recommender.turn(users[-1], recommender.state_from(users[:-1]))
+        data = reply.to_json()
+        data.pop("timings_s", None)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.model or model_name,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": reply.text}}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "tailor": {**data, "session": session_id},
+        }
+
+    return app
+
+
+def serve(settings, host: str, port: int, log_fn=print) -> None:
+    """Run the API with uvicorn (one process; turns run in its thread pool)."""
+    import uvicorn
+
+    from agent.build import build_recommender
+    from agent.errors import ConfigError
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        raise ConfigError(f"refusing to serve on {host} without TAILOR_API_KEY: anyone who can "
+                          "reach it could use it; set a key or bind 127.0.0.1")
+    if not settings.api_key:
+        log_fn("no TAILOR_API_KEY set: serving without authentication on 127.0.0.1")
+    recommender = build_recommender(settings, log=log_fn)
+    app = create_app(recommender, SessionStore(settings.sessions_db), settings.api_key,
+                     getattr(recommender.backend, "name", "tailor"))
+    log_fn(f"Tailor API on http://{host}:{port} (OpenAPI schema at /openapi.json, docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

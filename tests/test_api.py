@@ -1,0 +1,161 @@
+import pytest
+from fastapi.testclient import TestClient
+
+from agent.api import create_app
+from agent.llm.fake import FakeBackend
+from agent.sessions import SessionStore
+from tests.test_recommender import make
+
+KEY = "s3cret-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "sessions.sqlite3"
+
+
+def client(catalog, db, key=KEY):
+    app = create_app(make(catalog, FakeBackend()), SessionStore(db), key, "fake-model")
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def new_session(c) -> str:
+    r = c.post("/v1/sessions", headers=AUTH)
+    assert r.status_code == 200
+    return r.json()["id"]
+
+
+def test_a_session_turn_returns_catalog_items_explanations_and_state(catalog, db):
+    c = client(catalog, db)
+    sid = new_session(c)
+    r = c.post(f"/v1/sessions/{sid}/messages", json={"content": "I loved Alien, sci-fi"},
+               headers=AUTH)
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) >= {"text", "items", "state", "notices"}
+    assert body["items"] and all(it["id"] in catalog for it in body["items"])
+    assert all(it["explanation"] for it in body["items"])
+    assert body["state"]["liked"] == [1] and "Sci-Fi" in body["state"]["genres"]
+
+
+def test_feedback_is_stored_and_changes_the_next_turn(catalog, db):
+    c = client(catalog, db)
+    sid = new_session(c)
+    first = c.post(f"/v1/sessions/{sid}/messages", json={"content": "sci-fi please"},
+                   headers=AUTH).json()
+    disliked = first["items"][0]["id"]
+    r = c.post(f"/v1/sessions/{sid}/feedback", json={"item_id": disliked, "value": "dislike"},
+               headers=AUTH)
+    assert r.status_code == 200 and disliked in r.json()["state"]["disliked"]
+    again = c.post(f"/v1/sessions/{sid}/messages", json={"content": "more sci-fi"},
+                   headers=AUTH).json()
+    assert disliked not in [it["id"] for it in again["items"]]
+    assert SessionStore(db).feedback(sid) == [
+        {"session_id": sid, "item_id": disliked, "value": "dislike",
+         "at": SessionStore(db).feedback(sid)[0]["at"]}]
+
+
+def test_sessions_and_feedback_survive_a_restart(catalog, db):
+    c = client(catalog, db)
+    sid = new_session(c)
+    c.post(f"/v1/sessions/{sid}/messages", json={"content": "I loved Alien"}, headers=AUTH)
+    c.post(f"/v1/sessions/{sid}/feedback", json={"item_id": 3, "value": "like"}, headers=AUTH)
+    restarted = client(catalog, db)  # a new app and store over the same file
+    r = restarted.post(f"/v1/sessions/{sid}/messages", json={"content": "from the 90s"},
+                       headers=AUTH)
+    state = r.json()["state"]
+    assert state["liked"] == [1, 3] and state["year_min"] == 1990
+    assert len(SessionStore(db).turns(sid)) == 2
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
+                                     {"Authorization": KEY}, {"Authorization": "Basic " + KEY}])
+def test_every_endpoint_but_health_needs_the_key(catalog, db, headers):
+    c = client(catalog, db)
+    for path in ("/v1/sessions", "/v1/sessions/x/messages", "/v1/sessions/x/feedback",
+                 "/v1/chat/completions"):
+        r = c.post(path, json={}, headers=headers)
+        assert r.status_code == 401, path
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert "API key" in r.json()["error"]["message"]
+    assert c.get("/health").json()["status"] == "ok"
+
+
+def test_bad_input_gets_a_clear_message_and_changes_nothing(catalog, db):
+    c = client(catalog, db)
+    sid = new_session(c)
+    cases = [
+        (f"/v1/sessions/{sid}/messages", {"content": "   "}, 400, "empty"),
+        (f"/v1/sessions/{sid}/messages", {"text": "hi"}, 422, "content"),
+        (f"/v1/sessions/{sid}/feedback", {"item_id": 99999, "value": "like"}, 400, "not in the catalog"),
+        (f"/v1/sessions/{sid}/feedback", {"item_id": 1, "value": "love"}, 422, "value"),
+        ("/v1/sessions/nope/messages", {"content": "hi"}, 404, "no session"),
+        ("/v1/sessions/bad%20id!/messages", {"content": "hi"}, 400, "session id"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True},
+         400, "stream"),
+        ("/v1/chat/completions", {"messages": [{"role": "system", "content": "x"}]}, 400, "user"),
+    ]
+    for path, body, status, words in cases:
+        r = c.post(path, json=body, headers=AUTH)
+        assert r.status_code == status, (path, body, r.text)
+        assert words in r.json()["error"]["message"], r.text
+    r = c.post(f"/v1/sessions/{sid}/messages", content=b'{"content": "\xff\xfe"}',
+               headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "parsing the body" in r.json()["error"]["message"]
+    assert SessionStore(db).turns(sid) == [] and SessionStore(db).feedback(sid) == []
+
+
+def test_openai_compatible_chat_with_a_session_from_user_or_header(catalog, db):
+    c = client(catalog, db)
+    r = c.post("/v1/chat/completions", headers=AUTH, json={
+        "model": "tailor", "user": "bot-42",
+        "messages": [{"role": "system", "content": "You are a shop assistant."},
+                     {"role": "user", "content": "I loved Alien"}]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"]["role"] == "assistant"
+    assert body["choices"][0]["message"]["content"].startswith("Looking for")
+    assert body["tailor"]["session"] == "bot-42" and body["tailor"]["items"]
+    r = c.post("/v1/chat/completions", headers={**AUTH, "X-Tailor-Session": "bot-42"},
+               json={"messages": [{"role": "user", "content": "from the 90s"}]})
+    assert r.json()["tailor"]["state"]["liked"] == [1]  # remembered through the session
+
+
+def test_stateless_chat_builds_the_state_from_earlier_user_messages(catalog, db):
+    c = client(catalog, db)
+    r = c.post("/v1/chat/completions", headers=AUTH, json={"messages": [
+        {"role": "user", "content": "I loved Alien"}, {"role": "assistant", "content": "..."},
+        {"role": "user", "content": "something from the 90s"}]})
+    state = r.json()["tailor"]["state"]
+    assert state["liked"] == [1] and state["year_min"] == 1990
+    assert r.json()["tailor"]["session"] is None
+
+
+def test_a_failing_recommender_is_a_500_with_a_plain_message(catalog, db):
+    class Exploding:
+        catalog = None
+
+        def turn(self, *a):
+            raise RuntimeError("secret internals")
+
+    app = create_app(Exploding(), SessionStore(db), None, "x")
+    c = TestClient(app, raise_server_exceptions=False)
+    sid = c.post("/v1/sessions").json()["id"]
+    r = c.post(f"/v1/sessions/{sid}/messages", json={"content": "hi"})
+    assert r.status_code == 500 and "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_openapi_schema_lists_the_contract(catalog, db):
+    paths = client(catalog, db).get("/openapi.json").json()["paths"]
+    assert {"/v1/sessions", "/v1/sessions/{session_id}/messages",
+            "/v1/sessions/{session_id}/feedback", "/v1/chat/completions", "/health"} <= set(paths)
+
+
+def test_serve_refuses_a_public_address_without_a_key(tmp_path):
+    from agent.api import serve
+    from agent.errors import ConfigError
+    from agent.settings import Settings
+
+    with pytest.raises(ConfigError, match="TAILOR_API_KEY"):
+        serve(Settings(home=tmp_path), "0.0.0.0", 8080, log_fn=lambda m: None)
