@@ -123,7 +123,8 @@ class Reply:
                 }
                 for r in self.recommendations
             ],
-            "state": self.state.to_dict(),
+            "state": {k: list(v) if isinstance(v, tuple) else v
+                      for k, v in self.state.to_dict().items()},
             "notices": list(self.notices),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
