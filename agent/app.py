@@ -1,62 +1,153 @@
-"""Gradio chat UI: a thin wrapper over ``Recommender.turn``."""
+"""Gradio chat UI: a thin wrapper over ``Recommender.turn`` and the session store.
+
+The page: a chat on the left; on the right the current picks as cards (title,
+year, genres, director, why) with like / dislike buttons, and sliders for the
+long tail and for variety. Feedback is stored (SQLite) and changes the next turn.
+"""
 
 from __future__ import annotations
 
+import html
 import logging
+import uuid
 
 from agent.errors import TailorError
+from agent.sessions import SessionStore, apply_feedback
+from agent.types import DialogueState
 
 log = logging.getLogger(__name__)
+WORKING = "…finding catalog items that fit"
 
 
-def format_reply(reply) -> str:
-    """Markdown for one reply: the state line, then a card per item."""
-    lines = []
+def card_html(rec) -> str:
+    """One pick as a card; every string is escaped (titles come from data files)."""
+    it = rec.item
+    meta = " · ".join(filter(None, [", ".join(it.genres),
+                                    "dir. " + ", ".join(it.director) if it.director else ""]))
+    return (f"<div class='tailor-card' data-item='{it.id}'><b>{html.escape(it.label)}</b>"
+            f"<br><small>{html.escape(meta)}</small><p>{html.escape(rec.explanation)}</p></div>")
+
+
+def reply_markdown(reply) -> str:
+    """The chat message for a reply: the state line, the picks, any notices."""
     head, *_ = reply.text.split("\n", 1)
-    lines.append(f"*{head}*")
-    for k, r in enumerate(reply.recommendations, 1):
-        it = r.item
-        meta = ", ".join(it.genres)
-        if it.director:
-            meta += f" · dir. {', '.join(it.director)}"
-        lines.append(f"**{k}. {it.label}** — {meta}  \n{r.explanation}")
     if not reply.recommendations:
         lines = [reply.text]
-    lines += [f"> {n}" for n in reply.notices]
-    return "\n\n".join(lines)
+    else:
+        lines = [f"*{head}*"] + [f"**{k}. {r.item.label}** — {r.explanation}"
+                                 for k, r in enumerate(reply.recommendations, 1)]
+    return "\n\n".join(lines + [f"> {n}" for n in reply.notices])
 
 
-def make_respond(recommender):
-    """The ``(message, history, state) -> (answer, state)`` handler; never raises."""
+class ChatSession:
+    """The handlers the page wires up; plain functions of (inputs, state) for tests."""
 
-    def respond(message, history, state):
+    def __init__(self, recommender, store: SessionStore | None = None):
+        self.recommender, self.store = recommender, store
+
+    def respond(self, message: str, history: list, session: dict, tail_boost: float,
+                diversity: float):
+        """Yields (history, session, cards): first the message with a working note,
+        then the answer. Never raises: errors become a message in the chat."""
+        history = list(history or []) + [{"role": "user", "content": message}]
+        yield history + [{"role": "assistant", "content": WORKING}], session, []
+        state = DialogueState.from_dict(session["state"]) if session.get("state") else DialogueState()
+        if session.get("tail_moved"):
+            state = state.with_changes(tail_boost=float(tail_boost))
         try:
-            reply = recommender.turn(message, state)
+            reply = self.recommender.turn(message, state, diversity=float(diversity))
         except TailorError as e:
-            return f"⚠️ {e}", state
+            yield history + [{"role": "assistant", "content": f"⚠️ {e}"}], session, []
+            return
         except Exception:  # UI edge: log it, show a notice, keep the session alive
             log.exception("turn failed")
-            return "⚠️ Something went wrong on our side; please try again.", state
-        return format_reply(reply), reply.state
+            yield history + [{"role": "assistant", "content":
+                              "⚠️ Something went wrong on our side; please try again."}], session, []
+            return
+        if self.store is not None:
+            self.store.save_turn(session["id"], message, reply.to_json(), reply.state)
+        session = {**session, "state": reply.to_json()["state"],
+                   "cards": [(r.item.id, r.item.label) for r in reply.recommendations]}
+        yield (history + [{"role": "assistant", "content": reply_markdown(reply)}], session,
+               [card_html(r) for r in reply.recommendations])
 
-    return respond
+    def feedback(self, k: int, value: str, session: dict) -> tuple[dict, str]:
+        """Like or dislike card ``k``: stored, folded into the state for the next turn."""
+        cards = session.get("cards") or []
+        if k >= len(cards):
+            return session, "Nothing to rate there yet."
+        item_id, label = cards[k]
+        if self.store is not None and session.get("state"):
+            state = self.store.add_feedback(session["id"], item_id, value)
+        else:
+            base = DialogueState.from_dict(session["state"]) if session.get("state") else DialogueState()
+            state = apply_feedback(base, item_id, value)
+        session = {**session, "state": {k2: list(v) if isinstance(v, tuple) else v
+                                        for k2, v in state.to_dict().items()}}
+        verb = "like" if value == "like" else "don't like"
+        return session, f"Noted: you {verb} {label}. Your next message will take it into account."
 
 
-def build_app(recommender):
+def new_session() -> dict:
+    return {"id": uuid.uuid4().hex, "state": None, "cards": [], "tail_moved": False}
+
+
+def build_app(recommender, store: SessionStore | None = None, model_name: str = "none",
+              adapter: str | None = None, tail_boost: float = 0.0, diversity: float = 0.0,
+              n_cards: int = 3):
     import gradio as gr
 
-    respond = make_respond(recommender)
+    chat_session = ChatSession(recommender, store)
     with gr.Blocks(title="Tailor") as app:
         gr.Markdown("## Tailor — movie recommendations from the MovieLens catalog\n"
-                    "Name movies you liked, genres, moods or decades. "
-                    f"Model: `{getattr(recommender.backend, 'name', 'none')}`")
-        state = gr.State(None)
-        gr.ChatInterface(respond, additional_inputs=[state], additional_outputs=[state],
-                         examples=[["I loved Alien and Blade Runner, something from the 90s", None],
-                                   ["something like Toy Story for the family", None],
-                                   ["a funny romance before 1980, no horror", None]])
+                    "Name movies you liked, genres, moods or decades; rate the picks to steer "
+                    f"the next ones. Model: `{model_name}` · adapter: `{adapter or 'none'}`",
+                    elem_id="header")
+        session = gr.State(new_session)
+        with gr.Row():
+            with gr.Column(scale=3):
+                chat = gr.Chatbot(elem_id="chat", height=460, label="Chat")
+                msg = gr.Textbox(placeholder="e.g. I loved Alien and Blade Runner, something "
+                                 "from the 90s", show_label=False, elem_id="msg")
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary", elem_id="send")
+                    reset = gr.Button("New session", elem_id="reset")
+            with gr.Column(scale=2):
+                tail = gr.Slider(0, 1, value=tail_boost, step=0.1, elem_id="tail",
+                                 label="Familiar hits (0) … hidden gems (1)")
+                variety = gr.Slider(0, 1, value=diversity, step=0.1, elem_id="variety",
+                                    label="Variety between picks")
+                cards, likes, dislikes = [], [], []
+                for k in range(n_cards):
+                    with gr.Group():
+                        cards.append(gr.HTML("", elem_id=f"card-{k}"))
+                        with gr.Row():
+                            likes.append(gr.Button("Like", size="sm", elem_id=f"like-{k}"))
+                            dislikes.append(gr.Button("Not for me", size="sm",
+                                                      elem_id=f"dislike-{k}"))
+                status = gr.Markdown("", elem_id="status")
+
+        def on_submit(message, history, sess, t, d):
+            for hist, sess2, html_cards in chat_session.respond(message, history, sess, t, d):
+                padded = (html_cards + [""] * n_cards)[:n_cards] if html_cards else [gr.update()] * n_cards
+                yield (hist, sess2, "", *padded)
+
+        outputs = [chat, session, msg, *cards]
+        msg.submit(on_submit, [msg, chat, session, tail, variety], outputs)
+        send.click(on_submit, [msg, chat, session, tail, variety], outputs)
+        tail.change(lambda s: {**s, "tail_moved": True}, [session], [session])
+        for k in range(n_cards):
+            likes[k].click(lambda s, k=k: chat_session.feedback(k, "like", s), [session],
+                           [session, status])
+            dislikes[k].click(lambda s, k=k: chat_session.feedback(k, "dislike", s), [session],
+                              [session, status])
+        reset.click(lambda: ([], new_session(), "", "Started a new session.", *[""] * n_cards),
+                    None, [chat, session, msg, status, *cards])
     return app
 
 
-def launch(recommender, host: str = "127.0.0.1", port: int = 7860) -> None:
-    build_app(recommender).launch(server_name=host, server_port=port, show_error=False)
+def launch(recommender, settings, host: str = "127.0.0.1", port: int = 7860) -> None:
+    app = build_app(recommender, SessionStore(settings.sessions_db),
+                    getattr(recommender.backend, "name", "none"), settings.adapter,
+                    settings.tail_boost, settings.diversity, settings.top_k)
+    app.launch(server_name=host, server_port=port, show_error=False)

@@ -143,7 +143,7 @@ def cmd_chat(settings: Settings, args) -> int:
 def cmd_demo(settings: Settings, args) -> int:
     from agent.app import launch
 
-    launch(_recommender(settings), host=args.host, port=args.port)
+    launch(_recommender(settings), settings, host=args.host, port=args.port)
     return 0
 
 

@@ -61,8 +61,10 @@ class Recommender:
                 continue
         return state
 
-    def turn(self, message, state: DialogueState | None = None) -> Reply:
-        """Answer ``message`` given the previous ``state``; returns the reply and new state."""
+    def turn(self, message, state: DialogueState | None = None,
+             diversity: float | None = None) -> Reply:
+        """Answer ``message`` given the previous ``state``; returns the reply and new state.
+        ``diversity`` overrides the re-ranker's for this turn (a UI slider)."""
         t0 = time.perf_counter()
         text = clean_message(message)
         state = merge(state or DialogueState(), parse_message(text, self.title_index))
@@ -85,7 +87,7 @@ class Recommender:
             notices.append(DEGRADED_RANKING)
             ranked = [_RetrievalOnly(c) for c in cands]
         if self.reranker is not None:
-            ranked = self.reranker.rerank(ranked, tail_boost=state.tail_boost)
+            ranked = self.reranker.rerank(ranked, tail_boost=state.tail_boost, diversity=diversity)
         timings["rank"] = time.perf_counter() - t
         top = ranked[: self.top_k]
         facts = [gather_facts(self.catalog.get(r.item_id), state, self.catalog.items,

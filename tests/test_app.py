@@ -1,0 +1,63 @@
+"""The UI's handlers as plain functions (the browser test drives the real page)."""
+
+from agent.app import ChatSession, card_html, new_session
+from agent.llm.fake import FakeBackend
+from agent.sessions import SessionStore
+from tests.test_recommender import make
+
+
+def run(chat, message, history, session, tail=0.0, diversity=0.0):
+    steps = list(chat.respond(message, history, session, tail, diversity))
+    assert steps[0][0][-1]["content"].startswith("…")  # something shows at once
+    return steps[-1]
+
+
+def test_a_turn_fills_the_chat_and_the_cards_and_stores_the_session(catalog, tmp_path):
+    store = SessionStore(tmp_path / "s.sqlite3")
+    chat = ChatSession(make(catalog, FakeBackend()), store)
+    session = new_session()
+    history, session, cards = run(chat, "I loved Alien", [], session)
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    assert history[1]["content"].startswith("*Looking for") and len(cards) == 2
+    assert all("tailor-card" in c for c in cards)
+    assert store.load(session["id"]).liked == (1,)
+
+
+def test_like_and_dislike_change_the_next_turn(catalog, tmp_path):
+    store = SessionStore(tmp_path / "s.sqlite3")
+    chat = ChatSession(make(catalog, FakeBackend()), store)
+    history, session, _ = run(chat, "sci-fi please", [], new_session())
+    first_ids = [i for i, _ in session["cards"]]
+    session, note = chat.feedback(0, "dislike", session)
+    assert "don't like" in note and first_ids[0] in session["state"]["disliked"]
+    session, note = chat.feedback(1, "like", session)
+    assert first_ids[1] in session["state"]["liked"]
+    assert [f["value"] for f in store.feedback(session["id"])] == ["dislike", "like"]
+    history, session, cards = run(chat, "more please", history, session)
+    assert first_ids[0] not in [i for i, _ in session["cards"]]
+
+
+def test_feedback_before_any_picks_is_a_gentle_no_op(catalog):
+    chat = ChatSession(make(catalog, FakeBackend()))
+    session, note = chat.feedback(0, "like", new_session())
+    assert "Nothing to rate" in note and session["state"] is None
+
+
+def test_errors_become_chat_messages_not_exceptions(catalog):
+    chat = ChatSession(make(catalog, FakeBackend()))
+    history, session, cards = run(chat, "   ", [], new_session())
+    assert history[-1]["content"].startswith("⚠️") and cards == []
+
+
+def test_the_tail_slider_reaches_the_reranker_once_moved(catalog):
+    chat = ChatSession(make(catalog, FakeBackend()))
+    session = {**new_session(), "tail_moved": True}
+    _, session, _ = run(chat, "sci-fi please", [], session, tail=1.0)
+    assert session["state"]["tail_boost"] == 1.0
+
+
+def test_cards_escape_catalog_text(catalog):
+    from agent.types import Item, Recommendation
+
+    rec = Recommendation(Item(1, "<script>x</script>", 1990, ("Drama",)), 1.0, "a & b", "template")
+    assert "<script>" not in card_html(rec) and "&lt;script&gt;" in card_html(rec)
