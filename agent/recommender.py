@@ -56,7 +56,8 @@ class Recommender:
         state = DialogueState()
         for m in messages:
             try:
-                state = merge(state, parse_message(clean_message(m), self.title_index))
+                state = merge(state, parse_message(clean_message(m), self.title_index),
+                              self.catalog.items)
             except InputError:
                 continue
         return state
@@ -67,7 +68,8 @@ class Recommender:
         ``diversity`` overrides the re-ranker's for this turn (a UI slider)."""
         t0 = time.perf_counter()
         text = clean_message(message)
-        state = merge(state or DialogueState(), parse_message(text, self.title_index))
+        state = merge(state or DialogueState(), parse_message(text, self.title_index),
+                      self.catalog.items)
         timings = {"parse": time.perf_counter() - t0}
         if self.is_vague(state):
             return Reply(CLARIFY, (), state, timings=timings)
@@ -98,7 +100,8 @@ class Recommender:
         recs = tuple(Recommendation(self.catalog.get(r.item_id), r.score, e, s,
                                     r.retrieval_score, r.llm_score)
                      for r, e, s in zip(top, explanations, sources))
-        state = state.with_changes(shown=state.shown + tuple(r.item.id for r in recs))
+        state = state.with_changes(shown=state.shown + tuple(r.item.id for r in recs),
+                                   last=tuple(r.item.id for r in recs))
         timings["total"] = time.perf_counter() - t0
         return Reply(render_text(recs, state, self.catalog.items), recs, state,
                      tuple(notices), timings)

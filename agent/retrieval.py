@@ -22,7 +22,9 @@ class Retriever(Protocol):
     def retrieve(self, state: DialogueState, n: int) -> list[Candidate]: ...
 
 
-SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "content": 1.0, "popular": 0.3}
+# "avoid" (items like the disliked ones) counts against an item: a dislike changes what
+# comes next, not only that one title.
+SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "content": 1.0, "popular": 0.3, "avoid": -0.5}
 
 
 def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
@@ -117,4 +119,12 @@ class HybridRetriever:
         pool = max(n, POOL)
         lists = {"semantic": self.semantic(state, pool), "cowatch": self.cowatched(state, pool),
                  "content": self.content(state, pool), "popular": self.popular(state, pool)}
-        return rrf_fuse({k: v for k, v in lists.items() if v}, n, SOURCE_WEIGHTS)
+        if state.disliked:
+            avoid = state.with_changes(liked=state.disliked, disliked=())
+            seen: set[int] = set()
+            lists["avoid"] = [(i, v) for i, v in self.content(avoid, pool) + self.cowatched(avoid, pool)
+                              if not (i in seen or seen.add(i))]
+        fused = rrf_fuse({k: v for k, v in lists.items() if v}, n + len(lists.get("avoid", ())),
+                         SOURCE_WEIGHTS)
+        # Only items some positive source proposed are candidates.
+        return [c for c in fused if set(c.sources) - {"avoid"}][:n]

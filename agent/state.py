@@ -84,6 +84,38 @@ class ParsedMessage:
     query: str = ""
     mentions: tuple[Mention, ...] = ()
     tail_boost: float | None = None
+    # References to the last answer's picks, as 0-based positions: liked / disliked.
+    liked_refs: tuple[int, ...] = ()
+    disliked_refs: tuple[int, ...] = ()
+    older: bool = False  # "something older": before the last picks
+    newer: bool = False
+    any_year: bool = False  # "any decade is fine": drop the year bounds
+    any_genre: bool = False  # "any genre": drop wanted and excluded genres
+
+
+ORDINALS = {"first": 0, "1st": 0, "one": 0, "1": 0, "second": 1, "2nd": 1, "two": 1, "2": 1,
+            "third": 2, "3rd": 2, "three": 2, "3": 2, "fourth": 3, "4th": 3, "four": 3, "4": 3,
+            "fifth": 4, "5th": 4, "five": 4, "5": 4, "last": -1}
+REFERENCE = re.compile(
+    r"\b(?:the\s+)?(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th|last)\s+"
+    r"(?:one|pick|movie|film|suggestion)s?\b|\bnumber\s+(one|two|three|four|five|[1-5])\b"
+    r"|#([1-5])\b|\b(that|this)\s+one\b", re.I)
+OLDER = re.compile(r"\b(older|earlier|less recent)\b(?!\s+than\s+\d)", re.I)
+NEWER = re.compile(r"\b(newer|more recent|later)\b(?!\s+than\s+\d)", re.I)
+ANY_YEAR = re.compile(r"\b(any (decade|year|era)|whenever|(doesn't|does not|don't|do not) "
+                      r"(matter|care) when|no matter when)\b", re.I)
+ANY_GENRE = re.compile(r"\bany (genre|kind|type)\b", re.I)
+
+
+def _references(text: str) -> tuple[list[int], list[int]]:
+    """Positions in the last answer the message points at, split by negation:
+    "more like the second one" -> ([1], []); "not that one" -> ([], [0])."""
+    liked, disliked = [], []
+    for m in REFERENCE.finditer(text):
+        word = (m[1] or m[2] or m[3] or "one").lower()
+        pos = 0 if m[4] else ORDINALS[word]
+        (disliked if _negated(text, m.start()) else liked).append(pos)
+    return liked, disliked
 
 
 def _negated(text: str, pos: int) -> bool:
@@ -159,9 +191,13 @@ def parse_message(text: str, index: TitleIndex) -> ParsedMessage:
     rest_text = "".join(rest)
     wanted, excluded = _genres(rest_text)
     lo, hi = _years(rest_text)
+    liked_refs, disliked_refs = _references(rest_text)
     return ParsedMessage(tuple(dict.fromkeys(liked)), tuple(dict.fromkeys(disliked)),
                          tuple(wanted), tuple(excluded), lo, hi,
-                         content_words(rest_text), tuple(mentions), tail_preference(rest_text))
+                         content_words(REFERENCE.sub(" ", rest_text)), tuple(mentions),
+                         tail_preference(rest_text), tuple(liked_refs), tuple(disliked_refs),
+                         bool(OLDER.search(rest_text)), bool(NEWER.search(rest_text)),
+                         bool(ANY_YEAR.search(rest_text)), bool(ANY_GENRE.search(rest_text)))
 
 
 def tail_preference(text: str) -> float | None:
@@ -194,21 +230,42 @@ def content_words(text: str) -> str:
     return " ".join(out)
 
 
-def merge(state: DialogueState, parsed: ParsedMessage) -> DialogueState:
+def merge(state: DialogueState, parsed: ParsedMessage,
+          items: dict[int, Item] | None = None) -> DialogueState:
     """The next state: likes and dislikes accumulate (the newest statement wins),
-    genres accumulate, and new year bounds replace old ones."""
-    liked = [i for i in state.liked if i not in parsed.disliked] + list(parsed.liked)
-    disliked = [i for i in state.disliked if i not in parsed.liked] + list(parsed.disliked)
+    genres accumulate, and new year bounds replace old ones. References ("the second
+    one", "something older") resolve against the last answer's picks (``state.last``)
+    and need ``items`` for their years."""
+    ref_liked = _resolve(parsed.liked_refs, state.last)
+    ref_disliked = _resolve(parsed.disliked_refs, state.last)
+    new_liked = list(parsed.liked) + ref_liked
+    new_disliked = list(parsed.disliked) + ref_disliked
+    liked = [i for i in state.liked if i not in new_disliked] + new_liked
+    disliked = [i for i in state.disliked if i not in new_liked] + new_disliked
     excluded = [g for g in state.excluded_genres if g not in parsed.genres] + list(parsed.excluded_genres)
     genres = [g for g in state.genres if g not in parsed.excluded_genres] + list(parsed.genres)
+    if parsed.any_genre:
+        genres, excluded = list(parsed.genres), list(parsed.excluded_genres)
     year_min, year_max = state.year_min, state.year_max
     if parsed.year_min is not None or parsed.year_max is not None:
         year_min, year_max = parsed.year_min, parsed.year_max
+    elif parsed.any_year:
+        year_min = year_max = None
+    years = [items[i].year for i in state.last if items and i in items and items[i].year]
+    if parsed.older and years:
+        year_min, year_max = None, min(years) - 1
+    elif parsed.newer and years:
+        year_min, year_max = max(years) + 1, None
     return state.with_changes(
         liked=tuple(dict.fromkeys(liked)), disliked=tuple(dict.fromkeys(disliked)),
         genres=tuple(dict.fromkeys(genres)), excluded_genres=tuple(dict.fromkeys(excluded)),
         year_min=year_min, year_max=year_max, query=parsed.query,
         tail_boost=state.tail_boost if parsed.tail_boost is None else parsed.tail_boost)
+
+
+def _resolve(positions: tuple[int, ...], last: tuple[int, ...]) -> list[int]:
+    """Item ids at ``positions`` of the last answer (out-of-range ones are ignored)."""
+    return [last[p] for p in positions if -len(last) <= p < len(last)]
 
 
 def satisfies(item: Item, state: DialogueState) -> bool:

@@ -68,6 +68,7 @@ class DialogueState:
     shown: tuple[int, ...] = ()
     query: str = ""
     tail_boost: float | None = None  # the user's long-tail preference; None: the default
+    last: tuple[int, ...] = ()  # the last answer's picks, in order ("the second one")
 
     def with_changes(self, **kw) -> DialogueState:
         return replace(self, **kw)

@@ -104,3 +104,20 @@ def test_content_source_scores_shared_facts(client, catalog):
     # Aliens: 3 of 5 genres (0.6) + cast (0.25) = 0.85; Terminator 2: 3 of 4 = 0.75.
     assert [i for i, _ in ranked] == [7, 11, 3]
     assert ranked[0][1] == pytest.approx(1.0)
+
+
+def test_a_dislike_pushes_down_items_like_it(client, catalog):
+    emb = HashEmbedder()
+    build_index(client, catalog, emb, "tiny", log=lambda m: None)
+    retriever = HybridRetriever(open_collection(client, emb, "tiny"), emb, catalog)
+    plain = [c.item_id for c in retriever.retrieve(DialogueState(genres=("Sci-Fi",)), 6)]
+    # Disliking Alien: Alien 3 and Aliens (same genres, director's sequels, shared cast)
+    # fall; nothing the user did not ask for is added.
+    after = retriever.retrieve(DialogueState(genres=("Sci-Fi",), disliked=(1,)), 6)
+    ids = [c.item_id for c in after]
+    assert 1 not in ids
+    for similar in (7, 11):
+        if similar in plain:
+            assert similar not in ids or ids.index(similar) > plain.index(similar)
+    assert all("Sci-Fi" in catalog.get(i).genres for i in ids)
+    assert all(set(c.sources) - {"avoid"} for c in after)
