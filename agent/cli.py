@@ -193,7 +193,8 @@ def cmd_finetune(settings: Settings, args) -> int:
 
     config = load_config(args.config, name=args.name, max_minutes=args.max_minutes,
                          epochs=args.epochs, val_users=args.val_users)
-    run_finetune(settings, config, log=_log, fresh=args.fresh)
+    run_finetune(settings, config, log=_log, fresh=args.fresh,
+                 include_feedback=args.include_feedback)
     return 0
 
 
@@ -284,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=float, help="passes over the training examples")
     s.add_argument("--val-users", type=int, help="validate on a fixed-seed subset of N users")
     s.add_argument("--fresh", action="store_true", help="discard a checkpoint of this name")
+    s.add_argument("--include-feedback", action="store_true",
+                   help="also learn from the likes stored by the UI and the API (each session "
+                        "is one more user history)")
     s.set_defaults(func=cmd_finetune)
     s = sub.add_parser("finetune-report", help="test-set comparison of zero-shot, few-shot and "
                        "a LoRA adapter on the users whose target the retriever found")

@@ -208,3 +208,27 @@ def save_examples(path, examples: list[Example]) -> None:
 def load_examples(path) -> list[Example]:
     with open(path, encoding="utf-8") as f:
         return [Example.from_json(json.loads(line)) for line in f]
+
+
+def with_feedback(catalog: Catalog, feedback: list[dict]) -> Catalog:
+    """``catalog`` plus each stored session's likes as one more user (in the order they
+    were given), so fine-tuning learns from what Tailor's own users liked. Sessions get
+    user ids above the dataset's; dislikes are not interactions and are left out."""
+    likes: dict[str, list[int]] = {}
+    for f in sorted(feedback, key=lambda f: f["at"]):
+        if f["value"] == "like" and f["item_id"] in catalog.items:
+            likes.setdefault(f["session_id"], [])
+            if f["item_id"] not in likes[f["session_id"]]:
+                likes[f["session_id"]].append(f["item_id"])
+    if not likes:
+        return catalog
+    first = int(catalog.user.max()) + 1 if len(catalog.user) else 0
+    users, items, times = [], [], []
+    for k, session in enumerate(sorted(likes)):
+        for t, item in enumerate(likes[session]):
+            users.append(first + k), items.append(item), times.append(t)
+    return Catalog(list(catalog.items.values()), dict(catalog.meta, feedback_sessions=len(likes)),
+                   np.concatenate([catalog.user, np.array(users, dtype=catalog.user.dtype)]),
+                   np.concatenate([catalog.item, np.array(items, dtype=catalog.item.dtype)]),
+                   np.concatenate([catalog.timestamp, np.array(times, dtype=catalog.timestamp.dtype)]),
+                   catalog.head)

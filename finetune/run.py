@@ -24,9 +24,13 @@ def open_retrieval(settings, log):
     return open_collection(make_client(settings), embedder, settings.dataset), embedder
 
 
-def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = True):
+def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = True,
+                       include_feedback: bool = False):
     """Training and (honest) validation examples, cached under the data home by the
-    hash of what they depend on. Returns ``(train, valid, split, cache_dir)``."""
+    hash of what they depend on. Returns ``(train, valid, split, cache_dir)``.
+
+    ``include_feedback`` adds each stored session's likes (``tailor serve``, the UI)
+    as one more user history to learn from; validation stays MovieLens users only."""
     from agent.catalog import Catalog
     from agent.retrieval import HybridRetriever
     from eval.protocols import leave_one_out, make_split, sample_users
@@ -35,13 +39,24 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
     catalog = Catalog.load(settings.data_dir())
     split = make_split(catalog, seed=config.seed)
     collection, embedder = open_retrieval(settings, log)
-    cache = settings.home / "finetune" / f"{settings.dataset}-{config.data_key()}"
+    key = config.data_key()
+    source = catalog
+    if include_feedback:
+        import hashlib
+
+        from agent.sessions import SessionStore
+
+        feedback = SessionStore(settings.sessions_db).feedback()
+        source = D.with_feedback(catalog, feedback)
+        log(f"including feedback: {source.meta.get('feedback_sessions', 0)} sessions with likes")
+        key += "-fb" + hashlib.sha256(json.dumps(feedback).encode()).hexdigest()[:8]
+    cache = settings.home / "finetune" / f"{settings.dataset}-{key}"
     if (cache / "train.jsonl").exists() and (cache / "valid.jsonl").exists():
         log(f"using cached examples in {cache}")
         train, valid = D.load_examples(cache / "train.jsonl"), D.load_examples(cache / "valid.jsonl")
     else:
         t = time.perf_counter()
-        train = D.training_examples(catalog, lambda c: HybridRetriever(collection, embedder, c),
+        train = D.training_examples(source, lambda c: HybridRetriever(collection, embedder, c),
                                     config.candidates, config.snapshots, config.chat_share,
                                     config.seed, progress=progress)
         valid = D.heldout_examples(split, split.valid, HybridRetriever(collection, embedder,
@@ -71,7 +86,7 @@ def heuristics_table(train, valid) -> dict:
 
 
 def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = False,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, include_feedback: bool = False) -> dict:
     """Build examples, train, and write ``adapters/<name>`` with its metadata."""
     import torch
 
@@ -87,7 +102,8 @@ def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = Fals
     t0 = time.perf_counter()
     out = settings.adapters_dir / config.name
     _check_checkpoint(out, config, fresh)
-    train_set, val_set, _, cache = build_example_sets(settings, config, log, progress)
+    train_set, val_set, _, cache = build_example_sets(settings, config, log, progress,
+                                                      include_feedback)
     if not train_set or not val_set:
         raise ConfigError("no training or validation examples: the retriever found no targets")
     heuristics = heuristics_table(train_set, val_set)
@@ -110,6 +126,7 @@ def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = Fals
         "candidates": config.candidates, "few_shot": False, "calibrate": False,
         "fusion_weight": state.best["fusion_weight"],
         "data": {"cache": str(cache), "train_examples": len(train_set),
+                 "include_feedback": include_feedback,
                  "valid_examples": len(val_set), "train_hash": examples_hash(train_set)},
         "prompt_hashes": prompt_hashes(RANK_PROMPTS), "config": config.to_json(),
         "heuristics_ndcg@10": heuristics, "trainable_parameters": n_params,

@@ -36,11 +36,15 @@ def label_ids(tokenizer, n: int) -> list[int]:
     return [t[0] for t in ids]
 
 
-def letter_logits(model, ids: list[int], letters: list[int]):
-    """The next-token logits of the candidate letters after the prompt ``ids``."""
+def as_input(ids: list[int], model):
     import torch
 
-    out = model(input_ids=torch.tensor([ids]), logits_to_keep=1)
+    return torch.tensor([ids], device=model.device)
+
+
+def letter_logits(model, ids: list[int], letters: list[int]):
+    """The next-token logits of the candidate letters after the prompt ``ids``."""
+    out = model(input_ids=as_input(ids, model), logits_to_keep=1)
     return out.logits[0, -1, letters].float()
 
 
@@ -85,22 +89,32 @@ def score_examples(model, tokenizer, examples: list[Example], progress: bool = F
     with torch.inference_mode():
         for ex in tqdm(examples, desc=desc, unit="prompt", disable=not progress, leave=False):
             ids = encode(tokenizer, ex.messages)
-            logits = model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1].float()
+            logits = model(input_ids=as_input(ids, model), logits_to_keep=1).logits[0, -1].float()
             lp = torch.log_softmax(logits, -1)
-            out.append(lp[label_ids(tokenizer, len(ex.candidates))].numpy().astype(np.float64))
+            out.append(lp[label_ids(tokenizer, len(ex.candidates))].cpu().numpy().astype(np.float64))
     model.train(was_training)
     return out
 
 
 def load_base(model_path: str, quant: str):
+    """The base model on the GPU when there is one (bf16 compute), else fp32 on the CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from agent.llm.local import quantization_kwargs
 
+    cuda = torch.cuda.is_available()
+    kwargs = quantization_kwargs(quant)
+    if cuda and kwargs:
+        kwargs["device_map"] = {"": 0}
+        if quant == "4bit":
+            kwargs["quantization_config"].bnb_4bit_compute_dtype = torch.bfloat16
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32,
-                                                 use_safetensors=True, **quantization_kwargs(quant))
+    model = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True,
+                                                 dtype=torch.bfloat16 if cuda else torch.float32,
+                                                 **kwargs)
+    if cuda and not kwargs:
+        model = model.to("cuda")
     return model, tokenizer
 
 
@@ -183,7 +197,7 @@ def train(model, tokenizer, config: FinetuneConfig, train_set: list[Example],
     rng = np.random.default_rng(config.seed)
     orders = [rng.permutation(len(train_set)) for _ in range(math.ceil(config.epochs))]
     n = config.candidates
-    letters = {k: torch.tensor(label_ids(tokenizer, k)) for k in range(2, n + 1)}
+    letters = {k: label_ids(tokenizer, k) for k in range(2, n + 1)}
     if not state.curve:
         _validate(model, tokenizer, config, val_set, state, None, out, log, progress)
     model.train()
@@ -191,8 +205,9 @@ def train(model, tokenizer, config: FinetuneConfig, train_set: list[Example],
     bar = tqdm(total=total, initial=state.seen, desc="fine-tuning", unit="ex", disable=not progress)
     while state.seen < total:
         ex = train_set[orders[state.seen // len(train_set)][state.seen % len(train_set)]]
-        logits = letter_logits(model, encode(tokenizer, ex.messages), letters[len(ex.candidates)].tolist())
-        loss = torch.nn.functional.cross_entropy(logits[None], torch.tensor([ex.answer]))
+        logits = letter_logits(model, encode(tokenizer, ex.messages), letters[len(ex.candidates)])
+        loss = torch.nn.functional.cross_entropy(logits[None],
+                                                 torch.tensor([ex.answer], device=logits.device))
         (loss / config.batch_size).backward()
         losses.append(loss.item())
         state.seen += 1

@@ -139,3 +139,21 @@ def test_examples_round_trip_through_jsonl(tmp_path):
     D.save_examples(tmp_path / "x.jsonl", examples)
     assert D.load_examples(tmp_path / "x.jsonl") == examples
     assert D.examples_hash(examples) == D.examples_hash(D.load_examples(tmp_path / "x.jsonl"))
+
+
+def test_feedback_likes_become_extra_user_histories_for_training():
+    cat = history_catalog()
+    feedback = [{"session_id": "s1", "item_id": i, "value": "like", "at": float(t)}
+                for t, i in enumerate([5, 10, 4, 6, 3, 1])] + \
+               [{"session_id": "s1", "item_id": 2, "value": "dislike", "at": 9.0},
+                {"session_id": "s2", "item_id": 99999, "value": "like", "at": 1.0}]
+    aug = D.with_feedback(cat, feedback)
+    new_user = int(cat.user.max()) + 1
+    assert aug.meta["feedback_sessions"] == 1
+    assert aug.item[aug.user == new_user].tolist() == [5, 10, 4, 6, 3, 1]  # likes only, in order
+    assert len(aug.user) == len(cat.user) + 6
+    calls = []
+    examples = D.training_examples(aug, lambda c: EveryItemRetriever(c, calls), 12, 2, 0.0,
+                                   seed=0, progress=False)
+    assert any(ex.user == new_user for ex in examples)
+    assert D.with_feedback(cat, []) is cat
