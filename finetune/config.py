@@ -29,6 +29,7 @@ class FinetuneConfig:
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     lora_layers: int = 0  # 0: every layer; k: only the top k (backward stops below them)
+    cache_frozen: bool = True  # with lora_layers: compute the frozen layers once per example
     quant: str = "none"  # "4bit": QLoRA (bitsandbytes nf4 base weights)
     # Optimisation
     lr: float = 5e-4

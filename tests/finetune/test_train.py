@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from finetune.config import load_config
 from finetune.data import Example
@@ -138,3 +139,31 @@ def test_qlora_trains_an_adapter_on_4bit_base_weights(tmp_path):
     assert state.seen == len(TRAIN)
     assert any(not np.array_equal(before[k], v.detach()) for k, v in peft_model.named_parameters()
                if k in before)
+
+
+def test_frozen_layer_cache_gives_the_full_forward_and_trains_the_same(tmp_path):
+    from finetune.train import FrozenSplit, encode, label_ids, letter_logits
+
+    model, tok = tiny_model_and_tokenizer()
+    peft_model = attach_lora(model, tiny_config(lora_layers=1))
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:  # a non-trivial adapter, so the top layer really differs
+            torch.nn.init.normal_(p, std=0.5)
+    split = FrozenSplit(peft_model, 1)
+    ids, letters = encode(tok, TRAIN[0].messages), label_ids(tok, 3)
+    full = letter_logits(peft_model, ids, letters)
+    cached = split.top_logits(split.bottom(ids), letters)
+    assert torch.allclose(full, cached, atol=1e-5)
+    # Training through the cache moves the same weights as training without it.
+    runs = {}
+    for cache in (True, False):
+        m, t = tiny_model_and_tokenizer()
+        config = tiny_config(lora_layers=1, cache_frozen=cache, eval_every=12)
+        pm = attach_lora(m, config)
+        state = train(pm, t, config, TRAIN, VALID, tmp_path / str(cache), log=lambda m: None,
+                      progress=False)
+        runs[cache] = ([p["train_loss"] for p in state.curve[1:]],
+                       {k: v.detach().clone() for k, v in pm.named_parameters() if "lora_" in k})
+    assert runs[True][0] == pytest.approx(runs[False][0], abs=1e-5)
+    for k, v in runs[True][1].items():
+        assert torch.allclose(v, runs[False][1][k], atol=1e-5), k
