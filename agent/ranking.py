@@ -30,8 +30,6 @@ class Ranked:
     llm_score: float | None
 
 
-
-
 def short_title(title: str, words: int = 4) -> str:
     """The title without alternate titles in parentheses, cut to ``words`` words: prompt
     tokens are the ranking's cost (SmolLM2's tokenizer spends one token per digit).
