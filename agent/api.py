@@ -16,6 +16,7 @@ import uuid
 from typing import Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -95,8 +96,6 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
     async def unexpected(request: Request, exc: Exception):  # API edge: log, never a trace
         log.exception("request failed")
         return _error(500, "something went wrong on our side; please try again", "server_error")
-
-    from fastapi.exceptions import RequestValidationError
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError):

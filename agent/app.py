@@ -82,8 +82,7 @@ class ChatSession:
         else:
             base = DialogueState.from_dict(session["state"]) if session.get("state") else DialogueState()
             state = apply_feedback(base, item_id, value)
-        session = {**session, "state": {k2: list(v) if isinstance(v, tuple) else v
-                                        for k2, v in state.to_dict().items()}}
+        session = {**session, "state": state.to_json()}
         verb = "like" if value == "like" else "don't like"
         return session, f"Noted: you {verb} {label}. Your next message will take it into account."
 

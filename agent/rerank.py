@@ -17,7 +17,7 @@ Two knobs, both 0 by default (accuracy only):
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import replace
+from dataclasses import is_dataclass, replace
 from typing import Sequence
 
 from agent.errors import InputError
@@ -61,10 +61,10 @@ class TailDiversityReranker:
         self.tail_boost = check_knob("tail_boost", tail_boost)
         self.diversity = check_knob("diversity", diversity)
 
-    def objective(self, ranked: Sequence) -> list[float]:
+    def objective(self, ranked: Sequence, tail_boost: float | None = None) -> list[float]:
         """``(1 - t) * relevance + t * novelty`` for each entry, in the incoming order."""
         n = len(ranked)
-        t = self.tail_boost
+        t = self.tail_boost if tail_boost is None else tail_boost
         return [(1 - t) * (1 - k / max(1, n - 1)) + t * (1 - self.scale.percentile(r.item_id))
                 for k, r in enumerate(ranked)]
 
@@ -78,12 +78,7 @@ class TailDiversityReranker:
         d = self.diversity if diversity is None else check_knob("diversity", diversity)
         if (t == 0 and d == 0) or len(ranked) < 2:
             return list(ranked)[:k]
-        saved = self.tail_boost
-        self.tail_boost = t
-        try:
-            base = self.objective(ranked)
-        finally:
-            self.tail_boost = saved
+        base = self.objective(ranked, t)  # no shared state: the API re-ranks from threads
         genres = [self.catalog.get(r.item_id).genres if r.item_id in self.catalog else ()
                   for r in ranked]
         left, picked, out = list(range(len(ranked))), [], []
@@ -95,10 +90,6 @@ class TailDiversityReranker:
             best = max(left, key=lambda j: (mmr(j), -j))
             left.remove(best)
             picked.append(best)
-            out.append(replace(ranked[best], score=mmr(best)) if _is_dataclass(ranked[best])
+            out.append(replace(ranked[best], score=mmr(best)) if is_dataclass(ranked[best])
                        else ranked[best])
         return out
-
-
-def _is_dataclass(obj) -> bool:
-    return hasattr(obj, "__dataclass_fields__")

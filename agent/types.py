@@ -76,6 +76,10 @@ class DialogueState:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_json(self) -> dict:
+        """``to_dict`` with lists for tuples (what JSON round-trips to)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.to_dict().items()}
+
     @classmethod
     def from_dict(cls, d: dict) -> DialogueState:
         known = {f for f in cls.__dataclass_fields__}
@@ -124,8 +128,7 @@ class Reply:
                 }
                 for r in self.recommendations
             ],
-            "state": {k: list(v) if isinstance(v, tuple) else v
-                      for k, v in self.state.to_dict().items()},
+            "state": self.state.to_json(),
             "notices": list(self.notices),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }

@@ -82,11 +82,13 @@ class FrozenSplit:
                                     lambda: self.inner(input_ids=as_input(ids, self.causal_lm)))
         return out.last_hidden_state.clone()
 
-    def top_logits(self, hidden, letters: list[int]):
-        """Letter logits from the cached states through the trainable top layers."""
+    def top_logits(self, hidden, letters: list[int] | None = None):
+        """Next-token logits (of ``letters``, or the whole vocabulary) from the cached
+        states through the trainable top layers."""
         out = self._with_layers(list(self.layers[self.cut:]), self.inner.norm,
                                 lambda: self.causal_lm(inputs_embeds=hidden, logits_to_keep=1))
-        return out.logits[0, -1, letters].float()
+        row = out.logits[0, -1]
+        return (row if letters is None else row[letters]).float()
 
 
 def fused_positions(ex: Example, llm: np.ndarray, weight: float) -> int:
@@ -129,13 +131,11 @@ def score_examples(model, tokenizer, examples: list[Example], progress: bool = F
     was_training = model.training
     model.eval()
     out = []
-    vocab = None
     with torch.inference_mode():
         for k, ex in enumerate(tqdm(examples, desc=desc, unit="prompt", disable=not progress,
                                     leave=False)):
             if split is not None:
-                vocab = vocab or list(range(split.causal_lm.config.vocab_size))
-                logits = split.top_logits(states[k], vocab)
+                logits = split.top_logits(states[k])
             else:
                 ids = encode(tokenizer, ex.messages)
                 logits = model(input_ids=as_input(ids, model), logits_to_keep=1).logits[0, -1].float()
