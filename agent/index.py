@@ -51,11 +51,33 @@ def make_client(settings):
         from urllib.parse import urlparse
 
         url = urlparse(settings.chroma_url)
-        return chromadb.HttpClient(host=url.hostname, port=url.port or 8000,
-                                   ssl=url.scheme == "https", settings=chroma_settings)
+        try:
+            return chromadb.HttpClient(host=url.hostname, port=url.port or 8000,
+                                       ssl=url.scheme == "https", settings=chroma_settings)
+        except ValueError as e:  # what chromadb raises when nothing answers
+            raise AssetError(f"cannot reach the Chroma server at {settings.chroma_url} ({e}); "
+                             "start it, or unset TAILOR_CHROMA_URL to use the on-disk "
+                             "index") from None
     path = settings.index_dir()
     path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    except Exception as e:  # chromadb.errors.InternalError for a damaged chroma.sqlite3, ...
+        raise AssetError(f"the Chroma index in {path} is damaged and cannot be opened "
+                         f"({type(e).__name__}: {e}); delete that folder and run "
+                         f"`tailor index` to rebuild it") from None
+
+
+def readable_count(col) -> int | None:
+    """How many items the collection holds, or None when its stored vectors cannot be
+    read: a deleted or damaged segment folder fails here rather than in a user's turn
+    (``count`` alone can still succeed without the vectors)."""
+    try:
+        n = col.count()
+        col.get(limit=1, include=["embeddings"])
+    except Exception:  # chromadb raises InternalError and others for a damaged store
+        return None
+    return n
 
 
 def fingerprint(docs: list[str], metas: list[dict], embedder_name: str) -> str:
@@ -79,7 +101,10 @@ def build_index(client, catalog, embedder, dataset: str, log=print) -> dict:
     existing = {c.name for c in client.list_collections()}
     if name in existing:
         col = client.get_collection(name, embedding_function=embedder)
-        if (col.metadata or {}).get("fingerprint") == fp and col.count() == len(ids):
+        count = readable_count(col)
+        if count is None:
+            log(f"index {name} is damaged; rebuilding it")
+        elif (col.metadata or {}).get("fingerprint") == fp and count == len(ids):
             log(f"index {name} is up to date ({len(ids)} items)")
             return {"collection": name, "items": len(ids), "fingerprint": fp, "rebuilt": False}
         client.delete_collection(name)
@@ -100,6 +125,10 @@ def open_collection(client, embedder, dataset: str):
     except Exception as e:  # chromadb raises several types for a missing/corrupt store
         raise AssetError(f"no usable Chroma index for {dataset} ({type(e).__name__}: {e}); "
                          f"run `tailor index --dataset {dataset}` first") from None
-    if col.count() == 0:
+    count = readable_count(col)
+    if count is None:
+        raise AssetError(f"the Chroma index for {dataset} is damaged (its stored vectors cannot "
+                         f"be read); run `tailor index --dataset {dataset}` to rebuild it")
+    if count == 0:
         raise AssetError(f"the Chroma index for {dataset} is empty; run `tailor index`")
     return col
