@@ -348,3 +348,105 @@ def test_tailor_index_rebuilds_an_index_whose_vectors_are_gone(tmp_path):
     assert any("damaged" in n for n in notes)
     col = open_collection(damaged, emb, "syn")
     assert col.count() == 1100 and col.get(ids=["5"], include=["embeddings"])["ids"] == ["5"]
+
+
+# The API killed while it stores feedback -------------------------------------------------
+
+API_KEY = "fault-test-key"
+SESSIONS, THREADS, PER_THREAD = 4, 8, 150  # 1,200 distinct (session, item) feedbacks planned
+KILL_AT_ACKS = 60
+
+
+class ApiServer:
+    """`tailor serve` on a free port in its own process group. The LLM URL points at a
+    closed port: feedback never needs the model, and start-up skips loading it."""
+
+    def __init__(self, home: Path, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = subprocess_env(home, TAILOR_API_KEY=API_KEY, TAILOR_LLM_MODEL="none",
+                             TAILOR_LLM_URL=f"http://127.0.0.1:{free_port()}/v1")
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--port",
+                                          str(self.port)], stdout=out, stderr=out, env=env,
+                                         start_new_session=True)
+        self.log = log
+        deadline = time.monotonic() + 120
+        while self.call("GET", "/health", check=False) is None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.fail("tailor serve did not come up:\n" + log.read_text()[-3000:])
+            time.sleep(0.1)
+
+    def call(self, method: str, path: str, body: dict | None = None, check: bool = True):
+        """The JSON answer, or None when the server could not be reached (check=False)."""
+        req = urllib.request.Request(self.url + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {API_KEY}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=20) as r:
+                return json.loads(r.read())
+        except (urllib.error.URLError, ConnectionError, OSError):
+            if check:
+                raise
+            return None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+@pytest.mark.integration
+@pytest.mark.assets
+@pytest.mark.slow
+def test_kill_9_of_the_api_during_feedback_writes_loses_no_acknowledged_feedback(
+        real_settings, tmp_path):
+    home = home_with_index_copy(tmp_path, real_settings.home)
+    log = tmp_path / "serve.log"
+    server = ApiServer(home, log)
+    try:
+        sessions = [server.call("POST", "/v1/sessions")["id"] for _ in range(SESSIONS)]
+        acked, failed, lock = [], [], threading.Lock()
+
+        def client(t: int) -> None:
+            sid = sessions[t % SESSIONS]
+            for k in range(PER_THREAD):  # items are distinct per session: no overwrites
+                item, value = 1 + t * PER_THREAD + k, ("like", "dislike")[k % 2]
+                if server.call("POST", f"/v1/sessions/{sid}/feedback",
+                               {"item_id": item, "value": value}, check=False) is None:
+                    with lock:
+                        failed.append((sid, item, value))
+                    return  # the server is gone
+                with lock:
+                    acked.append((sid, item, value))
+
+        threads = [threading.Thread(target=client, args=(t,)) for t in range(THREADS)]
+        for th in threads:
+            th.start()
+        deadline = time.monotonic() + 120
+        while len(acked) < KILL_AT_ACKS and time.monotonic() < deadline:
+            time.sleep(0.005)
+        server.kill()  # SIGKILL while the clients are still sending
+        for th in threads:
+            th.join(timeout=60)
+    finally:
+        server.kill()
+    assert len(acked) >= KILL_AT_ACKS, log.read_text()[-3000:]
+    assert failed and len(acked) < THREADS * PER_THREAD  # the kill cut the stream short
+
+    restarted = ApiServer(home, log)  # the same data home, so the same sessions database
+    try:
+        states = {sid: restarted.call("POST", f"/v1/sessions/{sid}/feedback",
+                                      {"item_id": 1682, "value": "like"})["state"]
+                  for sid in sessions}
+    finally:
+        restarted.kill()
+    for sid, item, value in acked:
+        assert item in states[sid]["liked" if value == "like" else "disliked"], (sid, item)
+    store = SessionStore(home / "sessions.sqlite3")
+    stored = {(f["session_id"], f["item_id"], f["value"]) for f in store.feedback()}
+    assert set(acked) <= stored
+    with store._connect() as con:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
