@@ -128,8 +128,8 @@ class DyingLLM:
         if line.startswith("HANG"):
             self.hung_at = line.split()[1]
             time.sleep(KILL_AFTER_S)
+            self.killed_at = time.monotonic()  # before the kill: the client may wake at once
             self.proc.send_signal(signal.SIGKILL)
-            self.killed_at = time.monotonic()
 
     def close(self) -> None:
         if self.proc.poll() is None:
