@@ -9,6 +9,8 @@ as structured data under ``"tailor"``.
 from __future__ import annotations
 
 import hmac
+import itertools
+import json
 import logging
 import threading
 import time
@@ -17,7 +19,7 @@ from typing import Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -141,13 +143,18 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
     def chat_completions(body: ChatCompletionIn,
-                         x_tailor_session: str | None = Header(None)) -> dict:
-        if body.stream:
-            raise InputError("stream=true is not supported; send stream=false")
+                         x_tailor_session: str | None = Header(None)):
+        """OpenAI's chat shape. With ``"stream": true`` the answer comes as server-sent
+        ``chat.completion.chunk`` events: the first as soon as the picks are ranked
+        (their items under ``"tailor"``), each pick's line once its explanation is
+        written and checked, and a last one with the whole reply under ``"tailor"``."""
         users = [m.content or "" for m in body.messages if m.role == "user"]
         if not users:
             raise InputError("messages has no user message")
         session_id = x_tailor_session or body.user
+        model = body.model or model_name
+        if body.stream:
+            return stream_completion(session_id, users, model)
         if session_id:
             check_session_id(session_id)
             store.create(session_id)  # bots name their own sessions; created on first use
@@ -158,12 +165,71 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
         data.pop("timings_s", None)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-            "created": int(time.time()), "model": body.model or model_name,
+            "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": reply.text}}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             "tailor": {**data, "session": session_id},
         }
+
+    def stream_completion(session_id: str | None, users: list[str], model: str):
+        if session_id:
+            check_session_id(session_id)
+            store.create(session_id)
+            lock, state = locks(session_id), None
+        else:
+            lock, state = threading.Lock(), recommender.state_from(users[:-1])
+        lock.acquire()
+        try:
+            if session_id:
+                state = store.load(session_id)
+            events = recommender.turn_stream(users[-1], state)
+            first = next(events)  # bad input raises here, before any byte is sent: a 400
+        except BaseException:
+            lock.release()
+            raise
+        return StreamingResponse(sse_chunks(first, events, lock, session_id, users[-1], model),
+                                 media_type="text/event-stream")
+
+    def sse_chunks(first, events, lock, session_id, message, model):
+        """The chunks of a streamed turn; releases the session's lock when done."""
+        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+        def chunk(content: str | None = None, finish: str | None = None, **extra) -> str:
+            delta = {"role": "assistant"} if content is None and finish is None else {}
+            if content is not None:
+                delta["content"] = content
+            return "data: " + json.dumps({
+                "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}) + "\n\n"
+
+        try:
+            yield chunk()
+            event, sent = first, 0
+            for event in itertools.chain([first], events):
+                lines = event.reply.text.split("\n")
+                if event.kind == "picks":
+                    picks = event.reply.to_json()
+                    yield chunk(lines[0], tailor={"items": picks["items"], "state": picks["state"]})
+                    sent = 1
+                elif event.kind == "final":
+                    break
+            reply = event.reply
+            lines = reply.text.split("\n")
+            yield chunk(("\n" if sent else "") + "\n".join(lines[sent:]))
+            if session_id:
+                store.save_turn(session_id, message, reply.to_json(), reply.state)
+            data = reply.to_json()
+            data.pop("timings_s", None)
+            yield chunk(finish="stop", tailor={**data, "session": session_id})
+            yield "data: [DONE]\n\n"
+        except Exception:  # API edge: the stream ends with an error event, never a trace
+            log.exception("streamed turn failed")
+            yield "data: " + json.dumps({"error": {
+                "message": "something went wrong on our side; please try again",
+                "type": "server_error"}}) + "\n\n"
+        finally:
+            lock.release()
 
     return app
 

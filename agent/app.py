@@ -2,13 +2,16 @@
 
 The page: a chat on the left; on the right the current picks as cards (title,
 year, genres, director, why) with like / dislike buttons, and sliders for the
-long tail and for variety. Feedback is stored (SQLite) and changes the next turn.
+long tail and for variety. The picks appear as soon as they are ranked and their
+explanations stream in as the model writes them (``Recommender.turn_stream``).
+Feedback is stored (SQLite) and changes the next turn.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import time
 import uuid
 
 from agent.errors import TailorError
@@ -19,22 +22,30 @@ log = logging.getLogger(__name__)
 WORKING = "…finding catalog items that fit"
 
 
-def card_html(rec) -> str:
-    """One pick as a card; every string is escaped (titles come from data files)."""
+WRITING = "…writing why"
+
+
+def card_html(rec, explanation: str | None = None) -> str:
+    """One pick as a card; every string is escaped (titles come from data files).
+    ``explanation`` overrides the pick's own (a draft while it streams)."""
     it = rec.item
     meta = " · ".join(filter(None, [", ".join(it.genres),
                                     "dir. " + ", ".join(it.director) if it.director else ""]))
+    why = rec.explanation if explanation is None else explanation
     return (f"<div class='tailor-card' data-item='{it.id}'><b>{html.escape(it.label)}</b>"
-            f"<br><small>{html.escape(meta)}</small><p>{html.escape(rec.explanation)}</p></div>")
+            f"<br><small>{html.escape(meta)}</small><p>{html.escape(why or WRITING)}</p></div>")
 
 
-def reply_markdown(reply) -> str:
-    """The chat message for a reply: the state line, the picks, any notices."""
+def reply_markdown(reply, drafts: dict[int, str] | None = None) -> str:
+    """The chat message for a reply: the state line, the picks, any notices.
+    ``drafts`` holds explanations still being written (streaming)."""
     head, *_ = reply.text.split("\n", 1)
     if not reply.recommendations:
         lines = [reply.text]
     else:
-        lines = [f"*{head}*"] + [f"**{k}. {r.item.label}** — {r.explanation}"
+        drafts = drafts or {}
+        lines = [f"*{head}*"] + [f"**{k}. {r.item.label}** — "
+                                 f"{drafts.get(k - 1, r.explanation) or WRITING}"
                                  for k, r in enumerate(reply.recommendations, 1)]
     return "\n\n".join(lines + [f"> {n}" for n in reply.notices])
 
@@ -42,20 +53,36 @@ def reply_markdown(reply) -> str:
 class ChatSession:
     """The handlers the page wires up; plain functions of (inputs, state) for tests."""
 
-    def __init__(self, recommender, store: SessionStore | None = None):
+    def __init__(self, recommender, store: SessionStore | None = None, min_update_s: float = 0.1):
         self.recommender, self.store = recommender, store
+        self.min_update_s = min_update_s  # how often a streaming draft redraws the page
 
     def respond(self, message: str, history: list, session: dict, tail_boost: float,
                 diversity: float):
-        """Yields (history, session, cards): first the message with a working note,
-        then the answer. Never raises: errors become a message in the chat."""
+        """Yields (history, session, cards): first the message with a working note, then
+        the picks as soon as they are ranked, their explanations as they are written,
+        and the finished answer. Never raises: errors become a message in the chat."""
         history = list(history or []) + [{"role": "user", "content": message}]
         yield history + [{"role": "assistant", "content": WORKING}], session, []
         state = DialogueState.from_dict(session["state"]) if session.get("state") else DialogueState()
         if session.get("tail_moved"):
             state = state.with_changes(tail_boost=float(tail_boost))
+        drafts: dict[int, str] = {}
+        shown_at = 0.0
         try:
-            reply = self.recommender.turn(message, state, diversity=float(diversity))
+            for event in self.recommender.turn_stream(message, state, diversity=float(diversity)):
+                if event.kind == "draft":
+                    drafts[event.index] = event.text
+                    if time.monotonic() - shown_at < self.min_update_s:
+                        continue
+                elif event.kind == "final":
+                    reply = event.reply
+                    break
+                shown_at = time.monotonic()
+                recs = event.reply.recommendations
+                yield (history + [{"role": "assistant",
+                                   "content": reply_markdown(event.reply, drafts)}], session,
+                       [card_html(r, drafts.get(k, "")) for k, r in enumerate(recs)])
         except TailorError as e:
             yield history + [{"role": "assistant", "content": f"⚠️ {e}"}], session, []
             return

@@ -124,7 +124,7 @@ _QUOTED = re.compile(r"[\"“”]([^\"“”]+)[\"“”]")
 
 
 def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int, Item],
-                      title_index, known_people: set[str]) -> list[str]:
+                      title_index, known_people: set[str], partial: bool = False) -> list[str]:
     """Problems with ``text`` as an explanation of ``f.item``; empty means it may be shown.
 
     Checked: form (length, finished, at most two sentences, no prompt echo, no
@@ -132,10 +132,11 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
     is the item or a liked item, with the right year; quoted text is such a
     title; every known person is credited on the item or a liked item; every
     year or decade fits the item, a liked item or the request; every genre word
-    is a genre of the item.
+    is a genre of the item. ``partial``: ``text`` is the start of a draft still being
+    written (streaming), so it may be unfinished.
     """
     if not text.strip():
-        return ["empty"]
+        return [] if partial else ["empty"]
     liked = [items[i] for i in state.liked if i in items]
     # Titles and names the text may state; blanked out before looking for other titles,
     # counting sentences or repeats ("Dr. Strangelove", "Michael Bay" are not claims).
@@ -143,16 +144,16 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
     for lk in liked:
         allowed += [lk.title, *lk.director, *lk.cast]
     blank = _blank(text, allowed)
-    return (_form_problems(text, blank, f, liked)
+    return (_form_problems(text, blank, f, liked, partial)
             + _title_problems(text, blank, f, liked, items, title_index)
             + _fact_problems(text, blank, f, liked, state, known_people))
 
 
-def _form_problems(text: str, blank: str, f: Facts, liked: list[Item]) -> list[str]:
+def _form_problems(text: str, blank: str, f: Facts, liked: list[Item], partial: bool) -> list[str]:
     problems = []
     if len(text.split()) > MAX_WORDS:
         problems.append("too long")
-    if not text.rstrip().endswith((".", "!")):
+    if not partial and not text.rstrip().endswith((".", "!")):
         problems.append("unfinished sentence")
     if len(re.findall(r"[.!?](?:\s|$)", blank)) > 2:
         problems.append("more than two sentences")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Iterator
 
 from agent.errors import InputError
 from agent.explain import (Facts, check_explanation, explanation_messages, gather_facts,
                            template_explanation)
 from agent.state import MAX_MESSAGE_CHARS, describe, merge, parse_message
-from agent.types import DialogueState, Recommendation, Reply
+from agent.types import DialogueState, Recommendation, Reply, TurnEvent
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,22 @@ class Recommender:
              diversity: float | None = None) -> Reply:
         """Answer ``message`` given the previous ``state``; returns the reply and new state.
         ``diversity`` overrides the re-ranker's for this turn (a UI slider)."""
+        *_, last = self.turn_stream(message, state, diversity, stream=False)
+        return last.reply
+
+    def turn_stream(self, message, state: DialogueState | None = None,
+                    diversity: float | None = None, stream: bool = True) -> Iterator[TurnEvent]:
+        """``turn`` as events: ``picks`` as soon as the items are ranked, then ``draft``
+        events while explanations are written (``stream=True``), then ``final``.
+        Raises ``InputError`` for an unusable message before yielding anything."""
         t0 = time.perf_counter()
         text = clean_message(message)
         state = merge(state or DialogueState(), parse_message(text, self.title_index),
                       self.catalog.items)
         timings = {"parse": time.perf_counter() - t0}
         if self.is_vague(state):
-            return Reply(CLARIFY, (), state, timings=timings)
+            yield TurnEvent("final", Reply(CLARIFY, (), state, timings=timings))
+            return
         notices = []
         t = time.perf_counter()
         cands = self.retriever.retrieve(state, self.n_candidates)
@@ -80,8 +90,45 @@ class Recommender:
         if not cands:
             msg = (f"{describe(state, self.catalog.items)}.\nNothing in the catalog fits all of "
                    "that. Try relaxing a constraint (another decade, or fewer excluded genres).")
-            return Reply(msg, (), state, timings=timings)
+            yield TurnEvent("final", Reply(msg, (), state, timings=timings))
+            return
         t = time.perf_counter()
+        top = self.rank(state, cands, diversity, notices)
+        timings["rank"] = time.perf_counter() - t
+        state = state.with_changes(shown=state.shown + tuple(r.item_id for r in top),
+                                   last=tuple(r.item_id for r in top))
+        timings["picks"] = time.perf_counter() - t0  # time to first recommendation
+
+        def reply(explanations, sources) -> Reply:
+            recs = tuple(Recommendation(self.catalog.get(r.item_id), r.score, e, s,
+                                        r.retrieval_score, r.llm_score)
+                         for r, e, s in zip(top, explanations, sources))
+            return Reply(render_text(recs, state, self.catalog.items), recs, state,
+                         tuple(notices), dict(timings))
+
+        picks = reply([""] * len(top), ["pending"] * len(top))
+        yield TurnEvent("picks", picks)
+        facts = [gather_facts(self.catalog.get(r.item_id), state, self.catalog.items,
+                              self.catalog.cowatch) for r in top]
+        t = time.perf_counter()
+        if stream:
+            drafts = self.explain_stream(facts, state, notices)
+            while True:
+                try:
+                    k, draft = next(drafts)
+                except StopIteration as done:
+                    explanations, sources = done.value
+                    break
+                yield TurnEvent("draft", picks, k, draft)
+        else:
+            explanations, sources = self.explain(facts, state, notices)
+        timings["explain"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        yield TurnEvent("final", reply(explanations, sources))
+
+    def rank(self, state: DialogueState, cands, diversity, notices: list[str]) -> list:
+        """The top ``top_k`` of ``cands``: the LLM ranker (retrieval order when it fails),
+        then the long-tail and diversity re-ranker."""
         try:
             ranked = self.ranker.rank(state, cands)
         except Exception as e:  # backend boundary: a failing model degrades, never breaks the turn
@@ -90,21 +137,7 @@ class Recommender:
             ranked = [_RetrievalOnly(c) for c in cands]
         if self.reranker is not None:
             ranked = self.reranker.rerank(ranked, tail_boost=state.tail_boost, diversity=diversity)
-        timings["rank"] = time.perf_counter() - t
-        top = ranked[: self.top_k]
-        facts = [gather_facts(self.catalog.get(r.item_id), state, self.catalog.items,
-                              self.catalog.cowatch) for r in top]
-        t = time.perf_counter()
-        explanations, sources = self.explain(facts, state, notices)
-        timings["explain"] = time.perf_counter() - t
-        recs = tuple(Recommendation(self.catalog.get(r.item_id), r.score, e, s,
-                                    r.retrieval_score, r.llm_score)
-                     for r, e, s in zip(top, explanations, sources))
-        state = state.with_changes(shown=state.shown + tuple(r.item.id for r in recs),
-                                   last=tuple(r.item.id for r in recs))
-        timings["total"] = time.perf_counter() - t0
-        return Reply(render_text(recs, state, self.catalog.items), recs, state,
-                     tuple(notices), timings)
+        return ranked[: self.top_k]
 
     def explain(self, facts: list[Facts], state, notices) -> tuple[list[str], list[str]]:
         templates = [template_explanation(f) for f in facts]
@@ -117,6 +150,10 @@ class Recommender:
             log.warning("explanation generation failed: %s", e)
             notices.append(DEGRADED_EXPLAIN)
             return templates, ["template"] * len(facts)
+        return self.checked(drafts, facts, state, templates)
+
+    def checked(self, drafts, facts, state, templates) -> tuple[list[str], list[str]]:
+        """Each draft if it passes the catalog check, else its factual template."""
         texts, sources = [], []
         for f, draft, fallback in zip(facts, drafts, templates):
             draft = " ".join(draft.split())
@@ -126,6 +163,42 @@ class Recommender:
                 log.info("explanation for %s rejected: %s", f.item.label, problems)
             texts.append(fallback if problems else draft)
             sources.append("template" if problems else "llm")
+        return texts, sources
+
+    def explain_stream(self, facts: list[Facts], state, notices):
+        """Generator of ``(pick index, explanation so far)``; returns what ``explain``
+        returns for the same drafts. Text is shown a whole word at a time and only while
+        it passes the catalog check; a draft whose start fails stops growing, and the
+        final check (the same as ``explain``'s) picks the draft or the template."""
+        templates = [template_explanation(f) for f in facts]
+        if self.explain_mode != "llm" or self.backend is None:
+            return templates, ["template"] * len(facts)
+        drafts, shown = [""] * len(facts), [""] * len(facts)
+        held = [False] * len(facts)
+        try:
+            for k, piece in self.backend.stream_many(
+                    [explanation_messages(f) for f in facts], self.max_explain_tokens):
+                drafts[k] += piece
+                words = drafts[k].split()
+                ready = " ".join(words[:-1])  # the last word may still grow
+                if held[k] or ready == shown[k]:
+                    continue
+                if check_explanation(ready, facts[k], state, self.catalog.items,
+                                     self.title_index, self.known_people, partial=True):
+                    held[k] = True
+                    continue
+                shown[k] = ready
+                yield k, ready
+        except Exception as e:  # backend boundary, as in explain
+            log.warning("explanation streaming failed: %s", e)
+            notices.append(DEGRADED_EXPLAIN)
+            for k, fallback in enumerate(templates):
+                yield k, fallback
+            return templates, ["template"] * len(facts)
+        texts, sources = self.checked(drafts, facts, state, templates)
+        for k, text in enumerate(texts):
+            if text != shown[k]:
+                yield k, text
         return texts, sources
 
 

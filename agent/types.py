@@ -132,3 +132,20 @@ class Reply:
             "notices": list(self.notices),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """One step of a streamed turn (``Recommender.turn_stream``).
+
+    ``kind`` is ``"picks"`` (the items are chosen; explanations still to come, so
+    each is ``""`` with source ``"pending"``), ``"draft"`` (pick ``index``'s
+    explanation so far, already checked against the catalog; a draft that fails
+    the check is replaced by the factual template) or ``"final"`` (the finished
+    reply, the same ``turn`` returns).
+    """
+
+    kind: str
+    reply: Reply
+    index: int = -1
+    text: str = ""

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -92,8 +94,8 @@ def test_bad_input_gets_a_clear_message_and_changes_nothing(catalog, db):
         (f"/v1/sessions/{sid}/feedback", {"item_id": 1, "value": "love"}, 422, "value"),
         ("/v1/sessions/nope/messages", {"content": "hi"}, 404, "no session"),
         ("/v1/sessions/bad%20id!/messages", {"content": "hi"}, 400, "session id"),
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stream": True},
-         400, "stream"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": " "}], "stream": True},
+         400, "empty"),
         ("/v1/chat/completions", {"messages": [{"role": "system", "content": "x"}]}, 400, "user"),
     ]
     for path, body, status, words in cases:
@@ -120,6 +122,32 @@ def test_openai_compatible_chat_with_a_session_from_user_or_header(catalog, db):
     r = c.post("/v1/chat/completions", headers={**AUTH, "X-Tailor-Session": "bot-42"},
                json={"messages": [{"role": "user", "content": "from the 90s"}]})
     assert r.json()["tailor"]["state"]["liked"] == [1]  # remembered through the session
+
+
+def sse_events(response) -> list:
+    assert response.headers["content-type"].startswith("text/event-stream")
+    data = [line[len("data: "):] for line in response.text.split("\n\n") if line]
+    assert data[-1] == "[DONE]"
+    return [json.loads(d) for d in data[:-1]]
+
+
+def test_streamed_chat_sends_the_picks_first_and_adds_up_to_the_plain_answer(catalog, db):
+    c = client(catalog, db)
+    ask = {"user": "bot-7", "messages": [{"role": "user", "content": "I loved Alien, sci-fi"}]}
+    events = sse_events(c.post("/v1/chat/completions", headers=AUTH, json={**ask, "stream": True}))
+    assert all(e["object"] == "chat.completion.chunk" for e in events)
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant"}
+    picks = events[1]["tailor"]["items"]
+    assert picks and all(i["explanation"] == "" for i in picks)  # before explanations
+    final = events[-1]
+    assert final["choices"][0]["finish_reason"] == "stop"
+    assert [i["id"] for i in final["tailor"]["items"]] == [i["id"] for i in picks]
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
+    assert text == final["tailor"]["text"] and text.startswith("Looking for")
+    assert SessionStore(db).load("bot-7").liked == (1,)  # the turn was stored
+    plain = c.post("/v1/chat/completions", headers=AUTH,
+                   json={"messages": [{"role": "user", "content": "I loved Alien, sci-fi"}]})
+    assert [i["id"] for i in plain.json()["tailor"]["items"]] == [i["id"] for i in picks]
 
 
 def test_stateless_chat_builds_the_state_from_earlier_user_messages(catalog, db):

@@ -61,3 +61,17 @@ def test_cards_escape_catalog_text(catalog):
 
     rec = Recommendation(Item(1, "<script>x</script>", 1990, ("Drama",)), 1.0, "a & b", "template")
     assert "<script>" not in card_html(rec) and "&lt;script&gt;" in card_html(rec)
+
+
+def test_picks_show_before_their_explanations_which_then_stream_in(catalog):
+    backend = FakeBackend(replies=["It is sci-fi, like Alien, from the same year.",
+                                   "A sci-fi pick, like Alien."])
+    chat = ChatSession(make(catalog, backend, explain="llm"), min_update_s=0)
+    steps = list(chat.respond("I loved Alien, sci-fi please", [], new_session(), 0.0, 0.0))
+    picks = steps[1]
+    assert len(picks[2]) == 2 and all("…writing why" in c for c in picks[2])
+    growing = [s[2][0] for s in steps[2:-1]]
+    assert any("It is sci-fi," in c and "same year" not in c for c in growing)  # part-way
+    final = steps[-1]
+    assert not any("…writing why" in c for c in final[2])
+    assert "…writing why" not in final[0][-1]["content"]

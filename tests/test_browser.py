@@ -62,6 +62,11 @@ def test_type_see_cards_like_and_the_next_turn_changes(demo_url):
         page.locator("#msg textarea").press("Enter")
         card = page.locator("#card-0 .tailor-card")
         expect(card).to_be_visible(timeout=120_000)
+        # The picks show first; rating opens once their explanations have streamed in.
+        for k in range(3):
+            expect(page.locator(f"#card-{k} .tailor-card")).not_to_contain_text(
+                "writing why", timeout=120_000)
+        expect(page.locator("#chat .message").last).not_to_contain_text("writing why")
         liked_title = card.locator("b").inner_text()
         first_cards = [page.locator(f"#card-{k} .tailor-card").get_attribute("data-item")
                        for k in range(3)]

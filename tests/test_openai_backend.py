@@ -85,6 +85,9 @@ def test_generate_and_stream_return_the_text():
     assert b.generate([MESSAGES, MESSAGES], 30) == ["A fine pick.", "A fine pick."]
     assert all(r["max_tokens"] == 30 and r["model"] == "served-name" for r in fake.requests)
     assert "".join(b.stream(MESSAGES, 30)) == "It fits."
+    pieces = list(b.stream_many([MESSAGES, MESSAGES], 30))
+    assert sorted({k for k, _ in pieces}) == [0, 1]
+    assert all("".join(p for k, p in pieces if k == row) == "It fits." for row in (0, 1))
 
 
 def test_an_unknown_model_name_says_which_name_and_where_to_look():

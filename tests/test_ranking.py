@@ -60,6 +60,16 @@ def test_batched_generation_returns_one_text_per_conversation(local_backend):
     assert len(out) == 2 and all(isinstance(t, str) for t in out)
 
 
+def test_streaming_a_batch_yields_the_same_text_as_generating_it(local_backend):
+    convs = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "the movie is"}],
+             [{"role": "user", "content": "which letter"}]]
+    whole = local_backend.generate(convs, max_new_tokens=8)
+    pieces = list(local_backend.stream_many(convs, max_new_tokens=8))
+    streamed = ["".join(p for k, p in pieces if k == row).strip() for row in range(3)]
+    assert streamed == whole and len(pieces) > 3
+    assert {k for k, _ in pieces} <= {0, 1, 2}
+
+
 def cands(*ids):
     return [Candidate(i, 1.0 / (k + 1), ("semantic",)) for k, i in enumerate(ids)]
 

@@ -87,3 +87,65 @@ def test_bad_input_is_a_clear_error(catalog, bad):
 def test_control_characters_are_dropped(catalog):
     reply = make(catalog, FakeBackend()).turn("I loved Alien\x00\x1b[31m, 90s")
     assert reply.state.liked == (1,)
+
+
+def test_turn_stream_gives_picks_first_then_growing_drafts_then_the_same_reply_as_turn(catalog):
+    replies = ["It is sci-fi, like Alien.", "A sci-fi pick, like Alien."]
+    events = list(make(catalog, FakeBackend(replies=list(replies)), explain="llm")
+                  .turn_stream("I loved Alien, sci-fi from the 90s"))
+    assert [e.kind for e in events][0] == "picks" and events[-1].kind == "final"
+    picks, final = events[0].reply, events[-1].reply
+    assert [r.item.id for r in picks.recommendations] == [r.item.id for r in final.recommendations]
+    assert all(r.explanation == "" and r.explanation_source == "pending"
+               for r in picks.recommendations)
+    assert "picks" in picks.timings and picks.timings["picks"] <= final.timings["total"]
+    drafts = [(e.index, e.text) for e in events if e.kind == "draft"]
+    first = [t for k, t in drafts if k == 0]
+    assert len(first) >= 3 and all(b.startswith(a) for a, b in zip(first, first[1:]))
+    assert first[-1] == replies[0] == final.recommendations[0].explanation
+    batch = make(catalog, FakeBackend(replies=list(replies)), explain="llm").turn(
+        "I loved Alien, sci-fi from the 90s")
+    assert batch.to_json()["items"] == final.to_json()["items"]
+
+
+def test_a_streamed_draft_stops_growing_at_a_false_claim_and_becomes_the_template(catalog):
+    bad = "Directed by James Cameron with Arnold Schwarzenegger, a sci-fi sequel."
+    events = list(make(catalog, FakeBackend(replies=["It is sci-fi, like Alien.", bad]),
+                       explain="llm").turn_stream("I loved Alien, sci-fi from the 90s"))
+    assert events[-1].reply.recommendations[1].item.id != 3  # Cameron did not make it
+    shown = [e.text for e in events if e.kind == "draft" and e.index == 1]
+    assert "Directed by" in shown  # the start was fine and was shown...
+    assert not any("Cameron" in t for t in shown)  # ...the false credit never was
+    final = events[-1].reply.recommendations[1]
+    assert final.explanation_source == "template" and shown[-1] == final.explanation
+
+
+def test_a_draft_whose_whole_fails_the_check_is_replaced_at_the_end(catalog):
+    # No single word is checkable as false until the sentence never ends.
+    events = list(make(catalog, FakeBackend(replies=["It is sci-fi, like Alien.",
+                                                     "It is a fine sci-fi pick and"]),
+                       explain="llm").turn_stream("I loved Alien, sci-fi from the 90s"))
+    shown = [e.text for e in events if e.kind == "draft" and e.index == 1]
+    final = events[-1].reply.recommendations[1]
+    assert "It is a fine" in shown and final.explanation_source == "template"
+    assert shown[-1] == final.explanation
+
+
+class DyingStream(FakeBackend):
+    def stream_many(self, conversations, max_new_tokens):
+        yield 0, "It is"
+        raise BackendError("the server went away")
+
+
+def test_a_backend_that_dies_mid_stream_gives_templates_and_a_notice(catalog):
+    events = list(make(catalog, DyingStream(), explain="llm")
+                  .turn_stream("I loved Alien, sci-fi from the 90s"))
+    final = events[-1].reply
+    assert final.recommendations and all(r.explanation_source == "template"
+                                         for r in final.recommendations)
+    assert any("could not write explanations" in n for n in final.notices)
+
+
+def test_turn_stream_rejects_bad_input_before_any_event(catalog):
+    with pytest.raises(InputError):
+        next(make(catalog, FakeBackend()).turn_stream("   "))

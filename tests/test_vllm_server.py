@@ -166,6 +166,10 @@ def test_streamed_text_is_the_generated_text(server):
     conv = [{"role": "user", "content": "In one sentence, why watch Heat (1995)?"}]
     text = remote.generate([conv], 24)[0]
     assert text and "".join(remote.stream(conv, 24)).strip() == text
+    other = [{"role": "user", "content": "Name one comedy."}]
+    pieces = list(remote.stream_many([conv, other], 24))
+    assert "".join(p for k, p in pieces if k == 0).strip() == text
+    assert "".join(p for k, p in pieces if k == 1).strip() == remote.generate([other], 24)[0]
 
 
 def ask(real_settings, url, *extra_env, timeout="120"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Iterator, Protocol, Sequence
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -12,7 +12,9 @@ class ChatBackend(Protocol):
 
     ``label_logprobs`` is the verbalizer: one forward pass over the prompt,
     then the log-probability of each label (``"A"``, ``"B"``, ...) as the first
-    token of the assistant's reply. ``generate`` writes short free text.
+    token of the assistant's reply. ``generate`` writes short free text;
+    ``stream_many`` writes the same text, yielding ``(conversation index, new
+    text)`` pieces as they are decoded.
     """
 
     name: str
@@ -21,4 +23,8 @@ class ChatBackend(Protocol):
         ...
 
     def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[str]:
+        ...
+
+    def stream_many(self, conversations: Sequence[Sequence[Message]],
+                    max_new_tokens: int) -> Iterator[tuple[int, str]]:
         ...

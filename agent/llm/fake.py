@@ -27,3 +27,13 @@ class FakeBackend:
         for _ in conversations:
             out.append(self.replies.pop(0) if self.replies else "")
         return out
+
+    def stream_many(self, conversations, max_new_tokens: int):
+        """``generate``'s replies, yielded word by word, the rows interleaved."""
+        self.calls.append(("stream_many", conversations))
+        texts = [self.replies.pop(0) if self.replies else "" for _ in conversations]
+        words = [t.split(" ") for t in texts]
+        for step in range(max((len(w) for w in words), default=0)):
+            for k, w in enumerate(words):
+                if step < len(w):
+                    yield k, (w[step] if step == 0 else " " + w[step])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from agent.errors import BackendError
 from agent.llm.base import Message
@@ -116,7 +117,8 @@ class LocalBackend:
         with self._lock:
             return self._generate(conversations, max_new_tokens)
 
-    def _generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[str]:
+    def _generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int,
+                  streamer=None) -> list[str]:
         import torch
 
         if not conversations:
@@ -131,8 +133,74 @@ class LocalBackend:
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=attention,
                                       max_new_tokens=max_new_tokens, do_sample=False,
-                                      pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+                                      pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
+                                      streamer=streamer)
         return [self.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+    def stream_many(self, conversations: Sequence[Sequence[Message]],
+                    max_new_tokens: int) -> Iterator[tuple[int, str]]:
+        """Like ``generate``, but yields ``(conversation index, new text)`` as the batch
+        decodes, one step at a time (the same greedy tokens ``generate`` returns)."""
+        if not conversations:
+            return
+        out: queue.Queue = queue.Queue()
+        streamer = _RowStreamer(out)
+
+        def work():
+            try:
+                with self._lock:
+                    self._generate(conversations, max_new_tokens, streamer=streamer)
+            except BaseException as e:  # handed to the consumer, which raises it
+                out.put(e)
+            finally:
+                out.put(None)
+
+        threading.Thread(target=work, daemon=True, name="tailor-stream").start()
+        rows = [_RowText(self.tokenizer) for _ in conversations]
+        while (step := out.get()) is not None:
+            if isinstance(step, BaseException):
+                raise step
+            for k, token in enumerate(step):
+                delta = rows[k].add(token)
+                if delta:
+                    yield k, delta
+
+
+class _RowStreamer:
+    """A transformers streamer for a batch: skips the prompt, then puts each step's
+    tokens (one per row) on a queue."""
+
+    def __init__(self, out: queue.Queue):
+        self.out, self.prompt_seen = out, False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.out.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        pass
+
+
+class _RowText:
+    """One row's text so far; ``add`` returns what a new token adds. Ends at the first
+    end-of-sequence token (later steps are padding). Holds text back while it ends in
+    an unfinished multi-byte character."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.tokens, self.sent, self.done = tokenizer, [], 0, False
+
+    def add(self, token: int) -> str:
+        if self.done or token == self.tokenizer.eos_token_id:
+            self.done = True
+            return ""
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return ""
+        delta, self.sent = text[self.sent:], len(text)
+        return delta
 
 
 def quantization_kwargs(quant: str) -> dict:

@@ -7,6 +7,8 @@ applies the model's own chat template, so both score the same token sequence.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -201,3 +203,34 @@ class OpenAIBackend:
                 return
             if chunk.choices and chunk.choices[0].delta.content:
                 yield chunk.choices[0].delta.content
+
+    def stream_many(self, conversations: Sequence[Sequence[Message]],
+                    max_new_tokens: int) -> Iterator[tuple[int, str]]:
+        """``stream`` for several conversations at once (concurrent requests, which the
+        server batches); yields ``(conversation index, new text)`` as pieces arrive.
+        The first failure is raised once every request has ended."""
+        out: queue.Queue = queue.Queue()
+
+        def one(k, conv):
+            try:
+                for piece in self.stream(conv, max_new_tokens):
+                    out.put((k, piece))
+            except BaseException as e:  # handed to the consumer
+                out.put(e)
+            finally:
+                out.put(None)
+
+        for k, conv in enumerate(conversations):
+            threading.Thread(target=one, args=(k, conv), daemon=True,
+                             name=f"tailor-stream-{k}").start()
+        running, error = len(conversations), None
+        while running:
+            got = out.get()
+            if got is None:
+                running -= 1
+            elif isinstance(got, BaseException):
+                error = error or got
+            else:
+                yield got
+        if error is not None:
+            raise error
