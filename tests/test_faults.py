@@ -224,6 +224,24 @@ def test_llm_killed_mid_stream_is_a_backend_error_after_the_text_so_far(dying_ll
 
 
 @pytest.mark.integration
+def test_llm_killed_while_streaming_explanations_ends_the_turn_with_facts_and_a_notice(
+        catalog, dying_llm):
+    server = dying_llm("stream")
+    rec = tiny_recommender(catalog, server.url)
+    events = list(rec.turn_stream("I loved Alien, sci-fi from the 90s"))
+    assert server.hung_at == "stream" and time.monotonic() - server.killed_at < 3
+    assert events[0].kind == "picks" and events[-1].kind == "final"
+    final = events[-1].reply
+    assert DEGRADED_EXPLAIN in final.notices and DEGRADED_RANKING not in final.notices
+    assert final.recommendations[0].item == events[0].reply.recommendations[0].item
+    assert all(r.explanation_source == "template" for r in final.recommendations)
+    drafts = [e for e in events if e.kind == "draft"]
+    assert "It" in [e.text for e in drafts]  # what streamed before the kill was shown ...
+    last = {e.index: e.text for e in drafts}  # ... then replaced by each pick's facts
+    assert [last[k] for k in range(3)] == [r.explanation for r in final.recommendations]
+
+
+@pytest.mark.integration
 @pytest.mark.assets
 @pytest.mark.slow
 def test_tailor_ask_answers_when_the_llm_server_is_killed_mid_ranking(real_settings, dying_llm):
