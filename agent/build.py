@@ -85,10 +85,16 @@ def build_recommender(settings: Settings, backend=None, log=print):
     if backend is None:
         backend = make_backend(settings)
     ranker = VerbalizerRanker(backend, catalog, **ranker_options(settings))
-    return Recommender(catalog, TitleIndex(list(catalog.items.values())),
+    title_index = TitleIndex(list(catalog.items.values()))
+    extractor = None
+    if settings.state_llm != "off":
+        from agent.extract import StateExtractor
+
+        extractor = StateExtractor(backend, title_index, settings.state_llm)
+    return Recommender(catalog, title_index,
                        HybridRetriever(collection, embedder, catalog), ranker, backend,
                        n_candidates=settings.candidates, top_k=settings.top_k,
-                       explain=settings.explain,
+                       explain=settings.explain, extractor=extractor,
                        reranker=TailDiversityReranker(catalog, settings.tail_boost,
                                                       settings.diversity))
 

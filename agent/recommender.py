@@ -38,12 +38,13 @@ class Recommender:
     def __init__(self, catalog, title_index, retriever, ranker, backend=None, *,
                  n_candidates: int = 30, top_k: int = 3, explain: str = "llm",
                  known_people: set[str] | None = None, max_explain_tokens: int = 60,
-                 reranker=None):
+                 reranker=None, extractor=None):
         self.catalog, self.title_index = catalog, title_index
         self.retriever, self.ranker, self.backend = retriever, ranker, backend
         self.n_candidates, self.top_k, self.explain_mode = n_candidates, top_k, explain
         self.max_explain_tokens = max_explain_tokens
         self.reranker = reranker  # agent.rerank.TailDiversityReranker, or None
+        self.extractor = extractor  # agent.extract.StateExtractor, or None (rules only)
         self.known_people = known_people if known_people is not None else {
             p for it in catalog.items.values() for p in (*it.director, *it.cast)}
 
@@ -51,14 +52,18 @@ class Recommender:
         return not (state.liked or state.genres or state.year_min or state.year_max
                     or state.excluded_genres or state.query)
 
+    def parse(self, text: str):
+        """The rules' parse of a message, refined by the LLM's JSON form when enabled."""
+        parsed = parse_message(text, self.title_index)
+        return parsed if self.extractor is None else self.extractor.refine(text, parsed)
+
     def state_from(self, messages: list[str]) -> DialogueState:
         """The state earlier messages lead to, without ranking (stateless API callers
         send the whole conversation each time). Unusable messages are skipped."""
         state = DialogueState()
         for m in messages:
             try:
-                state = merge(state, parse_message(clean_message(m), self.title_index),
-                              self.catalog.items)
+                state = merge(state, self.parse(clean_message(m)), self.catalog.items)
             except InputError:
                 continue
         return state
@@ -77,8 +82,7 @@ class Recommender:
         Raises ``InputError`` for an unusable message before yielding anything."""
         t0 = time.perf_counter()
         text = clean_message(message)
-        state = merge(state or DialogueState(), parse_message(text, self.title_index),
-                      self.catalog.items)
+        state = merge(state or DialogueState(), self.parse(text), self.catalog.items)
         timings = {"parse": time.perf_counter() - t0}
         if self.is_vague(state):
             yield TurnEvent("final", Reply(CLARIFY, (), state, timings=timings))

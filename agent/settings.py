@@ -34,6 +34,10 @@ class Settings:
     # "template" (facts phrased by rule) or "llm" (the model writes, every claim is checked,
     # template on failure). The bundled 135M model fails the checks, so template is default.
     explain: str = "template"
+    # LLM state extraction (agent.extract): "off", "auto" (when the rules leave words of a
+    # message unexplained) or "always". The bundled 135M model fills the JSON form with
+    # inventions and takes seconds per message on 2 cores (measured), so off by default.
+    state_llm: str = "off"
     candidates: int = 30
     llm_candidates: int = 10  # what the LLM reorders; keeps the rank prompt near 300 tokens
     top_k: int = 3
@@ -59,6 +63,8 @@ class Settings:
             raise ConfigError(f"rank_mode must be 'zero' or 'few', not {self.rank_mode!r}")
         if self.explain not in ("llm", "template"):
             raise ConfigError(f"explain must be 'llm' or 'template', not {self.explain!r}")
+        if self.state_llm not in ("off", "auto", "always"):
+            raise ConfigError(f"state_llm must be off, auto or always, not {self.state_llm!r}")
         if not 1 <= self.top_k <= self.llm_candidates <= min(self.candidates, 26):
             raise ConfigError(
                 "need 1 <= top_k <= llm_candidates <= candidates and llm_candidates <= 26 "

@@ -73,6 +73,32 @@ def test_llm_written_explanations_are_checked_or_replaced(recommender):
     assert_faithful(recommender, reply)
 
 
+def test_streamed_turn_with_llm_explanations_ends_as_a_faithful_reply(recommender):
+    recommender.explain_mode = "llm"
+    try:
+        events = list(recommender.turn_stream("something like Toy Story, funny"))
+    finally:
+        recommender.explain_mode = "template"
+    assert events[0].kind == "picks" and events[-1].kind == "final"
+    final = events[-1].reply
+    assert [r.item.id for r in events[0].reply.recommendations] == \
+        [r.item.id for r in final.recommendations]
+    assert {e.index for e in events if e.kind == "draft"} == {0, 1, 2}
+    assert_faithful(recommender, final)
+
+
+def test_the_real_model_answers_under_a_json_schema(recommender):
+    from agent.extract import extraction_messages, state_schema
+
+    full = state_schema()["properties"]
+    schema = {"type": "object", "properties": {k: full[k] for k in ("genres", "year_min")},
+              "required": ["genres", "year_min"], "additionalProperties": False}
+    raw = recommender.backend.generate_json(extraction_messages("something spooky"), schema, 40)
+    form = json.loads(raw)  # the grammar makes it parse, whatever the model thinks
+    assert set(form) == {"genres", "year_min"}
+    assert set(form["genres"]) <= set(full["genres"]["items"]["enum"])
+
+
 def test_session_continues_across_invocations(real_settings, tmp_path):
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
     sid = f"e2e-{os.getpid()}"

@@ -172,6 +172,16 @@ def test_streamed_text_is_the_generated_text(server):
     assert "".join(p for k, p in pieces if k == 1).strip() == remote.generate([other], 24)[0]
 
 
+def test_structured_outputs_follow_the_state_schema(server):
+    from agent.extract import extraction_messages, state_schema
+
+    schema = state_schema()
+    remote = OpenAIBackend(server["url"], "smollm2-135m-instruct", timeout=120)
+    form = json.loads(remote.generate_json(extraction_messages("something spooky"), schema, 256))
+    assert set(form) == set(schema["properties"])
+    assert set(form["genres"]) <= set(schema["properties"]["genres"]["items"]["enum"])
+
+
 def ask(real_settings, url, *extra_env, timeout="120"):
     env = clean_env(TAILOR_HOME=str(real_settings.home), TAILOR_LLM_URL=url,
                     TAILOR_LLM_TIMEOUT=timeout)

@@ -14,7 +14,8 @@ class ChatBackend(Protocol):
     then the log-probability of each label (``"A"``, ``"B"``, ...) as the first
     token of the assistant's reply. ``generate`` writes short free text;
     ``stream_many`` writes the same text, yielding ``(conversation index, new
-    text)`` pieces as they are decoded.
+    text)`` pieces as they are decoded. ``generate_json`` writes text that follows
+    a JSON schema, enforced while decoding.
     """
 
     name: str
@@ -27,4 +28,7 @@ class ChatBackend(Protocol):
 
     def stream_many(self, conversations: Sequence[Sequence[Message]],
                     max_new_tokens: int) -> Iterator[tuple[int, str]]:
+        ...
+
+    def generate_json(self, messages: Sequence[Message], schema: dict, max_new_tokens: int) -> str:
         ...

@@ -37,3 +37,8 @@ class FakeBackend:
             for k, w in enumerate(words):
                 if step < len(w):
                     yield k, (w[step] if step == 0 else " " + w[step])
+
+    def generate_json(self, messages, schema: dict, max_new_tokens: int) -> str:
+        """The next reply (tests script the JSON)."""
+        self.calls.append(("generate_json", messages))
+        return self.replies.pop(0) if self.replies else "{}"

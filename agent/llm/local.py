@@ -56,6 +56,7 @@ class LocalBackend:
         # One forward pass at a time: the API runs turns in threads, and the prefix
         # cache is shared state (the CPU is one resource anyway).
         self._lock = threading.Lock()
+        self._grammars = None  # (xgrammar compiler, {schema: compiled grammar}), built on use
 
     def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
@@ -136,6 +137,32 @@ class LocalBackend:
                                       pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
                                       streamer=streamer)
         return [self.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+    def generate_json(self, messages: Sequence[Message], schema: dict, max_new_tokens: int) -> str:
+        """Greedy text that follows the JSON ``schema``: xgrammar masks, at every step,
+        the tokens that would break it (the same grammar engine vLLM uses)."""
+        import json
+
+        import torch
+        import xgrammar
+
+        key = json.dumps(schema)  # property order kept: the model fills them in order
+        with self._lock:
+            if self._grammars is None:
+                info = xgrammar.TokenizerInfo.from_huggingface(
+                    self.tokenizer, vocab_size=self.model.config.vocab_size)
+                self._grammars = (xgrammar.GrammarCompiler(info), {})
+            compiler, compiled = self._grammars
+            if key not in compiled:
+                compiled[key] = compiler.compile_json_schema(key, any_whitespace=False)
+            ids = self._prompt_ids(messages)
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=torch.tensor([ids]), max_new_tokens=max_new_tokens,
+                    do_sample=False, eos_token_id=self.tokenizer.eos_token_id,
+                    pad_token_id=self.tokenizer.eos_token_id,
+                    logits_processor=[xgrammar.contrib.hf.LogitsProcessor(compiled[key])])
+        return self.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
 
     def stream_many(self, conversations: Sequence[Sequence[Message]],
                     max_new_tokens: int) -> Iterator[tuple[int, str]]:

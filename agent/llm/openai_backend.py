@@ -191,6 +191,17 @@ class OpenAIBackend:
         with ThreadPoolExecutor(max_workers=min(len(conversations), 8)) as pool:
             return list(pool.map(one, conversations))
 
+    def generate_json(self, messages: Sequence[Message], schema: dict, max_new_tokens: int) -> str:
+        """Text that follows the JSON ``schema``, through the server's structured outputs
+        (OpenAI's ``response_format`` of type ``json_schema``; vLLM enforces it with a
+        grammar)."""
+        resp = self._call(lambda: self.client.chat.completions.create(
+            model=self.name, messages=list(messages), max_tokens=max_new_tokens,
+            temperature=0.0, response_format={"type": "json_schema", "json_schema": {
+                "name": "form", "schema": schema, "strict": True}}),
+            "a structured-output request")
+        return (resp.choices[0].message.content or "").strip()
+
     def stream(self, messages: Sequence[Message], max_new_tokens: int) -> Iterator[str]:
         """Yield the reply's text piece by piece as the server produces it."""
         chunks = self._call(lambda: self.client.chat.completions.create(
