@@ -1,4 +1,5 @@
 import importlib.util
+import re
 from pathlib import Path
 
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
@@ -77,3 +78,24 @@ def test_the_bot_example_routes_recommendations_to_tailor_and_answers_the_rest(c
     tool_msg = [m for m in seen[1] if isinstance(m, ToolMessage)][0]
     assert "'title'" in tool_msg.content and "Alien" in tool_msg.content
     assert bot.answer(model, tool, "when do you open?") == "We open at 9."
+
+
+def test_schema_routing_sends_what_to_watch_to_tailor_and_the_rest_to_the_model(catalog):
+    bot = load_example()
+    tool = make_tailor_tool(make(catalog, FakeBackend()))
+    seen = []
+
+    class Recording(ScriptedModel):
+        def invoke(self, messages, *a, **kw):
+            seen.append(kw)
+            return super().invoke(messages, *a, **kw)
+
+    model = Recording(responses=[AIMessage('{"route": "recommend"}'),
+                                 AIMessage('{"route": "other"}'), AIMessage("We open at 9."),
+                                 AIMessage("no json")])
+    text = bot.answer(model, tool, "anything like Alien?", routing="schema")
+    titles = [re.match(r"\d+\. (.+?) \(\d{4}\) — ", line).group(1)
+              for line in text.splitlines()[1:]]
+    assert titles and all(any(it.title == t for it in catalog.items.values()) for t in titles)
+    assert bot.answer(model, tool, "when do you open?", routing="schema") == "We open at 9."
+    assert bot.route(model, "?") == "other"  # a reply that is not the schema's JSON

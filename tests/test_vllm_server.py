@@ -2,6 +2,7 @@
 random LoRA adapter registered), then: parity with the in-process backend, adapters,
 `tailor ask` end to end, streaming, and a server slower than the timeout."""
 
+import dataclasses
 import json
 import os
 import re
@@ -180,6 +181,44 @@ def test_structured_outputs_follow_the_state_schema(server):
     form = json.loads(remote.generate_json(extraction_messages("something spooky"), schema, 256))
     assert set(form) == set(schema["properties"])
     assert set(form["genres"]) <= set(schema["properties"]["genres"]["items"]["enum"])
+
+
+def test_the_bot_example_routes_through_the_served_model(server, real_settings):
+    """The customer-service example with its chat model on the vLLM server (schema
+    routing: the 135M model cannot be trusted with free-form tool calls)."""
+    from langchain_openai import ChatOpenAI
+
+    from agent.build import build_recommender
+    from agent.tools import make_tailor_tool
+    from tests.test_tools import load_example
+
+    bot = load_example()
+    routes = {}
+
+    class Seen(ChatOpenAI):
+        def invoke(self, *a, **kw):
+            reply = super().invoke(*a, **kw)
+            if "response_format" in kw:  # the server kept to the routing schema
+                routes[a[0][-1].content] = json.loads(reply.content)["route"]
+            return reply
+
+    model = Seen(model="smollm2-135m-instruct", base_url=server["url"], api_key="EMPTY",
+                 temperature=0, max_tokens=40, timeout=120)
+    recommender = build_recommender(dataclasses.replace(real_settings, llm_url=None),
+                                    log=lambda m: None)
+    tool = make_tailor_tool(recommender)
+    for question in ("Can you recommend a movie like Toy Story for my kids?",
+                     "What time do you open on Sundays?"):
+        text = bot.answer(model, tool, question, routing="schema")
+        assert isinstance(text, str) and text.strip()
+        if text.startswith("Here is what I would suggest"):  # routed to Tailor
+            for line in text.splitlines()[1:]:
+                title, year = re.match(r"\d+\. (.+?) \((\d{4})\) — ", line).groups()
+                assert any(it.title == title and it.year == int(year)
+                           for it in recommender.catalog.items.values())
+    assert set(routes) == {"Can you recommend a movie like Toy Story for my kids?",
+                           "What time do you open on Sundays?"}
+    assert set(routes.values()) <= {"recommend", "other"}
 
 
 def ask(real_settings, url, *extra_env, timeout="120"):
