@@ -173,7 +173,20 @@ def build_app(recommender, store: SessionStore | None = None, model_name: str = 
 
 
 def launch(recommender, settings, host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Serve the page. Beyond 127.0.0.1 it asks for a login (any user name, the password
+    ``TAILOR_API_KEY``) and refuses to start without a key, as ``tailor serve`` does."""
+    import hmac
+
+    from agent.errors import ConfigError
+
+    auth = None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        if not settings.api_key:
+            raise ConfigError(f"refusing to serve the UI on {host} without TAILOR_API_KEY: anyone "
+                              "who can reach it could use it; set a key or bind 127.0.0.1")
+        key = settings.api_key.encode()
+        auth = lambda user, password: hmac.compare_digest(password.encode(), key)  # noqa: E731
     app = build_app(recommender, SessionStore(settings.sessions_db),
                     getattr(recommender.backend, "name", "none"), settings.adapter,
                     settings.tail_boost, settings.diversity, settings.top_k)
-    app.launch(server_name=host, server_port=port, show_error=False)
+    app.launch(server_name=host, server_port=port, show_error=False, auth=auth)

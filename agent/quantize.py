@@ -36,7 +36,7 @@ def quantize_w8a8(src: Path, dst: Path, log=print) -> Path:
         raise AssetError(f"{src} has no config.json; run `tailor assets` first")
     if dst.exists():
         raise AssetError(f"{dst} already exists; remove it to quantize again")
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, use_safetensors=True)
     config = QuantizationConfig(
         config_groups={"group_0": preset_name_to_scheme("W8A8", ["Linear"])}, ignore=["lm_head"])
     apply_quantization_config(model, config)

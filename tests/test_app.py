@@ -75,3 +75,14 @@ def test_picks_show_before_their_explanations_which_then_stream_in(catalog):
     final = steps[-1]
     assert not any("…writing why" in c for c in final[2])
     assert "…writing why" not in final[0][-1]["content"]
+
+
+def test_the_ui_refuses_a_public_address_without_a_key(catalog, tmp_path):
+    import pytest
+
+    from agent.app import launch
+    from agent.errors import ConfigError
+    from agent.settings import Settings
+
+    with pytest.raises(ConfigError, match="TAILOR_API_KEY"):
+        launch(make(catalog, FakeBackend()), Settings(home=tmp_path), host="0.0.0.0")

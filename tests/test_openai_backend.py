@@ -27,13 +27,16 @@ class FakeCompletions:
     def __init__(self, top=None, text="", error=None):
         self.top, self.text, self.error = top or {}, text, error
         self.requests = []
+        self.stream_len = 4  # 3: the stream stops before the chunk that says it finished
 
     def create(self, **kw):
         self.requests.append(kw)
         if self.error is not None:
             raise self.error
         if kw.get("stream"):
-            return iter(NS(choices=[NS(delta=NS(content=piece))]) for piece in ("It ", "", "fits."))
+            pieces = [("It ", None), ("", None), ("fits.", None), (None, "stop")][:self.stream_len]
+            return iter(NS(choices=[NS(delta=NS(content=piece), finish_reason=end)])
+                        for piece, end in pieces)
         entries = [NS(token=t, logprob=lp) for t, lp in self.top.items()]
         return NS(choices=[NS(logprobs=NS(content=[NS(top_logprobs=entries)]),
                               message=NS(content=f" {self.text} "))])
@@ -88,6 +91,13 @@ def test_generate_and_stream_return_the_text():
     pieces = list(b.stream_many([MESSAGES, MESSAGES], 30))
     assert sorted({k for k, _ in pieces}) == [0, 1]
     assert all("".join(p for k, p in pieces if k == row) == "It fits." for row in (0, 1))
+
+
+def test_a_stream_that_stops_without_finishing_is_an_error_not_a_short_reply():
+    fake = FakeCompletions(text="x")
+    fake.stream_len = 3
+    with pytest.raises(BackendError, match="ended a stream early"):
+        list(backend(fake).stream(MESSAGES, 30))
 
 
 def test_an_unknown_model_name_says_which_name_and_where_to_look():

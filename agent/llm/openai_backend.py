@@ -208,12 +208,16 @@ class OpenAIBackend:
             model=self.name, messages=list(messages), max_tokens=max_new_tokens,
             temperature=0.0, stream=True), "a streaming request")
         it = iter(chunks)
+        finished = False
         while True:
             chunk = self._call(lambda: next(it, None), "a streamed chunk")
             if chunk is None:
-                return
+                break
             if chunk.choices and chunk.choices[0].delta.content:
                 yield chunk.choices[0].delta.content
+            finished = finished or bool(chunk.choices and chunk.choices[0].finish_reason)
+        if not finished:  # a connection cut between chunks can look like a normal end
+            raise BackendError(f"the LLM server at {self.base_url} ended a stream early")
 
     def stream_many(self, conversations: Sequence[Sequence[Message]],
                     max_new_tokens: int) -> Iterator[tuple[int, str]]:
