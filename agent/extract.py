@@ -31,8 +31,8 @@ def state_schema(genres=ML_GENRES) -> dict:
     """The JSON schema the model's answer must follow."""
     year = {"anyOf": [{"type": "integer", "minimum": 1900, "maximum": 2030}, {"type": "null"}]}
     titles = {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 2}
-    genre_list = {"type": "array", "items": {"enum": list(genres)}, "maxItems": 3,
-                  "uniqueItems": True}
+    # No "uniqueItems": vLLM's grammar rejects it; duplicates are dropped when parsing.
+    genre_list = {"type": "array", "items": {"enum": list(genres)}, "maxItems": 3}
     fields = {"liked_titles": titles, "disliked_titles": titles, "genres": genre_list,
               "excluded_genres": genre_list, "year_min": year, "year_max": year}
     return {"type": "object", "properties": fields, "required": list(fields),

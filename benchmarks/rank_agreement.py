@@ -1,8 +1,9 @@
 """How far a quantized (or served) model's ranking strays from in-process fp32, and how fast.
 
 Cases are MovieLens users: each liked the two items they watched last; the
-candidates are the first 20 the real retriever returns for that state. Every
-system ranks the same prompts with the same VerbalizerRanker. Prints a Markdown
+candidates are the first ``--candidates`` (default: the agent's
+``llm_candidates``, 10) the real retriever returns for that state. Every system
+ranks the same prompts with the same VerbalizerRanker the agent uses. Prints a Markdown
 table; ``--out`` also writes per-case numbers as JSON.
 
     TAILOR_HOME=/tmp/th .venv/bin/python -m benchmarks.rank_agreement --cases 200 \
@@ -18,7 +19,7 @@ import time
 import numpy as np
 
 
-def make_cases(catalog, retriever, n_cases: int, seed: int = 0):
+def make_cases(catalog, retriever, n_cases: int, n_cands: int, seed: int = 0):
     """``[(state, candidates)]`` for ``n_cases`` users drawn at random (fixed seed)."""
     from agent.types import DialogueState
 
@@ -29,7 +30,7 @@ def make_cases(catalog, retriever, n_cases: int, seed: int = 0):
         mine = np.flatnonzero(catalog.user == u)
         last_two = catalog.item[mine[np.argsort(catalog.timestamp[mine])[-2:]]]
         state = DialogueState(liked=tuple(int(i) for i in last_two))
-        cases.append((state, retriever.retrieve(state, 20)))
+        cases.append((state, retriever.retrieve(state, n_cands)))
     return cases
 
 
@@ -43,12 +44,12 @@ def backend_for(system: str, settings, args):
     return make_backend(replace(settings, quant="none" if system == "fp32" else system))
 
 
-def run(system, backend, catalog, cases):
+def run(system, backend, catalog, cases, n_cands: int):
     """Per case: calibrated LLM scores in candidate order, final order, seconds."""
     from agent.ranking import VerbalizerRanker
 
-    ranker = VerbalizerRanker(backend, catalog, n_llm=20)
-    ranker.label_prior(20)  # computed once, outside the timings
+    ranker = VerbalizerRanker(backend, catalog, n_llm=n_cands)
+    ranker.label_prior(n_cands)  # computed once, outside the timings
     out = []
     for state, cands in cases:
         t = time.perf_counter()
@@ -74,6 +75,8 @@ def compare(ref, other) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", type=int, default=200)
+    p.add_argument("--candidates", type=int, help="candidates per prompt (default: the "
+                   "agent's TAILOR_LLM_CANDIDATES)")
     p.add_argument("--systems", nargs="+", default=["fp32", "8bit", "4bit"],
                    choices=["fp32", "8bit", "4bit", "server"])
     p.add_argument("--llm-url")
@@ -89,7 +92,8 @@ def main(argv=None) -> None:
 
     settings = Settings.from_env()
     rec = build_recommender(settings, backend=FakeBackend(), log=lambda m: None)
-    cases = make_cases(rec.catalog, rec.retriever, args.cases)
+    n_cands = args.candidates or settings.llm_candidates
+    cases = make_cases(rec.catalog, rec.retriever, args.cases, n_cands)
     systems = ["fp32"] + [s for s in args.systems if s != "fp32"]
     keys = [[list(state.liked), [c.item_id for c in cands]] for state, cands in cases]
     results = {}
@@ -101,8 +105,9 @@ def main(argv=None) -> None:
         results = {s: old["results"][s] for s in systems if s in old["results"]}
     for s in systems:
         if s not in results:
-            results[s] = run(s, backend_for(s, settings, args), rec.catalog, cases)
-    print(f"\n{len(cases)} cases; rank call = one ranking prompt after the cached prefix\n")
+            results[s] = run(s, backend_for(s, settings, args), rec.catalog, cases, n_cands)
+    print(f"\n{len(cases)} cases, {n_cands} candidates each; rank call = one ranking prompt "
+          "after the cached prefix\n")
     print("| system | median s/rank | mean s/rank | Spearman vs fp32 (mean / min) "
           "| same top-1 | top-3 overlap |\n|---|---|---|---|---|---|")
     for s in systems:
