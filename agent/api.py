@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
+from agent.state import MAX_MESSAGE_CHARS
 from agent.sessions import SessionStore, check_session_id
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ SESSION_HEADER = "X-Tailor-Session"
 
 
 class MessageIn(BaseModel):
-    content: str = Field(description="what the user said")
+    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS,
+                         description="what the user said (not blank)")
 
 
 class FeedbackIn(BaseModel):
@@ -49,6 +51,96 @@ class ChatCompletionIn(BaseModel):
     messages: list[ChatMessage]
     user: str | None = Field(None, description="a session id (or the X-Tailor-Session header)")
     stream: bool = False
+
+
+class ItemOut(BaseModel):
+    id: int
+    title: str
+    year: int | None
+    genres: list[str]
+    director: list[str]
+    score: float
+    explanation: str = Field(description="why this pick, checked against the catalog")
+    explanation_source: Literal["llm", "template", "pending"]
+
+
+class StateOut(BaseModel):
+    liked: list[int]
+    disliked: list[int]
+    genres: list[str]
+    excluded_genres: list[str]
+    year_min: int | None
+    year_max: int | None
+    shown: list[int]
+    query: str
+    tail_boost: float | None
+    last: list[int]
+
+
+class ReplyOut(BaseModel):
+    text: str
+    items: list[ItemOut] = Field(description="catalog items only, best first")
+    state: StateOut
+    notices: list[str] = Field(description="e.g. that the ranking model was unavailable")
+
+
+class SessionOut(BaseModel):
+    id: str
+
+
+class FeedbackOut(BaseModel):
+    ok: bool
+    state: StateOut
+
+
+class HealthOut(BaseModel):
+    status: str
+    model: str
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    finish_reason: str
+    message: AssistantMessage
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class TailorReply(ReplyOut):
+    session: str | None
+
+
+class ChatCompletionOut(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    tailor: TailorReply = Field(description="the reply as data: items, state, notices")
+
+
+ERRORS = {status: {"model": ErrorOut, "description": what} for status, what in (
+    (400, "bad input; the message says what to fix"), (401, "missing or wrong API key"),
+    (422, "a body that does not parse or fit the schema"), (500, "a failure on our side"))}
 
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:
@@ -104,11 +196,12 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return _error(422, f"invalid request body: {where}"[:500], "invalid_request")
 
-    @app.get("/health")
+    @app.get("/health", response_model=HealthOut)
     def health() -> dict:
         return {"status": "ok", "model": model_name}
 
-    @app.post("/v1/sessions", dependencies=[Depends(authorize)])
+    @app.post("/v1/sessions", dependencies=[Depends(authorize)], response_model=SessionOut,
+              responses=ERRORS)
     def new_session() -> dict:
         return {"id": store.create()}
 
@@ -124,7 +217,10 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
             store.save_turn(session_id, content, reply.to_json(), reply.state)
         return reply
 
-    @app.post("/v1/sessions/{session_id}/messages", dependencies=[Depends(authorize)])
+    not_found = {**ERRORS, 404: {"model": ErrorOut, "description": "no such session"}}
+
+    @app.post("/v1/sessions/{session_id}/messages", dependencies=[Depends(authorize)],
+              response_model=ReplyOut, responses=not_found)
     def message(session_id: str, body: MessageIn) -> dict:
         """One turn: ``{"text", "items": [...], "state", "notices"}``."""
         reply = run_turn(known(session_id), body.content)
@@ -132,7 +228,8 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
         out.pop("timings_s", None)
         return out
 
-    @app.post("/v1/sessions/{session_id}/feedback", dependencies=[Depends(authorize)])
+    @app.post("/v1/sessions/{session_id}/feedback", dependencies=[Depends(authorize)],
+              response_model=FeedbackOut, responses=not_found)
     def feedback(session_id: str, body: FeedbackIn) -> dict:
         """Like or dislike an item; stored before this answers, and the next turn uses it."""
         if body.item_id not in recommender.catalog:
@@ -141,7 +238,13 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
             state = store.add_feedback(session_id, body.item_id, body.value)
         return {"ok": True, "state": state.to_dict()}
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)],
+              response_model=ChatCompletionOut, responses={**ERRORS, 200: {
+                  "content": {"text/event-stream": {"schema": {  # one server-sent event
+                      "type": "object", "required": ["data"], "properties": {"data": {
+                          "type": "string", "description": "a chat.completion.chunk as JSON, "
+                          "or [DONE] at the end"}}}}},
+                  "description": "with stream=true: chat.completion.chunk events"}})
     def chat_completions(body: ChatCompletionIn,
                          x_tailor_session: str | None = Header(None)):
         """OpenAI's chat shape. With ``"stream": true`` the answer comes as server-sent
