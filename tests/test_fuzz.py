@@ -66,7 +66,9 @@ def test_api_survives_the_corpus(catalog, tmp_path):
     for text in corpus():
         r = c.post(f"/v1/sessions/{sid}/messages", json={"content": text}, headers=auth)
         statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-        assert r.status_code in (200, 400), (text[:80], r.text[:300])
+        # 422: the body breaks the schema (empty, over 2,000 characters); 400: it fits the
+        # schema but says nothing usable. Both explain what to fix.
+        assert r.status_code in (200, 400, 422), (text[:80], r.text[:300])
         if r.status_code == 200:
             check_reply(r.json(), catalog)
         else:
