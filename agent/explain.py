@@ -243,6 +243,26 @@ def _mentions_title(span: str) -> bool:
     return span[:1].isupper() or len(span.split()) > 1
 
 
+def whole_sentences(text: str, most: int = 2) -> str:
+    """The first ``most`` complete sentences of a draft, without a trailing fragment
+    (generation stops at a token budget, often mid-sentence). A draft with no complete
+    sentence comes back whole, for the check to reject.
+
+    >>> whole_sentences("It is a comedy. Directed by Ron Howard. It also stars")
+    'It is a comedy. Directed by Ron Howard.'
+    >>> whole_sentences("Dr. Strangelove is satirical. It fits.", most=1)
+    'Dr. Strangelove is satirical.'
+    >>> whole_sentences("It is a comedy that")
+    'It is a comedy that'
+    """
+    text = " ".join(text.split())
+    ends = [m.end() for m in re.finditer(r"(?<!\bDr)(?<!\bMr)(?<!\bMrs)(?<!\bSt)(?<!\bvs)"
+                                         r"[.!](?=\s|$)", text)]
+    if not ends:
+        return text
+    return text[: ends[min(most, len(ends)) - 1]]
+
+
 def explanation_messages(f: Facts) -> list[dict]:
     from prompts import load_prompt
 

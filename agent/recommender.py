@@ -8,7 +8,7 @@ from typing import Iterator
 
 from agent.errors import InputError
 from agent.explain import (Facts, check_explanation, explanation_messages, gather_facts,
-                           template_explanation)
+                           template_explanation, whole_sentences)
 from agent.state import MAX_MESSAGE_CHARS, describe, merge, parse_message
 from agent.types import DialogueState, Recommendation, Reply, TurnEvent
 
@@ -157,10 +157,11 @@ class Recommender:
         return self.checked(drafts, facts, state, templates)
 
     def checked(self, drafts, facts, state, templates) -> tuple[list[str], list[str]]:
-        """Each draft if it passes the catalog check, else its factual template."""
+        """Each draft (its first two whole sentences) if it passes the catalog check, else
+        its factual template."""
         texts, sources = [], []
         for f, draft, fallback in zip(facts, drafts, templates):
-            draft = " ".join(draft.split())
+            draft = whole_sentences(draft)
             problems = check_explanation(draft, f, state, self.catalog.items, self.title_index,
                                          self.known_people)
             if problems:
