@@ -208,6 +208,24 @@ def cmd_finetune_report(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_bench(settings: Settings, args) -> int:
+    from pathlib import Path
+
+    from bench.report import verdict
+    from bench.run import run_bench
+
+    # The entry point reads the environment once; the API server's child process gets it.
+    result = run_bench(settings, Path(args.out), args.quick, not args.no_vllm, dict(os.environ),
+                       log=_log)
+    for t in result["targets"].values():
+        value = "–" if t["value"] is None else f"{t['value']:.3g}"
+        _log(f"{t['text']}: {value} ({verdict(t['met'])})")
+    for name, error in result["errors"].items():
+        _log(f"{name} failed: {error}")
+    _log(f"written to {args.out}/bench.json and bench.md ({result['wall_s']:.0f} s)")
+    return 1 if result["errors"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational movie "
                                 "recommender that only recommends catalog items.",
@@ -311,6 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("vllm_args", nargs=argparse.REMAINDER,
                    help="after --, extra vLLM flags (e.g. -- --quantization awq)")
     s.set_defaults(func=cmd_serve_llm)
+    s = sub.add_parser("bench", help="measure speed on this machine against the targets "
+                       "(ranking vs FLOP floor, verbalizer vs generation, turn latency, "
+                       "retrieval, index build, eval throughput, vLLM and API under load)",
+                       description="Writes bench.json (every figure with its sample size, "
+                       "machine, model, git SHA, targets met or missed) and bench.md. The full "
+                       "run takes ~15-20 min on 2 cores; --quick a few minutes.")
+    s.add_argument("--out", default="out/bench", help="report folder (default out/bench)")
+    s.add_argument("--quick", action="store_true",
+                   help="fewer prompts, turns and queries; a 10,000-item synthetic catalog")
+    s.add_argument("--no-vllm", action="store_true",
+                   help="skip the parts that start servers (vLLM turns, API under load)")
+    s.set_defaults(func=cmd_bench)
     s = sub.add_parser("quantize-llm", help="write an INT8 W8A8 copy of the chat model that "
                        "vLLM serves on CPU")
     s.add_argument("--out", help="output folder (default: <models>/<model>-w8a8)")
