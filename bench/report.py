@@ -44,16 +44,30 @@ def evaluate_targets(summary: dict, targets=TARGETS) -> dict:
 
 
 def fmt(value, digits: int = 3) -> str:
-    """A number for a table: 3 significant digits, or "–" when missing.
+    """A number for a table: 3 significant digits (whole numbers from 1000), or "–".
 
-    >>> fmt(0.012345), fmt(1234.5), fmt(None), fmt(12)
-    ('0.0123', '1.23e+03', '–', '12')
+    >>> fmt(0.012345), fmt(1234.5), fmt(None), fmt(12), fmt(99.94)
+    ('0.0123', '1234', '–', '12', '99.9')
     """
     if value is None:
         return "–"
     if isinstance(value, int):
         return str(value)
+    if abs(value) >= 1000:
+        return f"{value:.0f}"
     return f"{value:.{digits}g}"
+
+
+def load_note(machine: dict) -> str:
+    """The 1-minute load average at start and end, when recorded (other work skews timings).
+
+    >>> load_note({"load_avg_1_5_15min": {"start": [0.31, 0.5, 0.6], "end": [2.04, 1, 1]}})
+    '; load average 0.31 at the start, 2.04 at the end'
+    """
+    load = machine.get("load_avg_1_5_15min")
+    if not load:
+        return ""
+    return f"; load average {load['start'][0]:.2f} at the start, {load['end'][0]:.2f} at the end"
 
 
 def verdict(met) -> str:
@@ -68,7 +82,7 @@ def markdown(result: dict) -> str:
              f"({fmt(result['model']['params']['total'] / 1e6)} M parameters, "
              f"{fmt(result['model']['params']['non_embedding'] / 1e6)} M outside the embedding), "
              f"{m['cpu_count']} CPUs, torch threads {m['torch_threads']}, "
-             f"{result['wall_s']:.0f} s in all.", "",
+             f"{result['wall_s']:.0f} s in all{load_note(m)}.", "",
              "## Targets", "", "| target | value | bound | verdict |", "|---|---|---|---|"]
     for key, t in result["targets"].items():
         lines.append(f"| {t['text']} | {fmt(t['value'])} | {t['op']} {fmt(t['target'])} "
@@ -80,12 +94,41 @@ def markdown(result: dict) -> str:
         else:
             value = fmt(value)
         lines.append(f"| `{key}` | {value} |")
+    lines += details(result.get("sections", {}))
     lines += ["", "## How each figure is measured", ""]
     lines += [f"- **{k}**: {v}" for k, v in result.get("method", {}).items()]
     skipped = result.get("skipped") or []
     if skipped:
         lines += ["", "Not measured: " + "; ".join(skipped) + "."]
     return "\n".join(lines) + "\n"
+
+
+def details(sections: dict) -> list[str]:
+    """Markdown lines for the figures behind the headline: prompt sizes and load levels.
+
+    >>> details({"api": {"levels": {"1": {"requests": 48, "errors": 0, "degraded": 0,
+    ...     "turns_per_s": 1.5, "latency_s": {"p50": 0.6, "p95": 0.9}}}}})[-1]
+    '| 1 | 48 | 0.6 | 0.9 | 1.5 | 0 | 0 |'
+    """
+    lines = []
+    tokens = sections.get("ranking", {}).get("tokens")
+    if tokens:
+        lines += ["", "Ranking prompts (median of "
+                  f"{tokens['prompt']['n']}): {fmt(tokens['prompt']['p50'])} tokens, of which "
+                  f"{fmt(tokens['cached_prefix']['p50'])} are the cached system prompt and "
+                  f"demonstrations and {fmt(tokens['computed']['p50'])} are computed per turn; "
+                  f"the generated answer takes {fmt(tokens['answer_tokens']['p50'])} tokens."]
+    levels = sections.get("api", {}).get("levels")
+    if levels:
+        lines += ["", "API under load (`tailor serve` through vLLM, load from a second process):",
+                  "", "| sessions | requests | p50 s | p95 s | turns/s | errors | degraded |",
+                  "|---|---|---|---|---|---|---|"]
+        for c, lv in levels.items():
+            lat = lv["latency_s"]
+            lines.append(f"| {c} | {lv['requests']} | {fmt(lat.get('p50'))} | "
+                         f"{fmt(lat.get('p95'))} | {fmt(lv['turns_per_s'])} | {lv['errors']} | "
+                         f"{lv['degraded']} |")
+    return lines
 
 
 def write_report(out: Path, result: dict) -> None:

@@ -148,6 +148,8 @@ class Runner:
         self.sections: dict = {}
         self.errors: dict[str, str] = {}
         self.t0 = time.perf_counter()
+        # Other work on the machine skews every figure: the report says how busy it was.
+        self.load_start = os.getloadavg()
 
     def step(self, name: str, fn, *args):
         """Run one section; a failure is logged and recorded, never fatal to the rest."""
@@ -316,7 +318,9 @@ class Runner:
             "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                         "threads_setting": self.settings.threads, "platform": platform.platform(),
                         "processor": platform.processor() or platform.machine(),
-                        "python": platform.python_version(), "torch": torch.__version__},
+                        "python": platform.python_version(), "torch": torch.__version__,
+                        "load_avg_1_5_15min": {"start": self.load_start,
+                                               "end": os.getloadavg()}},
             "plan": dataclasses.asdict(self.plan),
             "settings": self.settings.public(),
             "prompt_tokens": self.sections.get("ranking", {}).get("tokens"),
