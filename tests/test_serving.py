@@ -182,3 +182,30 @@ def test_serve_llm_passes_flags_after_double_dash_to_vllm(monkeypatch, tmp_path)
                  "--quantization", "awq", "--tensor-parallel-size", "2"]) == 0
     assert seen["port"] == 8123 and seen["eager"] is True
     assert seen["extra_args"] == ["--quantization", "awq", "--tensor-parallel-size", "2"]
+
+
+def test_a_quantized_model_on_cpu_is_served_without_lora_and_says_so(monkeypatch, tmp_path):
+    import agent.serving
+    from agent.serving import is_quantized, serve_until_interrupted
+    from agent.settings import Settings
+
+    model = tmp_path / "m-w8a8"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"quantization_config": {"format": "int8"}}))
+    assert is_quantized(str(model)) and not is_quantized("HuggingFaceTB/SmolLM2-135M-Instruct")
+    make_adapter(tmp_path / "home" / "adapters" / "ml")
+    specs, said = [], []
+
+    class Refused(Exception):
+        pass
+
+    def capture(spec, env, log_path):
+        specs.append(spec)
+        raise Refused  # stop before anything starts
+
+    monkeypatch.setattr(agent.serving, "vllm_flavour", lambda: "cpu")
+    monkeypatch.setattr(agent.serving, "VLLMServer", capture)
+    with pytest.raises(Refused):
+        serve_until_interrupted(Settings(home=tmp_path / "home", model=str(model)), log=said.append)
+    assert specs[0].adapters == {} and "--enable-lora" not in specs[0].command()
+    assert "cannot apply LoRA" in said[0]
