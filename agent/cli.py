@@ -215,8 +215,9 @@ def cmd_bench(settings: Settings, args) -> int:
     from bench.run import run_bench
 
     # The entry point reads the environment once; the API server's child process gets it.
+    only = tuple(x.strip() for x in args.only.split(",") if x.strip()) if args.only else None
     result = run_bench(settings, Path(args.out), args.quick, not args.no_vllm, dict(os.environ),
-                       log=_log)
+                       log=_log, only=only)
     for t in result["targets"].values():
         value = "–" if t["value"] is None else f"{t['value']:.3g}"
         _log(f"{t['text']}: {value} ({verdict(t['met'])})")
@@ -340,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fewer prompts, turns and queries; a 10,000-item synthetic catalog")
     s.add_argument("--no-vllm", action="store_true",
                    help="skip the parts that start servers (vLLM turns, API under load)")
+    s.add_argument("--only", help="comma-separated sections to measure again: floor, ranking, "
+                   "latency, retrieval, index_build, eval, vllm (vllm includes the API load)")
     s.set_defaults(func=cmd_bench)
     s = sub.add_parser("quantize-llm", help="write an INT8 W8A8 copy of the chat model that "
                        "vLLM serves on CPU")

@@ -1,9 +1,12 @@
 """Bounded load on the HTTP API from a second process: ``python -m bench.api_load``.
 
-For each concurrency level, that many client threads run the scripted dialogues,
-each in a new session (``POST /v1/sessions``, then one ``POST .../messages`` per
-message), until the level's fixed number of turns is spent. The latency of every
-message request is recorded; one dialogue before the first level warms the server.
+For each concurrency level, that many client threads run conversations, each in a
+new session (``POST /v1/sessions``, then one ``POST .../messages`` per message),
+until the level's fixed number of turns is spent. Every session of a run is a
+different conversation (``bench.dialogues.load_dialogue``), so no ranking prompt
+repeats and a server's prefix cache holds only what real traffic would share. The
+latency of every message request is recorded; one conversation before the first
+level warms the server.
 Only the standard library is used, so the load generator itself stays light.
 """
 
@@ -90,9 +93,20 @@ def run_level(base: str, dialogues, concurrency: int, turns: int, timeout: float
             "turns_per_s": len(results) / wall if wall else None, "latency_s": summary(ok)}
 
 
-def drive(base: str, levels: list[int], turns: int, timeout: float, dialogues) -> dict:
-    run_dialogue(base, dialogues[0], None, timeout, [])  # warm-up, not recorded
-    return {str(c): run_level(base, dialogues, c, turns, timeout) for c in levels}
+def level_dialogues(level: int, turns: int, make) -> list:
+    """Level ``level``'s own conversations: enough for ``turns`` turns even if each
+    had one message, none shared with another level (conversation 0 is the warm-up).
+
+    >>> level_dialogues(1, 3, lambda k: k)
+    [4, 5, 6]
+    """
+    return [make(1 + level * turns + k) for k in range(turns)]
+
+
+def drive(base: str, levels: list[int], turns: int, timeout: float, make_dialogue) -> dict:
+    run_dialogue(base, make_dialogue(0), None, timeout, [])  # warm-up, not recorded
+    return {str(c): run_level(base, level_dialogues(i, turns, make_dialogue), c, turns, timeout)
+            for i, c in enumerate(levels)}
 
 
 def run_load_process(base: str, levels: list[int], turns: int, out: Path,
@@ -125,7 +139,7 @@ def api_block(levels: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    from bench.dialogues import DIALOGUES
+    from bench.dialogues import load_dialogue
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--url", required=True, help="the API root, e.g. http://127.0.0.1:8080")
@@ -134,7 +148,7 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    levels = drive(args.url.rstrip("/"), args.levels, args.turns, args.timeout, DIALOGUES)
+    levels = drive(args.url.rstrip("/"), args.levels, args.turns, args.timeout, load_dialogue)
     Path(args.out).write_text(json.dumps(levels, indent=1))
     return 0
 

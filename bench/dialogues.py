@@ -32,6 +32,41 @@ DIALOGUES: tuple[tuple[str, ...], ...] = (
 )
 
 
+# The warm-up turn is not one of the measured ones: a server's prefix cache would
+# otherwise answer the first measured turn from memory.
+WARM_UP = "I loved Fargo and Chinatown, a crime film from the 70s"
+
+# The API load needs many distinct conversations: 24 liked titles x 8 asks, each with
+# one of three follow-ups. No two sessions in a run send the same first message.
+LOAD_TITLES = ("Toy Story", "Star Wars", "Fargo", "Heat", "Alien", "Blade Runner",
+               "Pulp Fiction", "The Godfather", "Casablanca", "Jurassic Park", "Braveheart",
+               "Titanic", "Men in Black", "Twelve Monkeys", "The Usual Suspects", "Apollo 13",
+               "Aliens", "Die Hard", "Raiders of the Lost Ark", "Back to the Future",
+               "The Silence of the Lambs", "Forrest Gump", "Schindler's List",
+               "L.A. Confidential")
+LOAD_ASKS = ("something from the 90s", "but funnier", "a thriller this time",
+             "something from the 80s", "no horror please", "hidden gems", "with more action",
+             "a drama")
+LOAD_FOLLOW_UPS = (("something older", "more like the first one"),
+                   ("more like the second one", "something newer"),
+                   ("not that one", "any decade is fine"))
+
+
+def load_dialogue(k: int) -> tuple[str, ...]:
+    """The ``k``-th of the API load's distinct conversations (``k`` < 192).
+
+    >>> load_dialogue(0)
+    ('I loved Toy Story, something from the 90s', 'something older', 'more like the first one')
+    >>> len({load_dialogue(k)[0] for k in range(192)})
+    192
+    """
+    n_titles, n_asks = len(LOAD_TITLES), len(LOAD_ASKS)
+    if not 0 <= k < n_titles * n_asks:
+        raise ValueError(f"there are {n_titles * n_asks} load dialogues, not {k + 1}")
+    opener = f"I loved {LOAD_TITLES[k % n_titles]}, {LOAD_ASKS[k // n_titles]}"
+    return (opener, *LOAD_FOLLOW_UPS[k % len(LOAD_FOLLOW_UPS)])
+
+
 def messages(dialogues=DIALOGUES) -> list[str]:
     """Every message, dialogue after dialogue.
 

@@ -39,8 +39,10 @@ def run_dialogues(recommender, dialogues, label: str, log=print, warm_up: bool =
 
     Turns that recommend nothing (a clarifying question) are counted, not timed.
     """
+    from bench.dialogues import WARM_UP
+
     if warm_up:
-        timed_turn(recommender, dialogues[0][0], None)
+        timed_turn(recommender, WARM_UP, None)
     ttfr, turn, notices, empty, degraded, how = [], [], [], 0, 0, set()
     for dialogue in dialogues:
         state = None

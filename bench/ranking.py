@@ -30,19 +30,26 @@ class RankPrompt:
 
 
 def ranking_prompts(recommender, dialogues) -> list[RankPrompt]:
-    """The ranking prompt of every scripted message's state (no model call needed)."""
+    """The distinct ranking prompts of the scripted messages' states (no model call).
+
+    States are rebuilt from the messages alone, so a reference to the last picks ("more
+    like the second one") can leave a state, and its prompt, unchanged: such repeats are
+    dropped, because a server's prefix cache would answer them from memory."""
     from agent.ranking import LABELS
 
     ranker = recommender.ranker
-    out = []
+    out, seen = [], set()
     for dialogue in dialogues:
         for k in range(len(dialogue)):
             state = recommender.state_from(list(dialogue[: k + 1]))
             if recommender.is_vague(state):
                 continue
             cands = recommender.retriever.retrieve(state, recommender.n_candidates)[: ranker.n_llm]
-            if cands:
-                out.append(RankPrompt(ranker.messages(state, cands), LABELS[: len(cands)]))
+            messages = ranker.messages(state, cands) if cands else None
+            key = repr(messages)
+            if messages and key not in seen:
+                seen.add(key)
+                out.append(RankPrompt(messages, LABELS[: len(cands)]))
     return out
 
 
@@ -208,9 +215,12 @@ def summarize_local(rows: list[dict]) -> dict:
 
 
 def measure_server(backend, prompts: list[RankPrompt], answer_len: Callable[[RankPrompt], int],
-                   log=print) -> dict:
+                   before_each: Callable[[], None] = lambda: None, log=print) -> dict:
     """Verbalizer and generation through an ``OpenAIBackend`` (vLLM): the same prompts;
-    generation is forced to the full answer's length (vLLM's ``min_tokens``)."""
+    generation is forced to the full answer's length (vLLM's ``min_tokens``).
+    ``before_each`` runs before every timed request (outside the timing): the caller
+    empties the server's prefix cache there, since the generation prompt shares all
+    but its last line with the verbalizer's and would otherwise be mostly cached."""
     def generate(p):
         n = answer_len(p)
         backend.client.chat.completions.create(
@@ -221,7 +231,9 @@ def measure_server(backend, prompts: list[RankPrompt], answer_len: Callable[[Ran
     generate(prompts[0])
     verbalizer, generation = [], []
     for p in prompts:
+        before_each()
         verbalizer.append(timed(lambda: backend.label_logprobs(p.messages, p.labels)))
+        before_each()
         generation.append(timed(lambda: generate(p)))
     speedups = [g / v for g, v in zip(generation, verbalizer)]
     log(f"  vLLM ranking: verbalizer p50 {summary(verbalizer)['p50']:.2f} s, generation p50 "

@@ -53,6 +53,30 @@ METHOD = {
 }
 
 
+SECTIONS = ("floor", "ranking", "latency", "retrieval", "index_build", "eval", "vllm")
+
+
+def sections_to_run(only: tuple[str, ...] | None, vllm: bool) -> list[str]:
+    """The sections a run measures, in order. Ranking and vLLM need the floor section
+    (it builds the ranking prompts and counts parameters); the API load is part of vLLM.
+
+    >>> sections_to_run(("vllm",), True)
+    ['floor', 'vllm']
+    >>> sections_to_run(None, False)[-1]
+    'eval'
+    """
+    from agent.errors import ConfigError
+
+    unknown = set(only or ()) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown bench section(s) {', '.join(sorted(unknown))}; "
+                          f"choose from {', '.join(SECTIONS)}")
+    wanted = set(only or SECTIONS) - (set() if vllm else {"vllm"})
+    if wanted & {"ranking", "vllm"}:
+        wanted.add("floor")
+    return [name for name in SECTIONS if name in wanted]
+
+
 @dataclass(frozen=True)
 class Plan:
     """How much of each measurement to run."""
@@ -72,19 +96,20 @@ class Plan:
     api_turns: int
     api_levels: tuple[int, ...] = (1, 4, 16)
     vllm_wait_s: float = 600.0
+    only: tuple[str, ...] | None = None  # None = every section
 
 
-def make_plan(quick: bool, vllm: bool) -> Plan:
+def make_plan(quick: bool, vllm: bool, only: tuple[str, ...] | None = None) -> Plan:
     """The quick plan takes a few minutes; the full one fits ~20 on two cores.
 
     >>> make_plan(True, False).synthetic_items, make_plan(False, True).synthetic_items
     (5000, 100000)
     """
     if quick:
-        return Plan(True, vllm, prompts=2, turns=4, llm_turns=2, matmul_seconds=0.3,
+        return Plan(True, vllm, only=only, prompts=2, turns=4, llm_turns=2, matmul_seconds=0.3,
                     retrieval_states=30, synthetic_items=5_000, synthetic_queries=10,
                     index_items=200, eval_users=30, eval_llm_users=4, api_turns=16)
-    return Plan(False, vllm, prompts=12, turns=21, llm_turns=12, matmul_seconds=0.5,
+    return Plan(False, vllm, only=only, prompts=12, turns=21, llm_turns=12, matmul_seconds=0.5,
                 retrieval_states=100, synthetic_items=100_000, synthetic_queries=40,
                 index_items=None, eval_users=200, eval_llm_users=30, api_turns=48)
 
@@ -177,16 +202,10 @@ class Runner:
         self.rec = build_recommender(self.settings, log=lambda m: None)
         self.rec_llm = build_recommender(dataclasses.replace(self.settings, explain="llm"),
                                          backend=self.rec.backend, log=lambda m: None)
-        self.step("floor", self.measure_floor)
-        self.step("ranking", self.measure_ranking)
-        self.step("latency", self.measure_latency)
         with tempfile.TemporaryDirectory(prefix="tailor-bench-") as tmp:
             self.tmp = Path(tmp)
-            self.step("retrieval", self.measure_retrieval)
-            self.step("index_build", self.measure_index_build)
-            self.step("eval", self.measure_eval)
-            if p.vllm:
-                self.step("vllm", self.measure_vllm)
+            for name in sections_to_run(p.only, p.vllm):
+                self.step(name, getattr(self, f"measure_{name}"))
         return self.result()
 
     # Sections -------------------------------------------------------------------
@@ -267,7 +286,7 @@ class Runner:
         from agent.build import build_recommender
         from bench.latency import run_dialogues
         from bench.ranking import answer_tokens, measure_server
-        from bench.servers import vllm_server
+        from bench.servers import cold_prefix_cache, vllm_server
 
         out = self.sections.setdefault("vllm", {})
         tok = self.rec.backend.tokenizer
@@ -280,10 +299,17 @@ class Runner:
             rec = build_recommender(remote, log=lambda m: None)
             rec_llm = build_recommender(dataclasses.replace(remote, explain="llm"),
                                         backend=rec.backend, log=lambda m: None)
+            def cold():
+                cold_prefix_cache(server, self.settings)
+
             out["ranking"] = measure_server(rec.backend, self.prompts,
-                                            lambda q: answer_tokens(tok, q.labels), self.log)
+                                            lambda q: answer_tokens(tok, q.labels), cold,
+                                            self.log)
+            cold()  # each phase starts as a fresh server would, not with the last one's prompts
             out["template"] = run_dialogues(rec, self.dialogues, "vLLM template", self.log)
+            cold()
             out["llm_explanations"] = self.llm_turns(rec_llm)
+            cold()
             self.step("api", self.measure_api, server)
         return out
 
@@ -328,16 +354,33 @@ class Runner:
             "targets": R.evaluate_targets(summary),
             "sections": self.sections,
             "errors": self.errors,
-            "skipped": [] if self.plan.vllm else ["vLLM and API figures (--no-vllm)"],
+            "skipped": skipped(self.plan),
             "method": METHOD,
             "wall_s": time.perf_counter() - self.t0,
         }
 
 
+def skipped(plan: Plan) -> list[str]:
+    """What this run left out, in words.
+
+    >>> skipped(make_plan(True, False, only=("eval",)))
+    ['vLLM and API figures (--no-vllm)', 'sections not asked for with --only: floor, ranking, latency, retrieval, index_build']
+    """
+    out = [] if plan.vllm else ["vLLM and API figures (--no-vllm)"]
+    ran = sections_to_run(plan.only, plan.vllm)
+    left = [s for s in SECTIONS if s not in ran and (s != "vllm" or plan.vllm)]
+    if left:
+        out.append("sections not asked for with --only: " + ", ".join(left))
+    return out
+
+
 def run_bench(settings, out: Path, quick: bool, vllm: bool, base_env: dict[str, str],
-              log=print) -> dict:
-    """Measure, then write ``out/bench.json`` and ``out/bench.md``; returns the result."""
+              log=print, only: tuple[str, ...] | None = None) -> dict:
+    """Measure, then write ``out/bench.json`` and ``out/bench.md``; returns the result.
+    ``only`` names the sections to measure (default all; see ``SECTIONS``)."""
+    plan = make_plan(quick, vllm, only)
+    sections_to_run(only, vllm)  # an unknown name fails before anything loads
     out.mkdir(parents=True, exist_ok=True)
-    result = Runner(settings, make_plan(quick, vllm), out, base_env, log).run()
+    result = Runner(settings, plan, out, base_env, log).run()
     R.write_report(out, result)
     return result

@@ -41,7 +41,11 @@ def vllm_server(settings, workdir: Path, wait_s: float, log=print) -> Iterator[d
     adapters = {settings.adapter: adapter_location(settings)} if settings.adapter else {}
     spec = ServerSpec(model, served_name(model), port=free_port(), adapters=adapters,
                       flavour=vllm_flavour(), eager=True)
-    server = VLLMServer(spec, server_env(settings.home, kv_cache_gib=1), workdir / "vllm.log")
+    env = server_env(settings.home, kv_cache_gib=1)
+    # Dev mode adds POST /reset_prefix_cache (on this loopback-only server), so that a
+    # phase of the benchmark never finds the previous phase's prompts already cached.
+    env["VLLM_SERVER_DEV_MODE"] = "1"
+    server = VLLMServer(spec, env, workdir / "vllm.log")
     name = settings.adapter or spec.served_name
     t0 = time.perf_counter()
     try:
@@ -49,11 +53,32 @@ def vllm_server(settings, workdir: Path, wait_s: float, log=print) -> Iterator[d
         log(f"  vLLM pid {server.pid}, log {server.log_path}")
         server.wait_healthy(wait_s, progress=log, every_s=30)
         warm_up(spec.url + "/v1", [name], settings, timeout=wait_s)
-        yield {"url": spec.url + "/v1", "model": name, "pid": server.pid,
+        yield {"url": spec.url + "/v1", "root": spec.url, "model": name, "pid": server.pid,
                "start_s": time.perf_counter() - t0, "log": str(server.log_path),
                "command": spec.command()}
     finally:
         server.stop()
+
+
+def cold_prefix_cache(server: dict, settings, timeout: float = 120.0) -> None:
+    """Empty the vLLM server's prefix cache, then warm the ranking prompt's fixed part
+    again (as ``tailor serve-llm`` does at start): the state a real first request meets.
+
+    Raises:
+        BackendError: the server refused (it was started without dev mode).
+    """
+    import urllib.error
+    import urllib.request
+
+    from agent.serving import warm_up
+
+    req = urllib.request.Request(server["root"] + "/reset_prefix_cache", data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            r.read()
+    except (urllib.error.URLError, OSError) as e:
+        raise BackendError(f"could not reset the vLLM prefix cache: {e}") from None
+    warm_up(server["url"], [server["model"]], settings, timeout=timeout)
 
 
 def settings_env(settings, **overrides) -> dict[str, str]:

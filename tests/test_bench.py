@@ -283,3 +283,28 @@ def test_tailor_bench_quick_writes_every_required_figure(real_settings, tmp_path
     assert result["git_sha"] and result["machine"]["cpu_count"] and result["prompt_tokens"]
     assert result["errors"] == {}
     assert "## Targets" in (out / "bench.md").read_text()
+
+
+def test_only_some_sections_still_builds_the_prompts_they_need():
+    from agent.errors import ConfigError
+    from bench.run import sections_to_run, skipped
+
+    assert sections_to_run(("eval", "vllm"), vllm=True) == ["floor", "eval", "vllm"]
+    assert sections_to_run(("vllm",), vllm=False) == []  # --no-vllm wins
+    assert "vllm" not in sections_to_run(None, vllm=False)
+    with pytest.raises(ConfigError, match="unknown bench section"):
+        sections_to_run(("api",), vllm=True)
+    assert skipped(make_plan(False, True, only=("vllm",))) == [
+        "sections not asked for with --only: ranking, latency, retrieval, index_build, eval"]
+    assert skipped(make_plan(False, True)) == []
+
+
+def test_no_two_sessions_of_the_api_load_send_the_same_conversation():
+    from bench.api_load import level_dialogues
+    from bench.dialogues import load_dialogue
+
+    plan = make_plan(False, True)
+    sessions = [d for i in range(len(plan.api_levels))
+                for d in level_dialogues(i, plan.api_turns, load_dialogue)]
+    openers = [d[0] for d in sessions] + [load_dialogue(0)[0]]  # the warm-up too
+    assert len(set(openers)) == len(openers) == 3 * 48 + 1
