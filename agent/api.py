@@ -310,10 +310,10 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
             yield chunk()
             event, sent = first, 0
             for event in itertools.chain([first], events):
-                lines = event.reply.text.split("\n")
-                if event.kind == "picks":
+                if event.kind == "picks":  # the state line now, the picks' lines when final
                     picks = event.reply.to_json()
-                    yield chunk(lines[0], tailor={"items": picks["items"], "state": picks["state"]})
+                    yield chunk(picks["text"].split("\n", 1)[0],
+                                tailor={"items": picks["items"], "state": picks["state"]})
                     sent = 1
                 elif event.kind == "final":
                     break
@@ -343,8 +343,9 @@ def serve(settings, host: str, port: int, log_fn=print) -> None:
 
     from agent.build import build_recommender
     from agent.errors import ConfigError
+    from agent.settings import LOOPBACK
 
-    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+    if host not in LOOPBACK and not settings.api_key:
         raise ConfigError(f"refusing to serve on {host} without TAILOR_API_KEY: anyone who can "
                           "reach it could use it; set a key or bind 127.0.0.1")
     if not settings.api_key:

@@ -178,9 +178,10 @@ def launch(recommender, settings, host: str = "127.0.0.1", port: int = 7860) -> 
     import hmac
 
     from agent.errors import ConfigError
+    from agent.settings import LOOPBACK
 
     auth = None
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK:
         if not settings.api_key:
             raise ConfigError(f"refusing to serve the UI on {host} without TAILOR_API_KEY: anyone "
                               "who can reach it could use it; set a key or bind 127.0.0.1")

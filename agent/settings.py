@@ -19,6 +19,9 @@ DATASETS = ("ml-100k", "ml-1m")
 QUANT_MODES = ("none", "8bit", "4bit")
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # hosts the API and UI may serve without a key
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable. Each field maps to ``TAILOR_<FIELD>`` in the environment."""

@@ -119,7 +119,7 @@ class LocalBackend:
             return self._generate(conversations, max_new_tokens)
 
     def _generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int,
-                  streamer=None) -> list[str]:
+                  streamer=None, logits_processor=None) -> list[str]:
         import torch
 
         if not conversations:
@@ -135,7 +135,7 @@ class LocalBackend:
             out = self.model.generate(input_ids=input_ids, attention_mask=attention,
                                       max_new_tokens=max_new_tokens, do_sample=False,
                                       pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
-                                      streamer=streamer)
+                                      streamer=streamer, logits_processor=logits_processor)
         return [self.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
 
     def generate_json(self, messages: Sequence[Message], schema: dict, max_new_tokens: int) -> str:
@@ -143,7 +143,6 @@ class LocalBackend:
         the tokens that would break it (the same grammar engine vLLM uses)."""
         import json
 
-        import torch
         import xgrammar
 
         key = json.dumps(schema)  # property order kept: the model fills them in order
@@ -155,14 +154,8 @@ class LocalBackend:
             compiler, compiled = self._grammars
             if key not in compiled:
                 compiled[key] = compiler.compile_json_schema(key, any_whitespace=False)
-            ids = self._prompt_ids(messages)
-            with torch.inference_mode():
-                out = self.model.generate(
-                    input_ids=torch.tensor([ids]), max_new_tokens=max_new_tokens,
-                    do_sample=False, eos_token_id=self.tokenizer.eos_token_id,
-                    pad_token_id=self.tokenizer.eos_token_id,
-                    logits_processor=[xgrammar.contrib.hf.LogitsProcessor(compiled[key])])
-        return self.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+            return self._generate([messages], max_new_tokens, logits_processor=[
+                xgrammar.contrib.hf.LogitsProcessor(compiled[key])])[0]
 
     def stream_many(self, conversations: Sequence[Sequence[Message]],
                     max_new_tokens: int) -> Iterator[tuple[int, str]]:
