@@ -56,11 +56,28 @@ def decade(year: int | None) -> str:
     return f"{d % 100:02d}s" if 1900 <= d < 2000 else f"{d}s"
 
 
-def candidate_line(label: str, item: Item, cowatched: int, n_liked: int) -> str:
+@dataclass(frozen=True)
+class Detail:
+    """How much of each fact a ranking prompt spells out. ``DETAILS`` goes from the full
+    prompt to the tersest; the ranker takes the first that fits its token budget."""
+
+    title_words: int = 4
+    genres: int = 2  # per candidate
+    liked: int = 3  # liked titles named (the most recent; dominant genres use them all)
+    request_words: int = 30
+
+
+DETAILS = (Detail(), Detail(request_words=12), Detail(3, 2, 3, 12), Detail(3, 1, 3, 12),
+           Detail(2, 1, 2, 8), Detail(2, 1, 1, 0))
+MAX_PROMPT_TOKENS = 300  # per ranking prompt (system + request; few-shot demonstrations extra)
+
+
+def candidate_line(label: str, item: Item, cowatched: int, n_liked: int,
+                   detail: Detail = DETAILS[0]) -> str:
     """``D. Get Shorty | 90s | Action, Comedy | co 3/5``: title, decade, two genres, and
     with how many of the ``n_liked`` liked items it is co-watched (left out when none)."""
-    genres = ", ".join(item.genres[:2]) or "?"
-    line = f"{label}. {short_title(item.title)} | {decade(item.year)} | {genres}"
+    genres = ", ".join(item.genres[: detail.genres]) or "?"
+    line = f"{label}. {short_title(item.title, detail.title_words)} | {decade(item.year)} | {genres}"
     return line + (f" | co {cowatched}/{n_liked}" if cowatched else "")
 
 
@@ -91,11 +108,11 @@ def constraints_text(state: DialogueState) -> str:
     return "; ".join(parts) or "none"
 
 
-LIKED_SHOWN = 3  # liked titles named in the prompt (the most recent); genres use them all
+LIKED_SHOWN = DETAILS[0].liked
 
 
-def titles(ids: Sequence[int], items: dict[int, Item]) -> str:
-    return "; ".join(short_title(items[i].title) for i in ids if i in items) or "none"
+def titles(ids: Sequence[int], items: dict[int, Item], words: int = 4) -> str:
+    return "; ".join(short_title(items[i].title, words) for i in ids if i in items) or "none"
 
 
 def context_lines(disliked: str, constraints: str, request: str) -> str:
@@ -125,18 +142,29 @@ def demo_messages() -> list[dict]:
 
 
 def build_messages(state: DialogueState, lines: list[str], items: dict[int, Item],
-                   few_shot: bool) -> list[dict]:
+                   few_shot: bool, detail: Detail = DETAILS[0]) -> list[dict]:
     """System prompt, optional demonstrations as earlier turns, then this request."""
     messages = [{"role": "system", "content": load_prompt("rank_system").text}]
     if few_shot:
         messages += demo_messages()
     liked = [items[i] for i in state.liked if i in items]
+    w = detail.title_words
     messages.append({"role": "user", "content": load_prompt("rank_user").render(
-        liked=titles(state.liked[-LIKED_SHOWN:], items), genres=dominant_genres(liked),
-        context=context_lines(titles(state.disliked, items), constraints_text(state),
-                              " ".join(state.query.split()[:30])),
+        liked=titles(state.liked[-detail.liked:], items, w), genres=dominant_genres(liked),
+        context=context_lines(titles(state.disliked, items, w), constraints_text(state),
+                              " ".join(state.query.split()[: detail.request_words])),
         candidates=candidate_block(lines))})
     return messages
+
+
+def estimate_tokens(messages: Sequence[dict]) -> int:
+    """A tokenizer-free upper estimate for when the backend cannot count (about three
+    characters a token, plus a few per message for the chat template).
+
+    >>> estimate_tokens([{"role": "user", "content": "x" * 90}])
+    35
+    """
+    return sum(len(m["content"]) // 3 + 5 for m in messages)
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
@@ -153,10 +181,17 @@ class VerbalizerRanker:
     """Reorders the first ``n_llm`` candidates with the LLM; the rest keep retrieval order."""
 
     def __init__(self, backend, catalog, n_llm: int = 20, weight: float = 0.5,
-                 few_shot: bool = True, calibrate: bool = True):
+                 few_shot: bool = True, calibrate: bool = True,
+                 max_tokens: int | None = MAX_PROMPT_TOKENS, count_tokens=None):
+        """``max_tokens``: the prompt's budget without few-shot demonstrations (prompt
+        tokens are the ranking's cost); ``count_tokens(messages)`` counts a prompt with
+        the model's own tokenizer and chat template. It defaults to the backend's
+        ``count_tokens`` where it has one; a backend that cannot count (returns None)
+        gets ``estimate_tokens``."""
         self.backend, self.catalog = backend, catalog
         self.n_llm, self.weight, self.few_shot = n_llm, weight, few_shot
-        self.calibrate = calibrate
+        self.calibrate, self.max_tokens = calibrate, max_tokens
+        self.count_tokens = count_tokens or getattr(backend, "count_tokens", None)
         self._priors: dict[tuple[int, bool], np.ndarray] = {}
 
     def label_prior(self, n: int) -> np.ndarray:
@@ -173,14 +208,25 @@ class VerbalizerRanker:
             self._priors[key] = np.array(self.backend.label_logprobs(messages, LABELS[:n]))
         return self._priors[key]
 
+    def tokens(self, messages: list[dict]) -> int:
+        n = self.count_tokens(messages) if self.count_tokens else None
+        return estimate_tokens(messages) if n is None else n
+
     def messages(self, state: DialogueState, cands: list[Candidate]) -> list[dict]:
+        """The ranking prompt at the most detail that fits ``max_tokens`` (the tersest
+        level when none does). The budget is checked on the prompt without
+        demonstrations, so few-shot and zero-shot prompts say the same of a request."""
         liked = list(state.liked)
         neighbours = [self.catalog.neighbours(i) for i in liked]
-        lines = []
-        for k, c in enumerate(cands):
-            n_co = sum(1 for nb in neighbours if c.item_id in nb)
-            lines.append(candidate_line(LABELS[k], self.catalog.get(c.item_id), n_co, len(liked)))
-        return build_messages(state, lines, self.catalog.items, self.few_shot)
+        co = [sum(1 for nb in neighbours if c.item_id in nb) for c in cands]
+        items = [self.catalog.get(c.item_id) for c in cands]
+        for detail in DETAILS:
+            lines = [candidate_line(LABELS[k], it, co[k], len(liked), detail)
+                     for k, it in enumerate(items)]
+            bare = build_messages(state, lines, self.catalog.items, False, detail)
+            if self.max_tokens is None or detail is DETAILS[-1] or self.tokens(bare) <= self.max_tokens:
+                break
+        return build_messages(state, lines, self.catalog.items, True, detail) if self.few_shot else bare
 
     def rank(self, state: DialogueState, cands: list[Candidate]) -> list[Ranked]:
         head, tail = cands[: self.n_llm], cands[self.n_llm:]

@@ -60,8 +60,14 @@ class FinetuneConfig:
 
     def data_key(self) -> str:
         """Hash of what the training examples depend on (so cached examples are reused)."""
-        keys = ("candidates", "snapshots", "chat_share", "seed")
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        from agent.ranking import DETAILS, MAX_PROMPT_TOKENS, RANK_PROMPTS
+        from prompts import prompt_hashes
+
+        keys = ("candidates", "snapshots", "chat_share", "seed", "base_model")
+        blob = json.dumps({**{k: getattr(self, k) for k in keys},
+                           "prompts": prompt_hashes(RANK_PROMPTS),
+                           "budget": [MAX_PROMPT_TOKENS, [str(d) for d in DETAILS]]},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

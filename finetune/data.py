@@ -107,8 +107,10 @@ def make_example(user: int, kind: str, state: DialogueState, target: int, retrie
 
 def training_examples(catalog: Catalog, retriever_for: RetrieverFor, n: int, snapshots: int,
                       chat_share: float, seed: int, users: Iterable[int] | None = None,
-                      progress: bool = True) -> list[Example]:
-    """Examples from cut points inside each user's training history (see module doc)."""
+                      progress: bool = True, count_tokens=None) -> list[Example]:
+    """Examples from cut points inside each user's training history (see module doc).
+    ``count_tokens(messages)``: the base model's prompt length, so prompts keep to the
+    agent's token budget exactly as they will when it serves (None: an estimate)."""
     from tqdm import tqdm
 
     train, _, _ = leave_one_out(catalog, MIN_HISTORY)
@@ -119,7 +121,7 @@ def training_examples(catalog: Catalog, retriever_for: RetrieverFor, n: int, sna
         before = {u: train[u][: cuts.get(u, len(train[u]))] for u in train}
         cat = catalog_from_histories(catalog, before, f"fine-tuning snapshot {s}")
         retriever = retriever_for(cat)
-        ranker = VerbalizerRanker(None, cat, n_llm=n, few_shot=False)
+        ranker = VerbalizerRanker(None, cat, n_llm=n, few_shot=False, count_tokens=count_tokens)
         for u in tqdm(sorted(set(cuts) & keep), desc=f"snapshot {s + 1}/{snapshots}",
                       unit="user", disable=not progress, leave=False):
             history, target = before[u], train[u][cuts[u]]
@@ -134,10 +136,12 @@ def training_examples(catalog: Catalog, retriever_for: RetrieverFor, n: int, sna
     return out
 
 
-def heldout_examples(split: Split, cases: list[Case], retriever, n: int) -> list[Example]:
+def heldout_examples(split: Split, cases: list[Case], retriever, n: int,
+                     count_tokens=None) -> list[Example]:
     """Validation or test examples: the evaluation's cases, kept where the retriever
     (over the training catalog) has the target in its top ``n`` (the honest subset)."""
-    ranker = VerbalizerRanker(None, split.train_catalog, n_llm=n, few_shot=False)
+    ranker = VerbalizerRanker(None, split.train_catalog, n_llm=n, few_shot=False,
+                              count_tokens=count_tokens)
     out = []
     for case in cases:
         ex = make_example(case.user, "history", case_state(case), case.target, retriever, ranker, n)

@@ -24,6 +24,16 @@ def open_retrieval(settings, log):
     return open_collection(make_client(settings), embedder, settings.dataset), embedder
 
 
+def prompt_counter(model: str):
+    """``messages -> prompt tokens`` with the base model's tokenizer and chat template."""
+    from transformers import AutoTokenizer
+
+    from finetune.train import encode
+
+    tok = AutoTokenizer.from_pretrained(model)
+    return lambda messages: len(encode(tok, messages))
+
+
 def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = True,
                        include_feedback: bool = False):
     """Training and (honest) validation examples, cached under the data home by the
@@ -31,6 +41,7 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
 
     ``include_feedback`` adds each stored session's likes (``tailor serve``, the UI)
     as one more user history to learn from; validation stays MovieLens users only."""
+    from agent.build import model_location
     from agent.catalog import Catalog
     from agent.retrieval import HybridRetriever
     from eval.protocols import leave_one_out, make_split, sample_users
@@ -56,12 +67,13 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
         train, valid = D.load_examples(cache / "train.jsonl"), D.load_examples(cache / "valid.jsonl")
     else:
         t = time.perf_counter()
+        count = prompt_counter(config.base_model or model_location(settings))
         train = D.training_examples(source, lambda c: HybridRetriever(collection, embedder, c),
                                     config.candidates, config.snapshots, config.chat_share,
-                                    config.seed, progress=progress)
+                                    config.seed, progress=progress, count_tokens=count)
         valid = D.heldout_examples(split, split.valid, HybridRetriever(collection, embedder,
                                                                        split.train_catalog),
-                                   config.candidates)
+                                   config.candidates, count_tokens=count)
         _, valid_items, test_items = leave_one_out(catalog, D.MIN_HISTORY)
         D.assert_no_heldout_leak(train, valid_items, test_items)
         cache.mkdir(parents=True, exist_ok=True)

@@ -140,3 +140,46 @@ def test_calibration_removes_a_label_bias_that_ignores_content(catalog):
     n_calls = len(backend.calls)
     ranker.rank(DialogueState(), cands(3, 8, 11))
     assert len(backend.calls) == n_calls + 1  # the prior is computed once, then cached
+
+
+def test_a_prompt_over_the_token_budget_is_told_more_tersely(catalog):
+    """The budget is met by dropping detail in a fixed order (request words, then title
+    words, then genres, ...), never by dropping candidates; each step is counted."""
+    from agent.ranking import DETAILS
+
+    counted = []
+
+    def count(messages):  # one "token" a character: every detail level costs less
+        counted.append(sum(len(m["content"]) for m in messages))
+        return counted[-1]
+
+    state = DialogueState(liked=(1, 2, 3), query="a long request about " + "space " * 40)
+    ids = (3, 8, 11, 4, 5)
+    full = VerbalizerRanker(None, catalog, n_llm=5, few_shot=False, max_tokens=None)
+    roomy = full.messages(state, cands(*ids))
+    budget = count(roomy) - 1
+    tight = VerbalizerRanker(None, catalog, n_llm=5, few_shot=False, max_tokens=budget,
+                             count_tokens=count)
+    shorter = tight.messages(state, cands(*ids))
+    assert count(shorter) <= budget < count(roomy)
+    assert "space space" in roomy[-1]["content"] and shorter[-1]["content"].count("space") == 8
+    for k in range(len(ids)):  # every candidate still there, in order
+        assert f"\n{LABELS[k]}. " in shorter[-1]["content"]
+    # Nothing fits: the tersest level, not an error.
+    tersest = VerbalizerRanker(None, catalog, n_llm=5, few_shot=False, max_tokens=1,
+                               count_tokens=count).messages(state, cands(*ids))
+    assert "Request" not in tersest[-1]["content"] and len(counted) >= len(DETAILS)
+
+
+def test_few_shot_asks_about_a_request_exactly_as_zero_shot_does(catalog):
+    state = DialogueState(liked=(1, 2), query="something " * 50)
+    zero = VerbalizerRanker(None, catalog, n_llm=3, few_shot=False, max_tokens=60)
+    few = VerbalizerRanker(None, catalog, n_llm=3, few_shot=True, max_tokens=60)
+    z, f = zero.messages(state, cands(3, 8, 11)), few.messages(state, cands(3, 8, 11))
+    assert len(f) == len(z) + 6 and f[-1] == z[-1] and f[0] == z[0]
+
+
+def test_the_local_backend_counts_the_prompt_as_it_feeds_it(local_backend, catalog):
+    ranker = VerbalizerRanker(local_backend, catalog, n_llm=3, few_shot=False)
+    messages = ranker.messages(DialogueState(liked=(1,)), cands(3, 8, 11))
+    assert ranker.tokens(messages) == len(local_backend._prompt_ids(messages))

@@ -255,3 +255,10 @@ def test_with_no_server_tailor_ask_answers_in_retrieval_order_with_a_notice(real
     assert DEGRADED_RANKING in reply["notices"] and len(reply["items"]) == 3
     assert "cannot reach the LLM server" in stderr
     assert reply["timings_s"]["total"] < 5
+
+
+def test_the_server_counts_prompt_tokens_as_the_in_process_model_does(server, model_dir, messages):
+    """The ranking prompt's token budget is checked against the server's own count
+    (``/tokenize`` with the chat template), so both backends compact a prompt alike."""
+    remote = OpenAIBackend(server["url"], "smollm2-135m-instruct", timeout=120)
+    assert remote.count_tokens(messages) == LocalBackend(model_dir).count_tokens(messages) > 100

@@ -63,6 +63,10 @@ class LocalBackend:
                                                   tokenize=False)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Prompt tokens of ``messages`` under this model's chat template."""
+        return len(self._prompt_ids(messages))
+
     def label_ids(self, labels: Sequence[str]) -> list[int]:
         """Token id of each label; every label must be exactly one token."""
         key = tuple(labels)

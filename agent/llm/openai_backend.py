@@ -91,6 +91,7 @@ class OpenAIBackend:
                             max_retries=0)
         self.client = client
         self.tokenize = tokenize or self._vllm_tokenize
+        self._counts = tokenize is None  # count prompt tokens through /tokenize too
         self._label_ids: dict[tuple[str, ...], list[int] | None] = {}
         self._down_until = 0.0
         self.floored = 0  # labels scored with the floor in the last label_logprobs call
@@ -131,13 +132,28 @@ class OpenAIBackend:
 
     def _vllm_tokenize(self, text: str) -> list[int] | None:
         """Token ids from vLLM's ``/tokenize``; None when the server has no such endpoint."""
-        body = json.dumps({"model": self.name, "prompt": text,
-                           "add_special_tokens": False}).encode()
+        out = self._post_tokenize({"prompt": text, "add_special_tokens": False})
+        return None if out is None else list(out["tokens"])
+
+    def count_tokens(self, messages: Sequence[Message]) -> int | None:
+        """Prompt tokens of ``messages`` under the served chat template (vLLM's
+        ``/tokenize`` with messages); None when the server cannot say."""
+        if not self._counts:
+            return None
+        self._fail_fast()
+        out = self._post_tokenize({"messages": list(messages), "add_generation_prompt": True})
+        if out is None:
+            self._counts = False  # not vLLM: do not ask again
+            return None
+        return int(out["count"])
+
+    def _post_tokenize(self, fields: dict) -> dict | None:
+        body = json.dumps({"model": self.name, **fields}).encode()
         req = urllib.request.Request(self.root + "/tokenize", data=body,
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return list(json.loads(r.read())["tokens"])
+                return json.loads(r.read())
         except urllib.error.HTTPError:
             return None  # not vLLM: fall back to the top-20 list alone
         except (urllib.error.URLError, OSError) as e:
