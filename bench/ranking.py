@@ -4,7 +4,9 @@ Prompts are the agent's own: the state each scripted message leads to, the
 retriever's candidates for it, and ``VerbalizerRanker.messages``. The verbalizer
 reads every candidate's score off one forward pass; the generation baseline asks
 the same model, on the same prompt (only the last line asks for the full order),
-to write the letters of all candidates best first ("A, B, C, ...") greedily.
+to write the letters of all candidates best first ("A, B, C, ...") greedily: the
+cheapest generative answer. A second baseline writes the candidates' titles best
+first, one per line, as a generative recommender answers (LlamaRec's comparison).
 Both reuse the cached system prompt and demonstrations, as the agent does, so the
 ratio compares like with like.
 """
@@ -19,6 +21,7 @@ from typing import Callable, Sequence
 from bench.stats import summary
 
 GENERATION_ASK = "Rank all candidates, best first: reply with their letters separated by commas."
+TITLES_ASK = "Rank all candidates, best first: reply with their titles, one per line."
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def ranking_prompts(recommender, dialogues) -> list[RankPrompt]:
     return out
 
 
-def generation_messages(messages: Sequence[dict]) -> list[dict]:
+def generation_messages(messages: Sequence[dict], ask: str = GENERATION_ASK) -> list[dict]:
     """The same conversation with the last user turn asking for the whole order.
 
     >>> generation_messages([{"role": "user", "content": "A. x\\nLetter?"}])[0]["content"]
@@ -62,13 +65,30 @@ def generation_messages(messages: Sequence[dict]) -> list[dict]:
     last = dict(messages[-1])
     body = last["content"]
     cut = body.rfind("\n")
-    last["content"] = (body[: cut + 1] if cut >= 0 else body + "\n") + GENERATION_ASK
+    last["content"] = (body[: cut + 1] if cut >= 0 else body + "\n") + ask
     return [*messages[:-1], last]
+
+
+def candidate_titles(p: RankPrompt) -> list[str]:
+    """The titles of the lettered candidate lines, as the prompt spells them.
+
+    >>> candidate_titles(RankPrompt([{"role": "user", "content":
+    ...     "Liked: X\\nA. Heat | 90s | Action\\nB. Se7en | 90s | Crime | co 1/2\\nLetter?"}],
+    ...     ("A", "B")))
+    ['Heat', 'Se7en']
+    """
+    lines = p.messages[-1]["content"].split("\n")
+    return [ln[3:].split(" | ")[0] for ln in lines if ln[:3] in {f"{x}. " for x in p.labels}]
 
 
 def answer_tokens(tokenizer, labels: Sequence[str]) -> int:
     """Tokens in the complete answer ``"A, B, C, ..."``: what generation must write."""
     return len(tokenizer.encode(", ".join(labels), add_special_tokens=False))
+
+
+def title_answer_tokens(tokenizer, p: RankPrompt) -> int:
+    """Tokens in the complete answer of titles, one per line."""
+    return len(tokenizer.encode("\n".join(candidate_titles(p)), add_special_tokens=False))
 
 
 def prompt_ids(tokenizer, messages: Sequence[dict], generation_prompt: bool = True) -> list[int]:
@@ -132,13 +152,17 @@ class LocalRankingProbe:
         with torch.inference_mode():
             return timed(lambda: self.model(input_ids=x, logits_to_keep=1))
 
-    def generation_s(self, p: RankPrompt) -> tuple[float, str]:
-        """Greedy generation of the full answer's length, from the cached prefix;
-        the seconds include templating and the cache copy, as ``verbalizer_s`` does."""
+    def generation_s(self, p: RankPrompt, titles: bool = False) -> tuple[float, str]:
+        """Greedy generation of the full answer's length (letters, or ``titles``), from
+        the cached prefix; the seconds include templating and the cache copy, as
+        ``verbalizer_s`` does."""
         import torch
 
-        n_new = answer_tokens(self.tok, p.labels)
-        gen_messages = generation_messages(p.messages)
+        if titles:
+            n_new, gen_messages = title_answer_tokens(self.tok, p), generation_messages(
+                p.messages, TITLES_ASK)
+        else:
+            n_new, gen_messages = answer_tokens(self.tok, p.labels), generation_messages(p.messages)
         t0 = time.perf_counter()
         ids = prompt_ids(self.tok, gen_messages)
         _, cache = self.prefix_cache(p)
@@ -160,22 +184,24 @@ def measure_local(backend, prompts: list[RankPrompt], params: int, gflops: float
     probe = LocalRankingProbe(backend)
     warm = prompts[0]
     probe.verbalizer_s(warm), probe.forward_cached_s(warm), probe.forward_full_s(warm)
-    probe.generation_s(warm)
+    probe.generation_s(warm), probe.generation_s(warm, titles=True)
     rows = []
     for k, p in enumerate(prompts):
         tokens = probe.token_counts(p)
         gen_s, gen_text = probe.generation_s(p)
+        titles_s, _ = probe.generation_s(p, titles=True)
         row = {**tokens, "labels": len(p.labels),
                "answer_tokens": answer_tokens(probe.tok, p.labels),
+               "title_answer_tokens": title_answer_tokens(probe.tok, p),
                "verbalizer_s": probe.verbalizer_s(p), "forward_cached_s": probe.forward_cached_s(p),
                "forward_full_s": probe.forward_full_s(p), "generation_s": gen_s,
-               "generation_text": gen_text,
+               "generation_titles_s": titles_s, "generation_text": gen_text,
                "floor_cached_s": flop_floor_s(params, tokens["computed"], gflops),
                "floor_full_s": flop_floor_s(params, tokens["prompt"], gflops)}
         rows.append(row)
         log(f"  ranking prompt {k + 1}/{len(prompts)}: {tokens['prompt']} tokens "
             f"({tokens['computed']} after the cached prefix), verbalizer "
-            f"{row['verbalizer_s']:.2f} s, generation {gen_s:.2f} s")
+            f"{row['verbalizer_s']:.2f} s, generation {gen_s:.2f} s (titles {titles_s:.2f} s)")
     return summarize_local(rows)
 
 
@@ -185,9 +211,11 @@ def summarize_local(rows: list[dict]) -> dict:
     >>> r = summarize_local([{"prompt": 600, "cached_prefix": 400, "computed": 200,
     ...     "answer_tokens": 19, "verbalizer_s": 0.5, "forward_cached_s": 0.4,
     ...     "forward_full_s": 1.5, "generation_s": 2.0, "floor_cached_s": 0.25,
-    ...     "floor_full_s": 0.75}])
+    ...     "floor_full_s": 0.75, "title_answer_tokens": 60, "generation_titles_s": 6.0}])
     >>> r["verbalizer_speedup"], r["ranking_vs_flop_floor"], r["forward_full_vs_flop_floor"]
     (4.0, 2.0, 2.0)
+    >>> r["verbalizer_speedup_vs_titles"]
+    12.0
     """
     def col(name):
         return [r[name] for r in rows]
@@ -196,17 +224,23 @@ def summarize_local(rows: list[dict]) -> dict:
         return summary([x / y for x, y in zip(col(a), col(b))])
 
     speedup = ratios("generation_s", "verbalizer_s")
+    titles = all("generation_titles_s" in r for r in rows)
     vs_floor = ratios("verbalizer_s", "floor_cached_s")
     return {
         "n_prompts": len(rows),
         "tokens": {k: summary(col(k)) for k in ("prompt", "cached_prefix", "computed",
-                                                 "answer_tokens")},
+                                                 "answer_tokens", "title_answer_tokens")
+                   if titles or k != "title_answer_tokens"},
         "seconds": {k: summary(col(k)) for k in ("verbalizer_s", "forward_cached_s",
-                                                  "forward_full_s", "generation_s")},
+                                                  "forward_full_s", "generation_s",
+                                                  "generation_titles_s")
+                    if titles or k != "generation_titles_s"},
         "floor_s": {"cached": summary(col("floor_cached_s")),
                     "full": summary(col("floor_full_s"))},
         # Medians of per-prompt ratios: each prompt is its own like-for-like comparison.
         "verbalizer_speedup": speedup["p50"],
+        "verbalizer_speedup_vs_titles": (ratios("generation_titles_s", "verbalizer_s")["p50"]
+                                         if titles else None),
         "ranking_vs_flop_floor": vs_floor["p50"],
         "forward_cached_vs_flop_floor": ratios("forward_cached_s", "floor_cached_s")["p50"],
         "forward_full_vs_flop_floor": ratios("forward_full_s", "floor_full_s")["p50"],

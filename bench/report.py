@@ -117,7 +117,9 @@ def details(sections: dict) -> list[str]:
                   f"{tokens['prompt']['n']}): {fmt(tokens['prompt']['p50'])} tokens, of which "
                   f"{fmt(tokens['cached_prefix']['p50'])} are the cached system prompt and "
                   f"demonstrations and {fmt(tokens['computed']['p50'])} are computed per turn; "
-                  f"the generated answer takes {fmt(tokens['answer_tokens']['p50'])} tokens."]
+                  f"the generated answer takes {fmt(tokens['answer_tokens']['p50'])} tokens "
+                  "as letters" + (f", {fmt(tokens['title_answer_tokens']['p50'])} as titles"
+                                  if "title_answer_tokens" in tokens else "") + "."]
     levels = sections.get("api", {}).get("levels")
     if levels:
         lines += ["", "API under load (`tailor serve` through vLLM, load from a second process):",

@@ -30,7 +30,9 @@ METHOD = {
                              "/ its FLOP floor",
     "verbalizer_speedup": "median over the same prompts of greedy generation of the full "
                           "ranked answer 'A, B, C, ...' (forced to that many tokens, same "
-                          "cached prefix, last line asking for the order) / label_logprobs",
+                          "cached prefix, last line asking for the order) / label_logprobs; "
+                          "verbalizer_speedup_vs_titles: the same with the candidates' titles "
+                          "written best first, one per line",
     "ttfr": "time until the picks are known (turn_stream's 'picks' event; parse + retrieve + "
             "rank from Reply.timings on a recommender without it), scripted dialogues, "
             "default template explanations, after one warm-up turn",
@@ -132,6 +134,7 @@ def headline(sections: dict) -> dict:
 
     return {
         "verbalizer_speedup": get("ranking", "verbalizer_speedup"),
+        "verbalizer_speedup_vs_titles": get("ranking", "verbalizer_speedup_vs_titles"),
         "ranking_vs_flop_floor": get("ranking", "ranking_vs_flop_floor"),
         "ranking_p50_s": get("ranking", "seconds", "verbalizer_s", "p50"),
         "flop_floor_p50_s": get("ranking", "floor_s", "cached", "p50"),
