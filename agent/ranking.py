@@ -158,8 +158,9 @@ def build_messages(state: DialogueState, lines: list[str], items: dict[int, Item
 
 
 def estimate_tokens(messages: Sequence[dict]) -> int:
-    """A tokenizer-free upper estimate for when the backend cannot count (about three
-    characters a token, plus a few per message for the chat template).
+    """A rough, tokenizer-free count for when the backend cannot count (about three
+    characters a token, plus a few per message for the chat template); not a bound:
+    digit-heavy text can take more tokens than this says.
 
     >>> estimate_tokens([{"role": "user", "content": "x" * 90}])
     35
