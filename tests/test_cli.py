@@ -35,3 +35,17 @@ def test_missing_data_names_the_fix(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TAILOR_HOME", str(tmp_path))
     assert main(["ask", "I loved Alien"]) == 2
     assert "tailor data" in capsys.readouterr().err
+
+
+def test_dataset_and_adapter_also_follow_the_command():
+    from agent.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["eval", "--dataset", "ml-1m"]).dataset == "ml-1m"
+    assert parse(["--dataset", "ml-1m", "eval"]).dataset == "ml-1m"
+    assert parse(["--dataset", "ml-1m", "eval", "--dataset", "ml-100k"]).dataset == "ml-100k"
+    assert parse(["eval"]).dataset is None  # the setting's default then applies
+    args = parse(["finetune", "--dataset", "ml-1m", "--config", "cpu-smollm2-135m"])
+    assert (args.dataset, args.config) == ("ml-1m", "cpu-smollm2-135m")
+    assert parse(["ask", "hi", "--adapter", "a", "--dataset", "ml-1m"]).adapter == "a"
+    assert parse(["data", "ml-1m"]).dataset == "ml-1m"  # the positional is untouched
