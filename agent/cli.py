@@ -117,27 +117,38 @@ def cmd_ask(settings: Settings, args) -> int:
 
 
 def cmd_chat(settings: Settings, args) -> int:
+    return chat_loop(_recommender(settings))
+
+
+def chat_loop(rec, read=input, write=print) -> int:
+    """The terminal chat. When the model writes the explanations (``--explain llm``,
+    several seconds), the picks are shown as soon as they are ranked, then the answer."""
     from agent.errors import InputError
 
-    rec = _recommender(settings)
     state = None
-    print("Tell me what you feel like watching (empty line or Ctrl-D to quit).")
+    write("Tell me what you feel like watching (empty line or Ctrl-D to quit).")
     while True:
         try:
-            message = input("> ")
+            message = read("> ")
         except EOFError:
             return 0
         if not message.strip():
             return 0
         try:
-            reply = rec.turn(message, state)
+            for event in rec.turn_stream(message, state, stream=False):
+                if event.kind == "picks" and rec.explain_mode == "llm":
+                    titles = ", ".join(f"{r.item.title} ({r.item.year})" if r.item.year else
+                                       r.item.title for r in event.reply.recommendations)
+                    write(f"Picks: {titles}. Writing why...")
+                elif event.kind == "final":
+                    reply = event.reply
         except InputError as e:
-            print(f"! {e}")
+            write(f"! {e}")
             continue
         state = reply.state
-        print(reply.text)
+        write(reply.text)
         for n in reply.notices:
-            print(f"note: {n}")
+            write(f"note: {n}")
 
 
 def cmd_demo(settings: Settings, args) -> int:

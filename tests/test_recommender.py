@@ -149,3 +149,35 @@ def test_a_backend_that_dies_mid_stream_gives_templates_and_a_notice(catalog):
 def test_turn_stream_rejects_bad_input_before_any_event(catalog):
     with pytest.raises(InputError):
         next(make(catalog, FakeBackend()).turn_stream("   "))
+
+
+def test_terminal_chat_shows_the_picks_before_the_written_explanations(catalog):
+    from agent.cli import chat_loop
+
+    said = iter(["I loved Alien, sci-fi from the 90s", "   "])
+    out: list[str] = []
+    rec = make(catalog, FakeBackend(replies=["It is sci-fi, like Alien."] * 2), explain="llm")
+    assert chat_loop(rec, read=lambda _: next(said), write=out.append) == 0
+    picks = [line for line in out if line.startswith("Picks: ")]
+    assert len(picks) == 1 and out.index(picks[0]) == 1
+    answer = out[2]
+    assert "It is sci-fi, like Alien." in answer
+    assert all(t.split(" (")[0] in answer for t in picks[0][7:].split(", "))
+
+
+def test_terminal_chat_reports_bad_input_and_goes_on(catalog):
+    from agent.cli import chat_loop
+
+    said = iter(["\x00\x00", "I loved Alien, sci-fi from the 90s"])
+    out: list[str] = []
+
+    def read(_):
+        try:
+            return next(said)
+        except StopIteration:
+            raise EOFError from None
+
+    rec = make(catalog, FakeBackend(), explain="template")  # instant: no early picks line
+    assert chat_loop(rec, read=read, write=out.append) == 0
+    assert out[1].startswith("! ") and not any(line.startswith("Picks: ") for line in out)
+    assert "Looking for" in out[2] or "1." in out[2]
