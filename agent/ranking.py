@@ -230,12 +230,25 @@ class VerbalizerRanker:
         return build_messages(state, lines, self.catalog.items, True, detail) if self.few_shot else bare
 
     def rank(self, state: DialogueState, cands: list[Candidate]) -> list[Ranked]:
-        head, tail = cands[: self.n_llm], cands[self.n_llm:]
-        if not head:
-            return []
+        return self.rank_many([(state, cands)])[0]
+
+    def rank_many(self, requests: Sequence[tuple[DialogueState, list[Candidate]]]
+                  ) -> list[list[Ranked]]:
+        """``rank`` for many ``(state, candidates)`` at once: the prompts go to the
+        backend together (``label_logprobs_many``), so a server can batch them."""
+        from agent.llm.base import label_logprobs_many
+
+        heads = [cands[: self.n_llm] for _, cands in requests]
+        todo = [k for k, head in enumerate(heads) if head]
+        scores = label_logprobs_many(self.backend,
+                                     [self.messages(requests[k][0], heads[k]) for k in todo],
+                                     [LABELS[: len(heads[k])] for k in todo])
+        llm = dict(zip(todo, scores))
+        return [self._fuse(heads[k], cands[self.n_llm:], np.array(llm[k])) if k in llm else []
+                for k, (_, cands) in enumerate(requests)]
+
+    def _fuse(self, head: list[Candidate], tail: list[Candidate], llm: np.ndarray) -> list[Ranked]:
         retr = np.array([c.score for c in head])
-        llm = np.array(self.backend.label_logprobs(self.messages(state, head),
-                                                   LABELS[: len(head)]))
         if self.calibrate:
             llm = llm - self.label_prior(len(head))
         fused = zscore(retr) + self.weight * zscore(llm)

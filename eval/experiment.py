@@ -83,6 +83,8 @@ def evaluate_system(system, cases: list[Case], split: Split, vectors=None, progr
     lists, faithful = [], []
     sampled_rows = []
     t0 = time.perf_counter()
+    if hasattr(system, "prepare"):  # LLM systems score their prompts in batches first
+        system.prepare(cases, progress=progress)
     for case in tqdm(cases, desc=system.name, unit="user", disable=not progress, leave=False):
         ranked = system.rank(case, max(K_LIST))
         lists.append(ranked)

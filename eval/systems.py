@@ -167,11 +167,27 @@ class LLMRerank(PoolSystem):
 
     def rank_pool(self, case: Case) -> list[int]:
         if case.user not in self._cache:
-            cands = self.hybrid.candidates(case)
-            ranked = self.ranker.rank(case_state(case), cands[: self.n_candidates])
-            order = [r.item_id for r in ranked]
-            self._cache[case.user] = order + [c.item_id for c in cands[self.n_candidates:]]
+            self.prepare([case], progress=False)
         return self._cache[case.user]
+
+    def prepare(self, cases: list[Case], batch: int = 64, progress: bool = True) -> None:
+        """Rank every case not ranked yet, ``batch`` prompts at a time in one
+        ``rank_many`` call (concurrent requests a vLLM server batches)."""
+        from tqdm import tqdm
+
+        todo = list({c.user: c for c in cases if c.user not in self._cache}.values())
+        bar = tqdm(total=len(todo), desc=f"{self.name} ranking", unit="user",
+                   disable=not progress or not todo, leave=False)
+        for start in range(0, len(todo), batch):
+            chunk = todo[start:start + batch]
+            pools = [self.hybrid.candidates(c) for c in chunk]
+            ranked = self.ranker.rank_many([(case_state(c), p[: self.n_candidates])
+                                            for c, p in zip(chunk, pools)])
+            for c, p, r in zip(chunk, pools, ranked):
+                self._cache[c.user] = ([x.item_id for x in r] +
+                                       [x.item_id for x in p[self.n_candidates:]])
+            bar.update(len(chunk))
+        bar.close()
 
 
 class _Entry:
@@ -187,6 +203,9 @@ class TailRerank(PoolSystem):
         super().__init__(base.catalog)
         self.name = f"{base.name}-tail:{tail_boost:g}"
         self.base, self.reranker, self.tail_boost = base, reranker, tail_boost
+
+    def prepare(self, cases: list[Case], progress: bool = True) -> None:
+        getattr(self.base, "prepare", lambda *a, **k: None)(cases, progress=progress)
 
     def rank_pool(self, case: Case) -> list[int]:
         pool = [_Entry(i) for i in self.base.rank_pool(case)]

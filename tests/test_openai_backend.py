@@ -48,6 +48,33 @@ def backend(completions, tokenize=lambda text: None, **kw):
                          tokenize=tokenize, **kw)
 
 
+def test_many_ranking_prompts_go_out_concurrently_and_come_back_in_order():
+    class Slow(FakeCompletions):
+        def __init__(self):
+            super().__init__()
+            self.lock, self.in_flight, self.most = threading.Lock(), 0, 0
+
+        def create(self, **kw):
+            with self.lock:
+                self.in_flight += 1
+                self.most = max(self.most, self.in_flight)
+            time.sleep(0.05)
+            with self.lock:
+                self.in_flight -= 1
+            k = int(kw["messages"][-1]["content"])  # each prompt favours its own label
+            entries = [NS(token=t, logprob=-0.1 if j == k % 3 else -2.0)
+                       for j, t in enumerate("ABC")]
+            return NS(choices=[NS(logprobs=NS(content=[NS(top_logprobs=entries)]))])
+
+    fake = Slow()
+    b = backend(fake, concurrency=4)
+    convs = [[{"role": "user", "content": str(k)}] for k in range(10)]
+    out = b.label_logprobs_many(convs, [["A", "B", "C"]] * 10)
+    assert [max(range(3), key=row.__getitem__) for row in out] == [k % 3 for k in range(10)]
+    assert 1 < fake.most <= 4 and b.floored == 0
+    assert b.label_logprobs_many([], []) == []
+
+
 def test_label_logprobs_asks_for_one_token_with_top_logprobs_and_label_ids():
     fake = FakeCompletions({"B": -0.2, "A": -1.5, "The": -3.0})
     b = backend(fake, tokenize=lambda text: [ord(text)])

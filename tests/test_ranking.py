@@ -83,6 +83,20 @@ def test_fusion_lets_a_confident_llm_reorder_but_not_add(catalog):
     assert {r.item_id for r in ranked} == {3, 8, 11}
 
 
+def test_ranking_many_requests_at_once_equals_ranking_each(catalog):
+    def scorer(messages, labels):  # depends on the prompt, so a mix-up would show
+        text = messages[-1]["content"]
+        return [-float((len(text) * (k + 3)) % 7) for k in range(len(labels))]
+
+    ranker = VerbalizerRanker(FakeBackend(scorer=scorer), catalog, n_llm=3, weight=1.0)
+    requests = [(DialogueState(liked=(3,)), cands(8, 11, 12, 1)),
+                (DialogueState(), []),
+                (DialogueState(genres=("Sci-Fi",)), cands(11, 3)),
+                (DialogueState(liked=(8,)), cands(12, 1, 3))]
+    assert ranker.rank_many(requests) == [ranker.rank(s, c) for s, c in requests]
+    assert ranker.rank_many([]) == []
+
+
 def test_weight_zero_is_pure_retrieval_order(catalog):
     backend = FakeBackend(scorer=lambda m, labels: [-9.0, -1.0, -0.1])
     ranked = VerbalizerRanker(backend, catalog, n_llm=3, weight=0.0).rank(DialogueState(), cands(3, 8, 11))

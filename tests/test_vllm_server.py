@@ -112,6 +112,24 @@ def ranking_messages(catalog_dir) -> list[dict]:
     return VerbalizerRanker(None, catalog, n_llm=20).messages(state, cands)
 
 
+def test_many_prompts_sent_together_score_as_one_at_a_time(server, real_settings):
+    """The evaluation's batched path (concurrent requests, which vLLM batches) gives
+    each prompt the scores it gets alone, in input order."""
+    from agent.catalog import Catalog
+
+    catalog = Catalog.load(real_settings.data_dir())
+    nineties = [it.id for it in catalog.items.values() if it.year and 1990 <= it.year <= 1999]
+    ranker = VerbalizerRanker(None, catalog, n_llm=10)
+    prompts = [ranker.messages(DialogueState(liked=(nineties[k],)),
+                               [Candidate(i, 1.0, ("semantic",)) for i in nineties[k + 1:k + 11]])
+               for k in range(0, 96, 8)]
+    remote = OpenAIBackend(server["url"], "smollm2-135m-instruct", timeout=120, concurrency=6)
+    alone = np.array([remote.label_logprobs(m, LABELS[:10]) for m in prompts])
+    together = np.array(remote.label_logprobs_many(prompts, [LABELS[:10]] * len(prompts)))
+    assert together.shape == (12, 10) and remote.floored == 0
+    assert np.abs(alone - together).max() < 1e-3
+
+
 @pytest.fixture(scope="module")
 def messages(real_settings):
     return ranking_messages(real_settings.data_dir())

@@ -74,10 +74,12 @@ class OpenAIBackend:
         cooldown_s: how long to fail fast after the server was unreachable or too slow.
         client: an ``openai.OpenAI``-like object (unit tests pass a fake).
         tokenize: ``text -> token ids`` for the labels; default asks vLLM's ``/tokenize``.
+        concurrency: ranking requests in flight at once in ``label_logprobs_many``.
     """
 
     def __init__(self, url: str, model: str, timeout: float = 4.0, cooldown_s: float = 30.0,
-                 client=None, tokenize: Callable[[str], list[int] | None] | None = None):
+                 client=None, tokenize: Callable[[str], list[int] | None] | None = None,
+                 concurrency: int = 32):
         if not model:
             raise BackendError("an OpenAI-compatible backend needs an explicit model or adapter name")
         self.base_url, self.root = api_urls(url)
@@ -95,6 +97,7 @@ class OpenAIBackend:
         self._label_ids: dict[tuple[str, ...], list[int] | None] = {}
         self._down_until = 0.0
         self.floored = 0  # labels scored with the floor in the last label_logprobs call
+        self.concurrency = max(1, concurrency)
 
     # HTTP ----------------------------------------------------------------------
     def _call(self, fn: Callable, what: str):
@@ -180,6 +183,22 @@ class OpenAIBackend:
 
     # ChatBackend ---------------------------------------------------------------
     def label_logprobs(self, messages: Sequence[Message], labels: Sequence[str]) -> list[float]:
+        scores, self.floored = self._label_request(messages, labels)
+        return scores
+
+    def label_logprobs_many(self, conversations: Sequence[Sequence[Message]],
+                            labels: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Many ranking prompts as concurrent requests (at most ``concurrency`` in
+        flight), which vLLM batches on the accelerator; results in input order."""
+        if not conversations:
+            return []
+        with ThreadPoolExecutor(max_workers=min(len(conversations), self.concurrency)) as pool:
+            out = list(pool.map(self._label_request, conversations, labels))
+        self.floored = sum(f for _, f in out)
+        return [scores for scores, _ in out]
+
+    def _label_request(self, messages: Sequence[Message],
+                       labels: Sequence[str]) -> tuple[list[float], int]:
         self._fail_fast()
         ids = self.label_ids(labels)
         extra = {"logprob_token_ids": ids} if ids else None
@@ -190,8 +209,7 @@ class OpenAIBackend:
             entries = resp.choices[0].logprobs.content[0].top_logprobs
         except (AttributeError, IndexError, TypeError):
             entries = []
-        scores, self.floored = label_scores({e.token: e.logprob for e in entries}, labels)
-        return scores
+        return label_scores({e.token: e.logprob for e in entries}, labels)
 
     def generate(self, conversations: Sequence[Sequence[Message]], max_new_tokens: int) -> list[str]:
         if not conversations:

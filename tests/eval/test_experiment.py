@@ -58,3 +58,38 @@ def test_itemknn_prefers_cowatched(catalog):
     # Alien (1) is co-watched with Blade Runner, Terminator 2, Twelve Monkeys, Aliens, Alien 3.
     ranked = ItemKNN(catalog).rank(Case(user=9, history=(1,), target=3), 5)
     assert set(ranked) == {2, 3, 7, 8, 11}
+
+
+def test_llm_systems_rank_their_users_in_batches_before_scoring(catalog):
+    """evaluate_system hands an LLM system all its users first; it ranks them
+    ``batch`` at a time through ``rank_many`` and the lists equal one-at-a-time ranking."""
+    from agent.llm.fake import FakeBackend
+    from agent.ranking import VerbalizerRanker
+    from agent.rerank import TailDiversityReranker
+    from agent.types import Candidate
+    from eval.systems import Hybrid, LLMRerank, TailRerank
+
+    class Retriever:
+        def retrieve(self, state, n):
+            pool = [i for i in sorted(catalog.items) if i not in state.liked + state.shown]
+            return [Candidate(i, 1.0 / (k + 1), ("semantic",)) for k, i in enumerate(pool[:n])]
+
+    class Counting(VerbalizerRanker):
+        calls: list = []
+
+        def rank_many(self, requests):
+            self.calls.append(len(requests))
+            return super().rank_many(requests)
+
+    scorer = lambda m, labels: [-float((len(m[-1]["content"]) + k) % 5) for k in range(len(labels))]
+    ranker = Counting(FakeBackend(scorer=scorer), catalog, n_llm=4, weight=1.0)
+    system = LLMRerank("llm-zero", Hybrid(catalog, Retriever(), pool=8), ranker, 4)
+    cases = [Case(user=u, history=(u,), target=(u % 12) + 1) for u in range(1, 11)]
+    system.prepare(cases, batch=4, progress=False)
+    assert ranker.calls == [4, 4, 2]
+    fresh = LLMRerank("llm-zero", Hybrid(catalog, Retriever(), pool=8),
+                      VerbalizerRanker(FakeBackend(scorer=scorer), catalog, n_llm=4, weight=1.0), 4)
+    assert all(system.rank(c, 8) == fresh.rank(c, 8) for c in cases)  # one at a time
+    res = evaluate_system(TailRerank(system, TailDiversityReranker(catalog, 0.0, 0.0), 0.5),
+                          cases, split_for(catalog), progress=False)
+    assert ranker.calls == [4, 4, 2] and res.n_users == 10  # nothing ranked twice
