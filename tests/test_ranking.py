@@ -40,9 +40,12 @@ def test_prefix_cache_gives_the_same_scores_and_is_reused(local_backend, catalog
     messages = build_messages(state, lines, catalog.items, few_shot=True)
     assert len(messages) == 8  # system + 3 demos (user, assistant) + request
     first = local_backend.label_logprobs(messages, LABELS[:3])
-    cached_prefix = local_backend._prefix[0]
+    cached = dict(local_backend._prefixes)
+    zero_shot = build_messages(state, lines, catalog.items, few_shot=False)
+    local_backend.label_logprobs(zero_shot, LABELS[:3])  # another prefix, kept beside it
     second = local_backend.label_logprobs(messages, LABELS[:3])
-    assert local_backend._prefix[0] is cached_prefix  # not recomputed
+    assert all(local_backend._prefixes[k] is v for k, v in cached.items())  # not recomputed
+    assert len(local_backend._prefixes) == len(cached) + 1
     reference = full_forward_logprobs(local_backend, messages, LABELS[:3])
     assert first == pytest.approx(reference, abs=1e-4) and second == pytest.approx(first, abs=1e-6)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from agent.errors import BackendError
 from agent.llm.base import Message
 
+PREFIX_CACHES = 4  # prompt prefixes whose KV cache is kept (zero-, few-shot, a JSON form...)
 
 class LocalBackend:
     """Runs a chat model with transformers.
@@ -52,7 +54,9 @@ class LocalBackend:
         if adapter_path:
             self.name += "+" + Path(adapter_path).name
         self._label_ids: dict[tuple[str, ...], list[int]] = {}
-        self._prefix: tuple[tuple[int, ...], object] | None = None  # (token ids, KV cache)
+        # KV caches of recent prompt prefixes (token ids -> cache), newest last: a
+        # process that alternates zero- and few-shot prompts keeps both warm.
+        self._prefixes: OrderedDict[tuple[int, ...], object] = OrderedDict()
         # One forward pass at a time: the API runs turns in threads, and the prefix
         # cache is shared state (the CPU is one resource anyway).
         self._lock = threading.Lock()
@@ -94,11 +98,15 @@ class LocalBackend:
         prefix = self.tokenizer.encode(text, add_special_tokens=False)
         if len(prefix) >= len(ids) or ids[: len(prefix)] != prefix:
             return 0, None  # this template does not render the prefix as a prefix
-        if self._prefix is None or self._prefix[0] != tuple(prefix):
+        key = tuple(prefix)
+        if key not in self._prefixes:
             with torch.inference_mode():
                 out = self.model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1)
-            self._prefix = (tuple(prefix), out.past_key_values)
-        return len(prefix), copy.deepcopy(self._prefix[1])
+            self._prefixes[key] = out.past_key_values
+            while len(self._prefixes) > PREFIX_CACHES:
+                self._prefixes.popitem(last=False)
+        self._prefixes.move_to_end(key)
+        return len(prefix), copy.deepcopy(self._prefixes[key])
 
     def label_logprobs(self, messages: Sequence[Message], labels: Sequence[str]) -> list[float]:
         with self._lock:
