@@ -20,7 +20,8 @@ def git_sha() -> str | None:
 
 def write_report(out: Path, settings, specs, split, cases, results, seed, users,
                  wall_time_s: float, conversation: dict | None = None,
-                 llm_users: int | None = None) -> dict:
+                 llm_users: int | None = None, sha: str | None = None) -> dict:
+    """``sha``: the commit the run started at (a commit made while it ran is not its code)."""
     from agent.ranking import RANK_PROMPTS
     from prompts import prompt_hashes
 
@@ -47,7 +48,7 @@ def write_report(out: Path, settings, specs, split, cases, results, seed, users,
         "model": settings.model,
         "adapter": settings.adapter,
         "prompt_hashes": prompt_hashes(RANK_PROMPTS),
-        "git_sha": git_sha(),
+        "git_sha": sha or git_sha(),
         "wall_time_s": wall_time_s,
         "systems": {r.name: r.to_json() for r in results},
         "conversation": conversation or {},
@@ -109,13 +110,22 @@ def plot(report: dict, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     everyone = report["protocol"]["users_evaluated"]
+    points: dict[tuple, list[tuple]] = {}  # systems within ~1.5% of each other share a label
+    top = max((r["metrics"]["ndcg@10"] for r in report["systems"].values()), default=0) or 1.0
     for name, r in report["systems"].items():
         m = r["metrics"]
         # Systems run on a user subset are marked: their points are not on the same users.
         label = name if r["n_users"] == everyone else f"{name} (n={r['n_users']})"
-        ax.scatter(m["tail_share@10"], m["ndcg@10"], s=40, marker="o" if label == name else "^")
-        ax.annotate(label, (m["tail_share@10"], m["ndcg@10"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+        spot = (round(m["tail_share@10"] / 0.015), round(m["ndcg@10"] / top / 0.015),
+                label == name)
+        points.setdefault(spot, []).append((label, m["tail_share@10"], m["ndcg@10"]))
+    for (_, _, full), members in points.items():
+        x, y = members[0][1], members[0][2]
+        labels = [label for label, _, _ in members]
+        ax.scatter([p[1] for p in members], [p[2] for p in members], s=40,
+                   marker="o" if full else "^")
+        ax.annotate(", ".join(labels), (x, y), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
     # The re-ranker's strengths (llm-lora plus llm-lora-tail:S) as one frontier line.
     frontier = sorted(((float(n.rpartition(":")[2]) if ":" in n else 0.0, r["metrics"])
                        for n, r in report["systems"].items()

@@ -146,10 +146,10 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
     from agent.index import make_client, open_collection
     from eval.experiment import evaluate_system
     from eval.protocols import make_split, sample_users
-    from eval.report import write_report
+    from eval.report import git_sha, write_report
 
     specs = parse_systems(systems)
-    t0 = time.perf_counter()
+    t0, sha = time.perf_counter(), git_sha()
     if settings.threads:
         import torch
 
@@ -191,7 +191,7 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
                                      seed, log) if conversation_users else {}
     return write_report(out, settings, specs, split, cases, results, seed, users,
                         time.perf_counter() - t0, conversation,
-                        len(llm_cases) if llm_cases is not cases else None)
+                        len(llm_cases) if llm_cases is not cases else None, sha)
 
 
 def make_explainer(catalog):
