@@ -10,7 +10,7 @@ WORDS = ("system user assistant the a movie you like likes liked which letter ca
          "is it and of to genres action sci-fi comedy drama rank co-watched none").split()
 
 
-def tiny_model_and_tokenizer(seed: int = 0):
+def tiny_model_and_tokenizer(seed: int = 0, hidden: int = 32):
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -27,7 +27,7 @@ def tiny_model_and_tokenizer(seed: int = 0):
                                         additional_special_tokens=["<|im_start|>"])
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=2048, eos_token_id=vocab["<|im_end|>"],
                          pad_token_id=vocab["<|im_end|>"], bos_token_id=vocab["<|im_start|>"])
