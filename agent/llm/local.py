@@ -13,6 +13,7 @@ from agent.llm.base import Message
 
 PREFIX_CACHES = 4  # prompt prefixes whose KV cache is kept (zero-, few-shot, a JSON form...)
 
+
 class LocalBackend:
     """Runs a chat model with transformers.
 
