@@ -36,14 +36,19 @@ CONV = [{"role": "user", "content": "In one sentence, why watch Heat (1995)?"}]
 # An OpenAI-compatible server (stdlib only) that answers until it reaches the step named
 # on its command line, then says so on stdout and hangs there: the test SIGKILLs it.
 FAKE_LLM = r'''
-import json, string, sys, time
+import json, string, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, HANG = int(sys.argv[1]), sys.argv[2]  # HANG: rank | explain | stream
 
 
+LOCK = threading.Lock()
+
+
 def hang(step):
-    print("HANG", step, flush=True)
+    with LOCK:  # requests arrive in parallel (explanations): one whole line each
+        sys.stdout.write(f"HANG {step}\n")
+        sys.stdout.flush()
     time.sleep(600)
 
 
