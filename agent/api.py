@@ -75,6 +75,14 @@ class StateOut(BaseModel):
     query: str
     tail_boost: float | None
     last: list[int]
+    genre_or: bool = False
+    people: list[str] = []
+    moods: list[str] = []
+    like_genres: list[str] = []
+    outside: list[str] = []
+    not_found: list[str] = []
+    lesser_known: bool = False
+    well_liked: bool = False
 
 
 class ReplyOut(BaseModel):

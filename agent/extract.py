@@ -51,8 +51,8 @@ def parse_extraction(raw: str, text: str, title_index, genres=ML_GENRES) -> Pars
     ...                      '"year_max": 1850, "liked_titles": []}', "spooky 90s", None)
     >>> p.genres, p.year_min, p.year_max
     (('Horror',), 1990, None)
-    >>> parse_extraction("not json", "x", None)
-    ParsedMessage(liked=(), disliked=(), genres=(), excluded_genres=(), year_min=None, year_max=None, query='', mentions=(), tail_boost=None, liked_refs=(), disliked_refs=(), older=False, newer=False, any_year=False, any_genre=False)
+    >>> parse_extraction("not json", "x", None) == ParsedMessage()
+    True
     """
     try:
         form = json.loads(raw)

@@ -24,7 +24,8 @@ class Retriever(Protocol):
 
 # "avoid" (items like the disliked ones) counts against an item: a dislike changes what
 # comes next, not only that one title.
-SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "content": 1.0, "popular": 0.3, "avoid": -0.5}
+SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "content": 1.0, "popular": 0.3, "avoid": -0.5,
+                  "quality": 1.0}
 
 
 def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
@@ -50,10 +51,15 @@ def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
 class HybridRetriever:
     """Chroma semantic search + co-watch + content overlap + popularity, fused."""
 
-    def __init__(self, collection, embedder, catalog):
+    def __init__(self, collection, embedder, catalog, people=None):
         self.collection = collection
         self.embedder = embedder
         self.catalog = catalog
+        self.people = people  # agent.people.PeopleIndex: the items of a named person
+
+    def fits(self, item, state: DialogueState) -> bool:
+        """``satisfies`` plus the head/tail split that "hidden gems" asks for."""
+        return satisfies(item, state) and not (state.lesser_known and not self.catalog.is_tail(item.id))
 
     def query_vector(self, state: DialogueState) -> np.ndarray | None:
         """Mean of the request text's embedding and the liked items' embeddings."""
@@ -71,9 +77,13 @@ class HybridRetriever:
 
     def semantic(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
         vector = self.query_vector(state)
-        where = chroma_where(state)
-        if vector is None:  # nothing to search by: most popular items that fit
-            return self.popular(state, n)
+        people_items = None
+        if state.people:
+            people_items = (self.people.items_of(state.people) if self.people is not None else
+                            {i for i, it in self.catalog.items.items() if self.fits(it, state)})
+        where = chroma_where(state, people_items)
+        if vector is None:  # nothing to search by: the best-liked (or most popular) that fit
+            return self.quality(state, n) if state.well_liked else self.popular(state, n)
         res = self.collection.query(query_embeddings=[vector], n_results=n, where=where,
                                     include=["distances", "metadatas"])
         return [(int(m["item_id"]), 1.0 - float(d))
@@ -83,7 +93,7 @@ class HybridRetriever:
         if not state.liked:
             return []
         pool = self.catalog.cowatched_with(state.liked, n * 10)
-        return [(i, s) for i, s in pool if satisfies(self.catalog.get(i), state)][:n]
+        return [(i, s) for i, s in pool if self.fits(self.catalog.get(i), state)][:n]
 
     def content(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
         """Items whose catalog facts overlap the liked items': genre Jaccard, plus a
@@ -93,7 +103,7 @@ class HybridRetriever:
             return []
         scored = []
         for it in self.catalog.items.values():
-            if not satisfies(it, state):
+            if not self.fits(it, state):
                 continue
             score = 0.0
             for lk in liked:
@@ -107,9 +117,16 @@ class HybridRetriever:
         return [(i, s) for s, _, i in scored[:n]]
 
     def popular(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
-        fits = [it for it in self.catalog.items.values() if satisfies(it, state)]
+        fits = [it for it in self.catalog.items.values() if self.fits(it, state)]
         fits.sort(key=lambda it: (-it.popularity, it.id))
         return [(it.id, float(it.popularity)) for it in fits[:n]]
+
+    def quality(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
+        """The best-rated items that fit (``Catalog.quality``), for "surprise me"."""
+        quality = self.catalog.quality
+        fits = [it for it in self.catalog.items.values() if self.fits(it, state)]
+        fits.sort(key=lambda it: (-quality[it.id], it.id))
+        return [(it.id, quality[it.id]) for it in fits[:n]]
 
     def retrieve(self, state: DialogueState, n: int) -> list[Candidate]:
         """Fuse the semantic, co-watch and popularity lists (each ``pool`` long).
@@ -119,6 +136,8 @@ class HybridRetriever:
         pool = max(n, POOL)
         lists = {"semantic": self.semantic(state, pool), "cowatch": self.cowatched(state, pool),
                  "content": self.content(state, pool), "popular": self.popular(state, pool)}
+        if state.well_liked:
+            lists["quality"] = self.quality(state, pool)
         if state.disliked:
             avoid = state.with_changes(liked=state.disliked, disliked=())
             seen: set[int] = set()

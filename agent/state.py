@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from agent.datasets import ML_GENRES
+from agent.enrich import title_key
 from agent.linking import Mention, TitleIndex
 from agent.types import DialogueState, Item
 
@@ -91,6 +92,13 @@ class ParsedMessage:
     newer: bool = False
     any_year: bool = False  # "any decade is fine": drop the year bounds
     any_genre: bool = False  # "any genre": drop wanted and excluded genres
+    genre_or: bool = False  # "comedy or drama"
+    people: tuple[str, ...] = ()
+    moods: tuple[str, ...] = ()
+    outside: tuple = ()  # agent.reference.ReferenceFilm for titles outside the catalog
+    not_found: tuple[str, ...] = ()
+    well_liked: bool = False
+    off_topic: bool = False
 
 
 ORDINALS = {"first": 0, "1st": 0, "one": 0, "1": 0, "second": 1, "2nd": 1, "two": 1, "2": 1,
@@ -127,9 +135,12 @@ def _negated(text: str, pos: int) -> bool:
 
 
 def _genres(text: str) -> tuple[list[str], list[str]]:
+    from agent.vocabulary import load_vocabulary
+
+    other_languages = load_vocabulary().genre_words
     wanted, excluded = [], []
     for genre, words in GENRE_WORDS.items():
-        for w in words:
+        for w in (*words, *other_languages.get(genre, ())):
             for m in re.finditer(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", text, re.I):
                 (excluded if _negated(text, m.start()) else wanted).append(genre)
     excluded = list(dict.fromkeys(excluded))
@@ -156,6 +167,9 @@ def _years(text: str) -> tuple[int | None, int | None]:
         a, b = sorted((int(m[1]), int(m[2])))
         return a, b
     lo = hi = None
+    # Other languages' decades: "années 90", "años 80", "anni 70", "90er".
+    t = re.sub(r"\b(?:ann[ée]es|a[ñn]os|anni|jahre)\s+(?:19)?(\d)0\b", r" \g<1>0s ", t)
+    t = re.sub(r"\b(?:19)?(\d)0er\b", r" \g<1>0s ", t)
     for m in re.finditer(r"(?<![\w])(?:the\s+)?((?:19|20)?\d0[’']?s|'\d0s|’\d0s|"
                          + "|".join(DECADE_WORDS) + r")(?![\w])", t):
         d = _decade(m.group(1))
@@ -179,25 +193,103 @@ def _years(text: str) -> tuple[int | None, int | None]:
     return lo, hi
 
 
-def parse_message(text: str, index: TitleIndex) -> ParsedMessage:
-    """Parse one message. Titles are found first and blanked out before the
-    genre and year rules run, so "2001: A Space Odyssey" is a title, not a year."""
-    mentions = index.find(text)
-    liked, disliked = [], []
+def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> ParsedMessage:
+    """Parse one message. People and titles are found first and blanked out before the
+    mood, genre and year rules run, so "2001: A Space Odyssey" is a title, not a year.
+
+    Args:
+        people: an ``agent.people.PeopleIndex`` (directors and cast), or None.
+        reference: an ``agent.reference.ReferenceFilms`` for titles outside the catalog.
+    """
+    from agent.reference import find_outside
+    from agent.vocabulary import find_phrases, load_vocabulary
+
+    vocab = load_vocabulary()
     rest = list(text)
+
+    def blank(start, end):
+        rest[start:end] = " " * (end - start)
+
+    named_people = []
+    if people is not None:
+        for pm in people.find(text, is_title=lambda span: bool(index.by_key.get(title_key(span)))):
+            if not _negated(text, pm.start):
+                named_people.append(pm.name)
+            blank(pm.start, pm.end)
+    mentions = index.find("".join(rest))
+    liked, disliked = [], []
     for m in mentions:
         (disliked if _negated(text, m.start) else liked).append(m.item_id)
-        rest[m.start:m.end] = " " * (m.end - m.start)
+        blank(m.start, m.end)
+    outside, not_found = find_outside("".join(rest), reference, _looks_like_title)
+    for name in [f.title for f in outside] + not_found:
+        at = "".join(rest).find(name)
+        if at >= 0:
+            blank(at, at + len(name))
+    moods, excluded = [], []
+    for name, mood in vocab.moods.items():
+        for m in find_phrases("".join(rest), mood.words):
+            if not _negated(text, m.start()) and name not in moods:
+                moods.append(name)
+            blank(m.start(), m.end())
+    for words, genres in vocab.concepts.values():
+        for m in find_phrases("".join(rest), words):
+            if _negated(text, m.start()):  # "no violence": exclude what it implies
+                excluded += [g for g in genres if g not in excluded]
+                blank(m.start(), m.end())
     rest_text = "".join(rest)
-    wanted, excluded = _genres(rest_text)
+    wanted, excluded_genres = _genres(rest_text)
+    excluded += [g for g in excluded_genres if g not in excluded]
+    wanted = [g for g in wanted if g not in excluded]
     lo, hi = _years(rest_text)
     liked_refs, disliked_refs = _references(rest_text)
+    query = content_words(REFERENCE.sub(" ", _without_negated(rest_text)))
+    well_liked = bool(find_phrases(text, vocab.vague))
+    genre_or = len(wanted) >= 2 and bool(re.search(r"\bor\b|\beither\b", rest_text, re.I))
+    understood = (liked or disliked or wanted or excluded or lo or hi or named_people or moods
+                  or outside or liked_refs or disliked_refs)
+    off_topic = bool(not understood and find_phrases(text, vocab.off_topic)
+                     and not find_phrases(text, vocab.film_words))
     return ParsedMessage(tuple(dict.fromkeys(liked)), tuple(dict.fromkeys(disliked)),
                          tuple(wanted), tuple(excluded), lo, hi,
-                         content_words(REFERENCE.sub(" ", rest_text)), tuple(mentions),
+                         "" if off_topic else query, tuple(mentions),
                          tail_preference(rest_text), tuple(liked_refs), tuple(disliked_refs),
                          bool(OLDER.search(rest_text)), bool(NEWER.search(rest_text)),
-                         bool(ANY_YEAR.search(rest_text)), bool(ANY_GENRE.search(rest_text)))
+                         bool(ANY_YEAR.search(rest_text)), bool(ANY_GENRE.search(rest_text)),
+                         genre_or, tuple(dict.fromkeys(named_people)), tuple(moods),
+                         tuple(outside), tuple(not_found), well_liked, off_topic)
+
+
+def _looks_like_title(span: str) -> bool:
+    """Whether a span after "like ..." could be a title rather than a description
+    ("like The Matrix", "like the matrix" yes; "like a comedy", "like dark films" no)."""
+    from agent.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary()
+    words = re.findall(r"[\w'’-]+", span.lower())
+    mood_words = {w for m in vocab.moods.values() for phrase in m.words for w in phrase.split()}
+    genre_words = {w for ws in GENRE_WORDS.values() for phrase in ws for w in phrase.split()}
+    content = [w for w in words if w not in FILLER and w not in genre_words
+               and w not in mood_words]
+    if not content:
+        return False
+    return span[:1].isupper() or span[:1].isdigit() or (len(words) >= 2 and len(content) == len(
+        [w for w in words if w not in FILLER]))
+
+
+def _without_negated(text: str) -> str:
+    """``text`` with every negated clause blanked: what a user does not want never
+    becomes a search word ("no violence" must not attract violent films)."""
+    out, pos = [], 0
+    for m in list(CLAUSE_BREAK.finditer(text)) + [None]:
+        end = m.start() if m else len(text)
+        clause = text[pos:end]
+        neg = re.search(NEGATIONS.pattern.replace("[^,.;!?]*$", ""), clause, re.I)
+        out.append(clause[: neg.start()] if neg else clause)
+        if m:
+            out.append(m.group())
+            pos = m.end()
+    return "".join(out)
 
 
 def tail_preference(text: str) -> float | None:
@@ -246,21 +338,34 @@ def merge(state: DialogueState, parsed: ParsedMessage,
     genres = [g for g in state.genres if g not in parsed.excluded_genres] + list(parsed.genres)
     if parsed.any_genre:
         genres, excluded = list(parsed.genres), list(parsed.excluded_genres)
+    moods = list(state.moods) + [m for m in parsed.moods if m not in state.moods]
+    if parsed.any_genre:
+        moods = list(parsed.moods)
     year_min, year_max = state.year_min, state.year_max
-    if parsed.year_min is not None or parsed.year_max is not None:
+    explicit = parsed.year_min is not None or parsed.year_max is not None
+    if explicit:  # an explicit bound wins over a relative cue in the same message
         year_min, year_max = parsed.year_min, parsed.year_max
     elif parsed.any_year:
         year_min = year_max = None
     years = [items[i].year for i in state.last if items and i in items and items[i].year]
-    if parsed.older and years:
+    if parsed.older and years and not explicit:
         year_min, year_max = None, min(years) - 1
-    elif parsed.newer and years:
+    elif parsed.newer and years and not explicit:
         year_min, year_max = max(years) + 1, None
+    like_genres, outside = state.like_genres, state.outside
+    if parsed.outside:  # the newest title outside the catalog says what the user means now
+        like_genres = tuple(dict.fromkeys(g for f in parsed.outside for g in f.genres))
+        outside = tuple(f.label for f in parsed.outside)
+    tail = state.tail_boost if parsed.tail_boost is None else parsed.tail_boost
     return state.with_changes(
         liked=tuple(dict.fromkeys(liked)), disliked=tuple(dict.fromkeys(disliked)),
         genres=tuple(dict.fromkeys(genres)), excluded_genres=tuple(dict.fromkeys(excluded)),
-        year_min=year_min, year_max=year_max, query=parsed.query,
-        tail_boost=state.tail_boost if parsed.tail_boost is None else parsed.tail_boost)
+        year_min=year_min, year_max=year_max, query=parsed.query, tail_boost=tail,
+        genre_or=parsed.genre_or if parsed.genres else state.genre_or and not parsed.any_genre,
+        people=tuple(dict.fromkeys(state.people + parsed.people)), moods=tuple(moods),
+        like_genres=like_genres, outside=outside, not_found=parsed.not_found,
+        lesser_known=tail is not None and tail >= 0.5,
+        well_liked=parsed.well_liked or state.well_liked)
 
 
 def _resolve(positions: tuple[int, ...], last: tuple[int, ...]) -> list[int]:
@@ -278,9 +383,26 @@ def satisfies(item: Item, state: DialogueState) -> bool:
         return False
     if any(g in item.genres for g in state.excluded_genres):
         return False
-    if state.genres and not any(g in item.genres for g in state.genres):
+    if state.genres and not (any if state.genre_or else all)(g in item.genres for g in state.genres):
+        return False
+    for group, avoid in mood_groups(state):
+        if not any(g in item.genres for g in group) or any(g in item.genres for g in avoid):
+            return False
+    if state.people and not set(state.people) & (set(item.director) | set(item.cast)):
         return False
     return True
+
+
+def mood_groups(state: DialogueState) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The state's any-of genre groups with what each excludes: one per mood, and one for
+    the genres of titles named outside the catalog."""
+    from agent.vocabulary import load_vocabulary
+
+    moods = load_vocabulary().moods
+    groups = [(moods[m].any_genres, moods[m].exclude_genres) for m in state.moods if m in moods]
+    if state.like_genres:
+        groups.append((state.like_genres, ()))
+    return groups
 
 
 def genre_field(genre: str) -> str:
@@ -288,8 +410,10 @@ def genre_field(genre: str) -> str:
     return "g_" + re.sub(r"[^a-z]+", "_", genre.lower()).strip("_")
 
 
-def chroma_where(state: DialogueState) -> dict | None:
-    """A Chroma ``where`` filter equivalent to ``satisfies``."""
+def chroma_where(state: DialogueState, people_items: set[int] | None = None) -> dict | None:
+    """A Chroma ``where`` filter equivalent to ``satisfies`` (plus ``lesser_known``, which
+    needs the catalog's head/tail split). ``people_items``: the items of ``state.people``
+    (Chroma metadata holds no cast lists)."""
     clauses: list[dict] = []
     excluded_ids = list(dict.fromkeys(state.liked + state.disliked + state.shown))
     if excluded_ids:
@@ -299,10 +423,18 @@ def chroma_where(state: DialogueState) -> dict | None:
     if state.year_max is not None:
         clauses.append({"year": {"$lte": state.year_max}})
     clauses += [{genre_field(g): False} for g in state.excluded_genres]
-    if len(state.genres) == 1:
-        clauses.append({genre_field(state.genres[0]): True})
+    if len(state.genres) == 1 or (state.genres and not state.genre_or):
+        clauses += [{genre_field(g): True} for g in state.genres]
     elif state.genres:
         clauses.append({"$or": [{genre_field(g): True} for g in state.genres]})
+    for group, avoid in mood_groups(state):
+        clauses.append({genre_field(group[0]): True} if len(group) == 1
+                       else {"$or": [{genre_field(g): True} for g in group]})
+        clauses += [{genre_field(g): False} for g in avoid]
+    if people_items is not None:
+        clauses.append({"item_id": {"$in": sorted(people_items) or [-1]}})
+    if state.lesser_known:
+        clauses.append({"bucket": "tail"})
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -311,8 +443,13 @@ def chroma_where(state: DialogueState) -> dict | None:
 def describe(state: DialogueState, items: dict[int, Item]) -> str:
     """The state in plain words: ``Looking for: Sci-Fi, 1990-1999, like Alien; not Horror``."""
     parts = []
+    if state.well_liked:
+        parts.append("well-liked films")
+    parts += [f"something {m}" for m in state.moods]
     if state.genres:
-        parts.append(" or ".join(state.genres))
+        parts.append((" or " if state.genre_or else " and ").join(state.genres))
+    if state.people:
+        parts.append("with " + " or ".join(state.people))
     if state.year_min is not None and state.year_max is not None:
         parts.append(str(state.year_min) if state.year_min == state.year_max
                      else f"released {state.year_min}-{state.year_max}")
@@ -320,9 +457,12 @@ def describe(state: DialogueState, items: dict[int, Item]) -> str:
         parts.append(f"released {state.year_min} or later")
     elif state.year_max is not None:
         parts.append(f"released {state.year_max} or earlier")
-    if state.liked:
-        parts.append("like " + ", ".join(items[i].title for i in state.liked if i in items))
-    if state.tail_boost:
+    like = [items[i].title for i in state.liked if i in items] + list(state.outside)
+    if like:
+        parts.append("like " + ", ".join(like))
+    if state.lesser_known:
+        parts.append("lesser-known picks (no widely watched films)")
+    elif state.tail_boost:
         parts.append("lesser-known picks")
     elif state.tail_boost == 0.0:
         parts.append("popular picks")

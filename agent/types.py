@@ -69,6 +69,14 @@ class DialogueState:
     query: str = ""
     tail_boost: float | None = None  # the user's long-tail preference; None: the default
     last: tuple[int, ...] = ()  # the last answer's picks, in order ("the second one")
+    genre_or: bool = False  # "comedy or drama": any of ``genres``; by default all of them
+    people: tuple[str, ...] = ()  # credited directors/cast asked for (any of them)
+    moods: tuple[str, ...] = ()  # vocabulary moods ("cozy"): each is an any-of genre group
+    like_genres: tuple[str, ...] = ()  # any of these: genres of named titles outside the catalog
+    outside: tuple[str, ...] = ()  # those titles, as found in the reference film table
+    not_found: tuple[str, ...] = ()  # titles named this turn that nothing knows
+    lesser_known: bool = False  # "hidden gems": no head items unless nothing else fits
+    well_liked: bool = False  # "surprise me", "the best": a quality prior from ratings
 
     def with_changes(self, **kw) -> DialogueState:
         return replace(self, **kw)

@@ -43,9 +43,9 @@ def test_invalid_values_are_dropped_not_trusted():
 
 def test_the_rules_win_where_they_found_something():
     index = TitleIndex(tiny_items())
-    rules = parse_message("I loved Alien, from the 90s, something spooky", index)
+    rules = parse_message("I loved Alien, from the 90s, something eerie", index)
     model = parse_extraction(form(disliked_titles=["Alien"], genres=["Horror"], year_min=1970,
-                                  year_max=1979), "I loved Alien, from the 90s, something spooky",
+                                  year_max=1979), "I loved Alien, from the 90s, something eerie",
                              index)
     merged = combine(rules, model)
     assert merged.liked == (1,) and merged.disliked == ()
@@ -59,8 +59,8 @@ def test_auto_asks_the_model_only_when_the_rules_leave_words_unexplained():
     index = TitleIndex(tiny_items())
     plain = parse_message("sci-fi from the 90s", index)
     assert extractor.refine("sci-fi from the 90s", plain) is plain and not backend.calls
-    spooky = parse_message("something spooky", index)
-    assert extractor.refine("something spooky", spooky).genres == ("Horror",)
+    eerie = parse_message("something eerie", index)
+    assert extractor.refine("something eerie", eerie).genres == ("Horror",)
     assert [c[0] for c in backend.calls] == ["generate_json"]
     with pytest.raises(ValueError, match="mode"):
         StateExtractor(backend, index, "sometimes")
@@ -74,14 +74,14 @@ class Broken(FakeBackend):
 def test_a_failing_model_leaves_the_rules_parse(catalog):
     rec = make(catalog, Broken())
     rec.extractor = StateExtractor(rec.backend, rec.title_index, "always")
-    reply = rec.turn("I loved Alien, something spooky")
+    reply = rec.turn("I loved Alien, something eerie")
     assert reply.state.liked == (1,) and reply.recommendations
 
 
 def test_the_extracted_state_reaches_the_turn_and_is_shown(catalog):
     rec = make(catalog, FakeBackend(replies=[form(genres=["Horror"])]))
     rec.extractor = StateExtractor(rec.backend, rec.title_index, "auto")
-    reply = rec.turn("something spooky")
+    reply = rec.turn("something eerie")
     assert reply.state.genres == ("Horror",)
     assert "horror" in reply.text.split("\n")[0].lower()
     assert all("Horror" in r.item.genres for r in reply.recommendations)

@@ -1,0 +1,95 @@
+"""Find the catalog's people (directors, cast) named in free text: "films with Tom
+Hanks", "something by Hitchcock", "tom hankss" (fuzzy)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from agent.types import Item
+
+_WORD = re.compile(r"[\w'’.-]+")
+FUZZY_CUTOFF = 88.0
+
+
+def name_key(name: str) -> str:
+    """Lower case, no accents or punctuation: ``Pedro Almodóvar`` -> ``pedro almodovar``."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return " ".join(re.findall(r"[a-z0-9]+", plain.lower()))
+
+
+@dataclass(frozen=True)
+class PersonMention:
+    name: str  # as credited in the catalog
+    start: int
+    end: int
+    exact: bool
+
+
+class PeopleIndex:
+    """Every credited person, with the items they made; the most credited wins a tie."""
+
+    def __init__(self, items: list[Item], person_cues=("with", "by", "starring")):
+        self.films: dict[str, set[int]] = {}
+        for it in items:
+            for person in (*it.director, *it.cast):
+                self.films.setdefault(person, set()).add(it.id)
+        by_count = sorted(self.films, key=lambda p: -len(self.films[p]))
+        self.by_key: dict[str, str] = {}
+        self.by_surname: dict[str, str] = {}
+        for person in by_count:
+            key = name_key(person)
+            self.by_key.setdefault(key, person)
+            if len(key.split()) >= 2 and len(self.films[person]) >= 2:
+                self.by_surname.setdefault(key.split()[-1], person)
+        self.keys = [k for k in self.by_key if len(k.split()) >= 2]
+        self.cues = {name_key(c) for c in person_cues}
+
+    def items_of(self, names) -> set[int]:
+        return set().union(*(self.films.get(n, set()) for n in names)) if names else set()
+
+    def find(self, text: str, is_title=lambda span: False) -> list[PersonMention]:
+        """Person mentions in ``text``, longest spans first, in text order. A span that is
+        also a catalog title (``is_title``) counts as a person only after a cue such as
+        "by" or "with" ("films by Ed Wood" vs "I loved Ed Wood")."""
+        tokens = [(m.group().strip(".'’"), m.start(), m.end()) for m in _WORD.finditer(text)]
+        used = [False] * len(tokens)
+        found = []
+        for n in (3, 2, 1):
+            for i in range(len(tokens) - n + 1):
+                if any(used[i:i + n]):
+                    continue
+                cue = i > 0 and (name_key(tokens[i - 1][0]) in self.cues or (
+                    i > 1 and name_key(tokens[i - 2][0] + " " + tokens[i - 1][0]) in self.cues))
+                hit = self._match(tokens[i:i + n], cue)
+                if hit is None:
+                    continue
+                start, end = tokens[i][1], tokens[i + n - 1][2]
+                if is_title(text[start:end]) and not cue:
+                    continue
+                found.append(PersonMention(hit[0], start, end, hit[1]))
+                used[i:i + n] = [True] * n
+        return sorted(found, key=lambda m: m.start)
+
+    def _match(self, span, cue: bool) -> tuple[str, bool] | None:
+        words = [w for w, _, _ in span]
+        key = name_key(" ".join(words))
+        if not key:
+            return None
+        capital = all(w[:1].isupper() for w in words)
+        if len(words) >= 2:
+            if key in self.by_key:
+                return self.by_key[key], True
+            if capital and len(key) >= 8:
+                from rapidfuzz import fuzz, process
+
+                hit = process.extractOne(key, self.keys, scorer=fuzz.ratio,
+                                         score_cutoff=FUZZY_CUTOFF)
+                if hit:
+                    return self.by_key[hit[0]], False
+            return None
+        # One word: a surname, only capitalized and after a cue ("by Hitchcock").
+        if cue and capital and len(key) >= 4 and key in self.by_surname:
+            return self.by_surname[key], True
+        return None

@@ -1,0 +1,117 @@
+"""Titles the user names that are not in the catalog.
+
+"Something like The Matrix" names a film ML-100K lacks. Tailor says so, and looks the
+title up in a reference film table (the CC0 table the catalog is enriched from, 17k
+films 1940-2014) to learn what it is like: its genres (mapped to the catalog's) and
+year. Those become an "any of these genres" wish, so the picks resemble it; nothing
+from the reference table is ever recommended.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.enrich import title_key
+
+# The reference table's genre names -> the catalog's (names not listed map to nothing).
+GENRE_MAP = {"Family": "Children's", "Music": "Musical", "Film-Noir": "Film-Noir",
+             "Sci-Fi": "Sci-Fi"}
+CUES = re.compile(r"\b(?:like|liked|loved|love|enjoyed|adored|similar to|as good as|fan of|"
+                  r"in the vein of|reminds? me of|such as|comme|como|wie)\s+", re.I)
+STOP = re.compile(r"\s*(?:[,.;!?\"“”]|\bbut\b|\bor\b|\bfrom\b|\bwith\b|\bin\b\s+"
+                  r"(?:the\s+)?\d|\bbefore\b|\bafter\b|\bthat\b|\bwhich\b)", re.I)
+MAX_WORDS = 6
+
+
+@dataclass(frozen=True)
+class ReferenceFilm:
+    title: str
+    year: int | None
+    genres: tuple[str, ...]  # in the catalog's genre names
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} ({self.year})" if self.year else self.title
+
+
+class ReferenceFilms:
+    """Looks titles up by normalized key; the most-voted film wins a shared key."""
+
+    def __init__(self, films: dict[str, ReferenceFilm]):
+        self.films = films
+
+    @classmethod
+    def from_film_db(cls, db_path: Path, catalog_genres) -> ReferenceFilms:
+        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT Title, Year, Genre, COALESCE(imdbVotes, 0) FROM omdb "
+                               "ORDER BY COALESCE(imdbVotes, 0)").fetchall()
+        finally:
+            con.close()
+        films = {}
+        for title, year, genre, _ in rows:  # ascending votes: the most voted is written last
+            if not title:
+                continue
+            mapped = []
+            for g in (genre or "").split(","):
+                g = GENRE_MAP.get(g.strip(), g.strip())
+                if g in catalog_genres and g not in mapped:
+                    mapped.append(g)
+            films[title_key(title)] = ReferenceFilm(title, int(year) if year else None,
+                                                    tuple(mapped))
+        return cls(films)
+
+    def lookup(self, span: str) -> ReferenceFilm | None:
+        return self.films.get(title_key(span))
+
+
+def named_titles(text: str) -> list[tuple[int, int, str]]:
+    """Spans that stand where a title would: after "like", "loved", ... or in quotes,
+    up to the end of the clause (at most ``MAX_WORDS`` words).
+
+    >>> [s for _, _, s in named_titles('something like The Matrix, but from the 90s')]
+    ['The Matrix']
+    >>> [s for _, _, s in named_titles('I loved "Inception" and Up')]
+    ['Inception']
+    """
+    spans = []
+    for m in CUES.finditer(text):
+        rest = text[m.end():]
+        if rest[:1] in "\"“":
+            continue  # quoted: taken whole below
+        stop = STOP.search(rest)
+        span = rest[: stop.start()] if stop else rest
+        words = span.split()[:MAX_WORDS]
+        if words:
+            span = " ".join(words).strip("\"“”'")
+            spans.append((m.end(), m.end() + len(span), span))
+    for m in re.finditer(r"[\"“]([^\"“”]{2,60})[\"”]", text):
+        spans.append((m.start(1), m.end(1), m.group(1)))
+    return sorted(spans)
+
+
+def find_outside(text: str, reference: ReferenceFilms | None, looks_like_title=None
+                 ) -> tuple[list[ReferenceFilm], list[str]]:
+    """Titles named in ``text`` (already stripped of catalog titles) that the reference
+    table knows, and capitalized ones it does not (named back to the user as not found).
+    The longest prefix of each span that is a known title wins ("The Matrix again")."""
+    known, unknown = [], []
+    for _, _, span in named_titles(text):
+        words = span.split()
+        hit = None
+        for n in range(len(words), 0, -1):
+            prefix = " ".join(words[:n])
+            if reference is not None and (looks_like_title is None or looks_like_title(prefix)):
+                hit = reference.lookup(prefix)
+            if hit:
+                break
+        if hit and hit not in known:
+            known.append(hit)
+        elif not hit and words and words[0][:1].isupper():
+            span = re.split(r"\s+and\s+", span)[0]
+            if looks_like_title is None or looks_like_title(span):
+                unknown.append(span)
+    return known, unknown
