@@ -2,7 +2,8 @@
 
 The page: a chat on the left; on the right the current picks as cards (title,
 year, genres, director, why) with like / dislike buttons, and sliders for the
-long tail and for variety. The picks appear as soon as they are ranked and their
+long tail and for variety. Before the first picks there are no cards, and there are
+never more cards than picks: only real picks can be rated. The picks appear as soon as they are ranked and their
 explanations stream in as the model writes them (``Recommender.turn_stream``).
 Feedback is stored (SQLite) and changes the next turn.
 """
@@ -114,6 +115,27 @@ class ChatSession:
         return session, f"Noted: you {verb} {label}. Your next message will take it into account."
 
 
+def card_updates(html_cards: list[str], n_cards: int) -> list:
+    """Gradio updates for the card slots, then for their groups (card and rating buttons):
+    one slot per pick, shown; the slots beyond the picks hidden, so only real picks can be
+    rated. No cards (the working note, an error) leaves the page's cards as they are."""
+    import gradio as gr
+
+    if not html_cards:
+        return [gr.update()] * (2 * n_cards)
+    html_cards = html_cards[:n_cards]
+    shown = [k < len(html_cards) for k in range(n_cards)]
+    return ([gr.update(value=html_cards[k] if shown[k] else "") for k in range(n_cards)]
+            + [gr.update(visible=v) for v in shown])
+
+
+def hidden_cards(n_cards: int) -> list:
+    """No picks yet (a new page, a new session): no cards, no rating buttons."""
+    import gradio as gr
+
+    return [gr.update(value="") for _ in range(n_cards)] + [gr.update(visible=False)] * n_cards
+
+
 def new_session() -> dict:
     return {"id": uuid.uuid4().hex, "state": None, "cards": [], "tail_moved": False}
 
@@ -143,9 +165,10 @@ def build_app(recommender, store: SessionStore | None = None, model_name: str = 
                                  label="Familiar hits (0) … hidden gems (1)")
                 variety = gr.Slider(0, 1, value=diversity, step=0.1, elem_id="variety",
                                     label="Variety between picks")
-                cards, likes, dislikes = [], [], []
-                for k in range(n_cards):
-                    with gr.Group():
+                cards, groups, likes, dislikes = [], [], [], []
+                for k in range(n_cards):  # hidden until the first picks arrive
+                    with gr.Group(visible=False, elem_id=f"pick-{k}") as group:
+                        groups.append(group)
                         cards.append(gr.HTML("", elem_id=f"card-{k}"))
                         with gr.Row():
                             likes.append(gr.Button("Like", size="sm", elem_id=f"like-{k}"))
@@ -155,10 +178,9 @@ def build_app(recommender, store: SessionStore | None = None, model_name: str = 
 
         def on_submit(message, history, sess, t, d):
             for hist, sess2, html_cards in chat_session.respond(message, history, sess, t, d):
-                padded = (html_cards + [""] * n_cards)[:n_cards] if html_cards else [gr.update()] * n_cards
-                yield (hist, sess2, "", *padded)
+                yield (hist, sess2, "", *card_updates(html_cards, n_cards))
 
-        outputs = [chat, session, msg, *cards]
+        outputs = [chat, session, msg, *cards, *groups]
         msg.submit(on_submit, [msg, chat, session, tail, variety], outputs)
         send.click(on_submit, [msg, chat, session, tail, variety], outputs)
         tail.change(lambda s: {**s, "tail_moved": True}, [session], [session])
@@ -167,8 +189,9 @@ def build_app(recommender, store: SessionStore | None = None, model_name: str = 
                            [session, status])
             dislikes[k].click(lambda s, k=k: chat_session.feedback(k, "dislike", s), [session],
                               [session, status])
-        reset.click(lambda: ([], new_session(), "", "Started a new session.", *[""] * n_cards),
-                    None, [chat, session, msg, status, *cards])
+        reset.click(lambda: ([], new_session(), "", "Started a new session.",
+                             *hidden_cards(n_cards)),
+                    None, [chat, session, msg, status, *cards, *groups])
     return app
 
 

