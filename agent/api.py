@@ -20,7 +20,7 @@ from typing import Literal
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
@@ -31,22 +31,29 @@ log = logging.getLogger(__name__)
 SESSION_HEADER = "X-Tailor-Session"
 
 
-class MessageIn(BaseModel):
+class StrictIn(BaseModel):
+    """A request body: no coercion. ``true``, ``1.0`` or ``"1"`` is not an item id, and
+    ``"yes"`` or ``1`` is not a bool; such a body is a 422, not a guess."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class MessageIn(StrictIn):
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS,
                          description="what the user said (not blank)")
 
 
-class FeedbackIn(BaseModel):
+class FeedbackIn(StrictIn):
     item_id: int = Field(description="a catalog item id from a reply's items")
     value: Literal["like", "dislike"]
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(StrictIn):
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | None = None
 
 
-class ChatCompletionIn(BaseModel):
+class ChatCompletionIn(StrictIn):
     model: str | None = None
     messages: list[ChatMessage]
     user: str | None = Field(None, description="a session id (or the X-Tailor-Session header)")

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from agent.datasets import ML_GENRES
 from agent.enrich import title_key
+from agent.errors import BackendError
 from agent.state import ParsedMessage
 from prompts import load_prompt
 
@@ -147,7 +148,7 @@ class StateExtractor:
             return parsed
         try:
             raw = self.backend.generate_json(extraction_messages(text), self.schema, MAX_TOKENS)
-        except Exception as e:  # backend boundary: the rules' parse stands
+        except BackendError as e:  # backend boundary: the rules' parse stands; a bug raises
             log.warning("state extraction failed, using the rules alone: %s", e)
             return parsed
         return combine(parsed, parse_extraction(raw, text, self.title_index))

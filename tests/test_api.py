@@ -187,3 +187,50 @@ def test_serve_refuses_a_public_address_without_a_key(tmp_path):
 
     with pytest.raises(ConfigError, match="TAILOR_API_KEY"):
         serve(Settings(home=tmp_path), "0.0.0.0", 8080, log_fn=lambda m: None)
+
+
+@pytest.mark.parametrize("item_id", [True, False, 1.0, 1.5, "3", "1", None, [1]])
+def test_feedback_item_id_must_be_a_real_integer(catalog, db, item_id):
+    c = client(catalog, db)
+    sid = new_session(c)
+    before = c.post(f"/v1/sessions/{sid}/feedback", json={"item_id": 2, "value": "dislike"},
+                    headers=AUTH).json()["state"]
+    r = c.post(f"/v1/sessions/{sid}/feedback", json={"item_id": item_id, "value": "like"},
+               headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert "item_id" in r.json()["error"]["message"]
+    store = SessionStore(db)
+    assert [f["item_id"] for f in store.feedback(sid)] == [2]  # no like stored
+    assert store.load(sid).liked == ()
+    assert json.loads(json.dumps(store.load(sid).to_dict())) == before  # state unchanged
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("messages", {"content": 5}, "content"),
+    ("messages", {"content": True}, "content"),
+    ("feedback", {"item_id": 1, "value": 1}, "value"),
+    ("chat", {"messages": [{"role": "user", "content": "hi"}], "stream": "true"}, "stream"),
+    ("chat", {"messages": [{"role": "user", "content": "hi"}], "stream": 1}, "stream"),
+    ("chat", {"messages": [{"role": "user", "content": 7}]}, "content"),
+    ("chat", {"messages": [{"role": "user", "content": "hi"}], "user": 12}, "user"),
+    ("chat", {"messages": [{"role": "user", "content": "hi"}], "model": 1.0}, "model"),
+])
+def test_request_bodies_are_not_coerced(catalog, db, path, body, field):
+    c = client(catalog, db)
+    sid = new_session(c)
+    url = "/v1/chat/completions" if path == "chat" else f"/v1/sessions/{sid}/{path}"
+    r = c.post(url, json=body, headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["error"]["message"]
+    assert SessionStore(db).turns(sid) == [] and SessionStore(db).feedback(sid) == []
+
+
+def test_strict_bodies_still_accept_well_typed_json(catalog, db):
+    c = client(catalog, db)
+    sid = new_session(c)
+    r = c.post(f"/v1/sessions/{sid}/feedback", json={"item_id": 3, "value": "like"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["state"]["liked"] == [3]
+    r = c.post("/v1/chat/completions", headers=AUTH, json={
+        "model": "tailor", "user": "bot-1", "stream": False,
+        "messages": [{"role": "system", "content": None}, {"role": "user", "content": "sci-fi"}]})
+    assert r.status_code == 200 and r.json()["tailor"]["items"]

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from agent.errors import BackendError
 from agent.extract import StateExtractor, combine, parse_extraction, state_schema
 from agent.linking import TitleIndex
 from agent.llm.fake import FakeBackend
@@ -68,7 +69,7 @@ def test_auto_asks_the_model_only_when_the_rules_leave_words_unexplained():
 
 class Broken(FakeBackend):
     def generate_json(self, *a):
-        raise RuntimeError("server gone")
+        raise BackendError("server gone")
 
 
 def test_a_failing_model_leaves_the_rules_parse(catalog):

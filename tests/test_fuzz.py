@@ -48,6 +48,31 @@ def corpus(n: int = 600, seed: int = 0) -> list[str]:
 
 
 SYSTEM_PROMPTS = [load_prompt("rank_system").text, load_prompt("explain_system").text]
+INVENTED = "Quantum Llama Heist (2031)"  # in no catalog and no corpus message
+
+
+class HostileBackend(FakeBackend):
+    """A model that does the worst it can: every explanation it writes echoes the
+    system prompt it was given and recommends a film that does not exist."""
+
+    def generate(self, conversations, max_new_tokens):
+        self.calls.append(("generate", conversations))
+        return [self.hostile(c) for c in conversations]
+
+    def stream_many(self, conversations, max_new_tokens):
+        self.calls.append(("stream_many", conversations))
+        for k, conv in enumerate(conversations):
+            for n, word in enumerate(self.hostile(conv).split(" ")):
+                yield k, word if n == 0 else " " + word
+
+    @staticmethod
+    def hostile(conversation) -> str:
+        system = next(m["content"] for m in conversation if m["role"] == "system")
+        return f"{system} You should also watch {INVENTED}, it is in the catalog."
+
+
+def hostile_recommender(catalog):
+    return make(catalog, HostileBackend(), explain="llm")
 
 
 def check_reply(body: dict, catalog) -> None:
@@ -55,14 +80,29 @@ def check_reply(body: dict, catalog) -> None:
     text = json.dumps(body)
     for p in SYSTEM_PROMPTS:
         assert p[:60] not in text
+    assert "Quantum Llama" not in text
+    assert all(it["explanation_source"] == "template" for it in body["items"])
+
+
+def test_the_hostile_backend_would_show_in_an_unchecked_reply(catalog):
+    """The fuzz tests below are only as good as their backend: it must really write
+    the system prompt and the invented title into every explanation draft."""
+    rec = hostile_recommender(catalog)
+    facts = [{"role": "system", "content": SYSTEM_PROMPTS[1]}, {"role": "user", "content": "x"}]
+    draft = rec.backend.generate([facts], 60)[0]
+    assert SYSTEM_PROMPTS[1][:60] in draft and INVENTED in draft
+    rec.turn("I loved Alien, sci-fi")
+    asked = [c for name, convs in rec.backend.calls if name == "generate" for c in convs]
+    assert asked and all(c[0]["content"] == SYSTEM_PROMPTS[1] for c in asked)
 
 
 def test_api_survives_the_corpus(catalog, tmp_path):
-    app = create_app(make(catalog, FakeBackend()), SessionStore(tmp_path / "s.sqlite3"), "k", "fake")
+    rec = hostile_recommender(catalog)
+    app = create_app(rec, SessionStore(tmp_path / "s.sqlite3"), "k", "fake")
     c = TestClient(app, raise_server_exceptions=False)
     auth = {"Authorization": "Bearer k"}
     sid = c.post("/v1/sessions", headers=auth).json()["id"]
-    statuses = {}
+    statuses, with_items = {}, 0
     for text in corpus():
         r = c.post(f"/v1/sessions/{sid}/messages", json={"content": text}, headers=auth)
         statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
@@ -71,10 +111,13 @@ def test_api_survives_the_corpus(catalog, tmp_path):
         assert r.status_code in (200, 400, 422), (text[:80], r.text[:300])
         if r.status_code == 200:
             check_reply(r.json(), catalog)
+            with_items += bool(r.json()["items"])
         else:
             msg = r.json()["error"]["message"]
             assert msg and "Traceback" not in msg
     assert statuses.get(200, 0) > 300  # most odd input still gets an answer
+    # Every reply with picks had the hostile model write their explanations.
+    assert sum(name == "generate" for name, _ in rec.backend.calls) == with_items > 0
 
 
 @pytest.mark.parametrize("raw", [b"\xff\xfe\xfd", b'{"content": "\xc3\x28"}', b"{", b"[]",
@@ -92,7 +135,7 @@ def test_api_rejects_broken_bodies_clearly(catalog, tmp_path, raw):
 def test_tailor_ask_survives_the_corpus(catalog, monkeypatch, capsys):
     from agent import cli
 
-    monkeypatch.setattr(cli, "_recommender", lambda settings: make(catalog, FakeBackend()))
+    monkeypatch.setattr(cli, "_recommender", lambda settings: hostile_recommender(catalog))
     for text in corpus(600, seed=1):
         code = cli.main(["ask", "--json", text])
         out, err = capsys.readouterr()

@@ -57,10 +57,32 @@ def test_multi_token_label_is_rejected(local_backend):
         local_backend.label_ids(["A."])
 
 
-def test_batched_generation_returns_one_text_per_conversation(local_backend):
-    out = local_backend.generate([[{"role": "user", "content": "a"}],
-                                  [{"role": "user", "content": "the movie is"}]], max_new_tokens=3)
-    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+def greedy_one_by_one(backend, messages, max_new_tokens):
+    """Reference: greedy decoding of one conversation, one full forward pass a token."""
+    import torch
+
+    ids = backend._prompt_ids(messages)
+    new = []
+    with torch.inference_mode():
+        for _ in range(max_new_tokens):
+            token = int(backend.model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
+            if token == backend.tokenizer.eos_token_id:
+                break
+            new.append(token)
+    return backend.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
+def test_batched_generation_is_each_conversations_own_greedy_text(local_backend):
+    """Left padding must not change a row: each text is what that conversation alone
+    decodes greedily, whatever the batch's other (longer) prompts."""
+    convs = [[{"role": "user", "content": "a"}],
+             [{"role": "user", "content": "the movie is"}],
+             [{"role": "system", "content": "rank the candidates"},
+              {"role": "user", "content": "which letter ? A action B comedy"}]]
+    out = local_backend.generate(convs, max_new_tokens=6)
+    expected = [greedy_one_by_one(local_backend, c, 6) for c in convs]
+    assert out == expected
+    assert len(set(expected)) > 1 and all(expected)  # distinct, non-empty texts to compare
 
 
 def test_streaming_a_batch_yields_the_same_text_as_generating_it(local_backend):
@@ -84,6 +106,24 @@ def test_fusion_lets_a_confident_llm_reorder_but_not_add(catalog):
         DialogueState(), cands(3, 8, 11))
     assert [r.item_id for r in ranked] == [11, 3, 8]
     assert {r.item_id for r in ranked} == {3, 8, 11}
+
+
+def test_fused_scores_are_standardized_retrieval_plus_weighted_llm(catalog):
+    """By hand: retrieval scores 1, 1/2, 1/3 standardize to 1.3728, -0.3922, -0.9806;
+    label log-probs -5, -5, -0.1 to -0.7071, -0.7071, 1.4142; with weight 2 the fused
+    scores are -0.0414, -1.8064, 1.8478. The tail (unseen by the LLM) goes below the
+    lowest, one apart, in retrieval order."""
+    backend = FakeBackend(scorer=lambda m, labels: [-5.0, -5.0, -0.1][: len(labels)])
+    ranked = VerbalizerRanker(backend, catalog, n_llm=3, weight=2.0, calibrate=False).rank(
+        DialogueState(), cands(3, 8, 11, 12))
+    got = [(r.item_id, r.score, r.retrieval_score, r.llm_score) for r in ranked]
+    expected = [(11, 1.8478, 1 / 3, -0.1), (3, -0.0414, 1.0, -5.0), (8, -1.8064, 0.5, -5.0),
+                (12, -2.8064, 0.25, None)]
+    assert [g[0] for g in got] == [e[0] for e in expected]
+    for (_, score, retr, llm), (_, e_score, e_retr, e_llm) in zip(got, expected):
+        assert score == pytest.approx(e_score, abs=1e-4)
+        assert retr == pytest.approx(e_retr)
+        assert llm == (None if e_llm is None else pytest.approx(e_llm))
 
 
 def test_ranking_many_requests_at_once_equals_ranking_each(catalog):

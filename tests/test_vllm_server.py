@@ -225,18 +225,19 @@ def test_the_bot_example_routes_through_the_served_model(server, real_settings):
     recommender = build_recommender(dataclasses.replace(real_settings, llm_url=None),
                                     log=lambda m: None)
     tool = make_tailor_tool(recommender)
-    for question in ("Can you recommend a movie like Toy Story for my kids?",
-                     "What time do you open on Sundays?"):
-        text = bot.answer(model, tool, question, routing="schema")
-        assert isinstance(text, str) and text.strip()
-        if text.startswith("Here is what I would suggest"):  # routed to Tailor
-            for line in text.splitlines()[1:]:
-                title, year = re.match(r"\d+\. (.+?) \((\d{4})\) — ", line).groups()
-                assert any(it.title == title and it.year == int(year)
-                           for it in recommender.catalog.items.values())
-    assert set(routes) == {"Can you recommend a movie like Toy Story for my kids?",
-                           "What time do you open on Sundays?"}
-    assert set(routes.values()) <= {"recommend", "other"}
+    kids, hours = ("Can you recommend a movie like Toy Story for my kids?",
+                   "What time do you open on Sundays?")
+    answers = {q: bot.answer(model, tool, q, routing="schema") for q in (kids, hours)}
+    # The routing itself: the served model, held to the schema, sends the movie question
+    # to Tailor and the opening hours elsewhere.
+    assert routes == {kids: "recommend", hours: "other"}, routes
+    assert answers[hours].strip() and not answers[hours].startswith("Here is what I would suggest")
+    lines = answers[kids].splitlines()
+    assert lines[0] == "Here is what I would suggest:" and len(lines) > 1, answers[kids]
+    for line in lines[1:]:  # every suggestion is a catalog item, named as the catalog does
+        title, year = re.match(r"\d+\. (.+?) \((\d{4})\) — ", line).groups()
+        assert any(it.title == title and it.year == int(year)
+                   for it in recommender.catalog.items.values()), line
 
 
 def ask(real_settings, url, *extra_env, timeout="120"):

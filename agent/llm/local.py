@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -12,6 +13,22 @@ from agent.errors import BackendError
 from agent.llm.base import Message
 
 PREFIX_CACHES = 4  # prompt prefixes whose KV cache is kept (zero-, few-shot, a JSON form...)
+
+
+@contextmanager
+def model_errors(what: str):
+    """Inference without autograd, with the model's own failures as ``BackendError``:
+    torch reports out-of-memory (``torch.OutOfMemoryError``), device and kernel
+    failures as ``RuntimeError``; the host running out of memory is ``MemoryError``.
+    Only the model call goes in here, so a bug in building a prompt still raises."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            yield
+    except (RuntimeError, MemoryError) as e:
+        raise BackendError(f"the local model failed during {what}: "
+                           f"{type(e).__name__}: {str(e)[:300]}") from e
 
 
 class LocalBackend:
@@ -101,7 +118,7 @@ class LocalBackend:
             return 0, None  # this template does not render the prefix as a prefix
         key = tuple(prefix)
         if key not in self._prefixes:
-            with torch.inference_mode():
+            with model_errors("a prompt prefix"):
                 out = self.model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1)
             self._prefixes[key] = out.past_key_values
             while len(self._prefixes) > PREFIX_CACHES:
@@ -119,7 +136,7 @@ class LocalBackend:
         ids = self._prompt_ids(messages)
         label_ids = self.label_ids(labels)
         start, cache = self._prefix_cache(messages, ids)
-        with torch.inference_mode():
+        with model_errors("ranking"):
             # logits_to_keep=1: only the last position's logits are computed (saves a
             # vocab-sized matmul per prompt token).
             out = self.model(input_ids=torch.tensor([ids[start:]]), past_key_values=cache,
@@ -144,7 +161,7 @@ class LocalBackend:
         # Left padding so every row's next token comes right after its prompt.
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        with torch.inference_mode():
+        with model_errors("generation"):
             out = self.model.generate(input_ids=input_ids, attention_mask=attention,
                                       max_new_tokens=max_new_tokens, do_sample=False,
                                       pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,

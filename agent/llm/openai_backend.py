@@ -102,6 +102,7 @@ class OpenAIBackend:
     # HTTP ----------------------------------------------------------------------
     def _call(self, fn: Callable, what: str):
         """Run one API call, mapping every failure to ``BackendError``."""
+        import httpx
         import openai
 
         self._fail_fast()
@@ -118,6 +119,11 @@ class OpenAIBackend:
         except openai.APIStatusError as e:
             raise BackendError(f"the LLM server at {self.base_url} answered HTTP "
                                f"{e.status_code} to {what}: {str(e)[:300]}") from None
+        except openai.APIError as e:  # e.g. a response that does not parse
+            raise BackendError(f"the LLM server at {self.base_url} sent a bad answer to "
+                               f"{what}: {str(e)[:300]}") from None
+        except (httpx.TransportError, OSError) as e:  # a stream cut between chunks
+            raise self._outage(f"{what}: {e}") from None
 
     def _outage(self, detail: str, timed_out: bool = False) -> BackendError:
         """Start the fail-fast period and describe what happened."""
@@ -156,7 +162,7 @@ class OpenAIBackend:
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return json.loads(r.read())
+                raw = r.read()
         except urllib.error.HTTPError:
             return None  # not vLLM: fall back to the top-20 list alone
         except (urllib.error.URLError, OSError) as e:
@@ -164,6 +170,11 @@ class OpenAIBackend:
             if isinstance(reason, TimeoutError):
                 raise self._outage("a tokenize request", timed_out=True) from None
             raise self._outage(str(reason)) from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise BackendError(f"the LLM server at {self.base_url} answered /tokenize with "
+                               f"something that is not JSON: {raw[:100]!r}") from None
 
     def label_ids(self, labels: Sequence[str]) -> list[int] | None:
         """Token id of each label (each must be one token), or None if unknown."""
@@ -219,7 +230,7 @@ class OpenAIBackend:
             resp = self._call(lambda: self.client.chat.completions.create(
                 model=self.name, messages=list(conv), max_tokens=max_new_tokens,
                 temperature=0.0), "a generation request")
-            return (resp.choices[0].message.content or "").strip()
+            return self._text(resp, "a generation request")
 
         # Concurrent requests let the server batch them.
         with ThreadPoolExecutor(max_workers=min(len(conversations), 8)) as pool:
@@ -234,7 +245,15 @@ class OpenAIBackend:
             temperature=0.0, response_format={"type": "json_schema", "json_schema": {
                 "name": "form", "schema": schema, "strict": True}}),
             "a structured-output request")
-        return (resp.choices[0].message.content or "").strip()
+        return self._text(resp, "a structured-output request")
+
+    def _text(self, resp, what: str) -> str:
+        """The reply's text; a response without one is the server's failure."""
+        try:
+            return (resp.choices[0].message.content or "").strip()
+        except (AttributeError, IndexError, TypeError):
+            raise BackendError(f"the LLM server at {self.base_url} answered {what} "
+                               "without a message") from None
 
     def stream(self, messages: Sequence[Message], max_new_tokens: int) -> Iterator[str]:
         """Yield the reply's text piece by piece as the server produces it."""
