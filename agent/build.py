@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from agent.errors import AssetError
@@ -63,6 +64,21 @@ def make_backend(settings: Settings):
                         adapter_path=str(adapter) if adapter else None, quant=settings.quant)
 
 
+def reference_films(settings: Settings, catalog, log=print):
+    """The reference film table for titles outside the catalog, or None (with a note)
+    when it cannot be had: the turn then names such titles as not found."""
+    from agent.datasets import film_db_path
+    from agent.reference import ReferenceFilms
+
+    genres = {g for it in catalog.items.values() for g in it.genres}
+    try:
+        return ReferenceFilms.from_film_db(film_db_path(settings.downloads_dir, log), genres)
+    except (OSError, AssetError, sqlite3.Error) as e:
+        log(f"note: no reference film table ({e}); titles outside the catalog are only "
+            "named back as not found")
+        return None
+
+
 def build_recommender(settings: Settings, backend=None, log=print):
     """Load the catalog, open the index and the model, and return a ``Recommender``.
 
@@ -74,10 +90,12 @@ def build_recommender(settings: Settings, backend=None, log=print):
     from agent.embeddings import SentenceEmbedder
     from agent.index import make_client, open_collection
     from agent.linking import TitleIndex
+    from agent.people import PeopleIndex
     from agent.ranking import VerbalizerRanker
     from agent.recommender import Recommender
     from agent.rerank import TailDiversityReranker
     from agent.retrieval import HybridRetriever
+    from agent.vocabulary import load_vocabulary
 
     catalog = Catalog.load(settings.data_dir())
     embedder = SentenceEmbedder(str(prepare_embedder(settings, log)))
@@ -91,10 +109,12 @@ def build_recommender(settings: Settings, backend=None, log=print):
         from agent.extract import StateExtractor
 
         extractor = StateExtractor(backend, title_index, settings.state_llm)
+    people = PeopleIndex(list(catalog.items.values()), load_vocabulary().person_cues)
     return Recommender(catalog, title_index,
-                       HybridRetriever(collection, embedder, catalog), ranker, backend,
+                       HybridRetriever(collection, embedder, catalog, people), ranker, backend,
                        n_candidates=settings.candidates, top_k=settings.top_k,
-                       explain=settings.explain, extractor=extractor,
+                       explain=settings.explain, extractor=extractor, people=people,
+                       reference=reference_films(settings, catalog, log),
                        reranker=TailDiversityReranker(catalog, settings.tail_boost,
                                                       settings.diversity))
 

@@ -6,16 +6,18 @@ import logging
 import time
 from typing import Iterator
 
-from agent.errors import InputError
-from agent.explain import (Facts, check_explanation, explanation_messages, gather_facts,
-                           template_explanation, whole_sentences)
-from agent.state import MAX_MESSAGE_CHARS, describe, merge, parse_message
+from agent.errors import BackendError, InputError
+from agent.explain import (Facts, check_explanation, explain_picks, explanation_messages,
+                           gather_facts, whole_sentences)
+from agent.state import MAX_MESSAGE_CHARS, describe, merge, parse_message, relaxations
 from agent.types import DialogueState, Recommendation, Reply, TurnEvent
 
 log = logging.getLogger(__name__)
 
 CLARIFY = ("Tell me a bit more so I can tailor this: a movie you liked, a genre or mood, "
            "or a decade (for example \"something like Alien but from the 90s\").")
+OFF_TOPIC = ("I can only help with films: I recommend titles from the catalog and say why. "
+             "Tell me one you liked, a genre or a mood, or a decade.")
 DEGRADED_RANKING = "The ranking model is unavailable, so these are in retrieval order."
 DEGRADED_EXPLAIN = "The language model could not write explanations; showing catalog facts."
 
@@ -38,23 +40,26 @@ class Recommender:
     def __init__(self, catalog, title_index, retriever, ranker, backend=None, *,
                  n_candidates: int = 30, top_k: int = 3, explain: str = "llm",
                  known_people: set[str] | None = None, max_explain_tokens: int = 60,
-                 reranker=None, extractor=None):
+                 reranker=None, extractor=None, people=None, reference=None):
         self.catalog, self.title_index = catalog, title_index
         self.retriever, self.ranker, self.backend = retriever, ranker, backend
         self.n_candidates, self.top_k, self.explain_mode = n_candidates, top_k, explain
         self.max_explain_tokens = max_explain_tokens
         self.reranker = reranker  # agent.rerank.TailDiversityReranker, or None
         self.extractor = extractor  # agent.extract.StateExtractor, or None (rules only)
+        self.people = people  # agent.people.PeopleIndex: "films with Tom Hanks"
+        self.reference = reference  # agent.reference.ReferenceFilms: titles outside the catalog
         self.known_people = known_people if known_people is not None else {
             p for it in catalog.items.values() for p in (*it.director, *it.cast)}
 
     def is_vague(self, state: DialogueState) -> bool:
         return not (state.liked or state.genres or state.year_min or state.year_max
-                    or state.excluded_genres or state.query)
+                    or state.excluded_genres or state.query or state.people or state.moods
+                    or state.like_genres or state.well_liked or state.lesser_known)
 
     def parse(self, text: str):
         """The rules' parse of a message, refined by the LLM's JSON form when enabled."""
-        parsed = parse_message(text, self.title_index)
+        parsed = parse_message(text, self.title_index, self.people, self.reference)
         return parsed if self.extractor is None else self.extractor.refine(text, parsed)
 
     def state_from(self, messages: list[str]) -> DialogueState:
@@ -82,22 +87,34 @@ class Recommender:
         Raises ``InputError`` for an unusable message before yielding anything."""
         t0 = time.perf_counter()
         text = clean_message(message)
-        state = merge(state or DialogueState(), self.parse(text), self.catalog.items)
+        parsed = self.parse(text)
+        state = merge(state or DialogueState(), parsed, self.catalog.items)
         timings = {"parse": time.perf_counter() - t0}
+        said = self.understood(parsed)
         if self.is_vague(state):
-            yield TurnEvent("final", Reply(CLARIFY, (), state, timings=timings))
+            ask = OFF_TOPIC if parsed.off_topic else CLARIFY
+            yield TurnEvent("final", Reply("\n".join(said + [ask]), (), state, timings=timings))
             return
         notices = []
         t = time.perf_counter()
-        cands = self.retriever.retrieve(state, self.n_candidates)
+        cands, used = self.retriever.retrieve(state, self.n_candidates), state
+        if len(cands) < self.top_k:  # too little fits: loosen step by step, and say so
+            for looser, why in relaxations(state):
+                more = self.retriever.retrieve(looser, self.n_candidates)
+                if len(more) > len(cands):
+                    cands, used = more, looser
+                    said.append(why[0].upper() + why[1:] + ".")
+                if len(cands) >= self.top_k:
+                    break
         timings["retrieve"] = time.perf_counter() - t
         if not cands:
-            msg = (f"{describe(state, self.catalog.items)}.\nNothing in the catalog fits all of "
-                   "that. Try relaxing a constraint (another decade, or fewer excluded genres).")
+            msg = "\n".join(said + [f"{describe(state, self.catalog.items)}.", (
+                "Nothing in the catalog fits all of that. Try relaxing a constraint (another "
+                "decade, or fewer excluded genres).")])
             yield TurnEvent("final", Reply(msg, (), state, timings=timings))
             return
         t = time.perf_counter()
-        top = self.rank(state, cands, diversity, notices)
+        top = self.rank(used, cands, diversity, notices)
         timings["rank"] = time.perf_counter() - t
         state = state.with_changes(shown=state.shown + tuple(r.item_id for r in top),
                                    last=tuple(r.item_id for r in top))
@@ -107,12 +124,12 @@ class Recommender:
             recs = tuple(Recommendation(self.catalog.get(r.item_id), r.score, e, s,
                                         r.retrieval_score, r.llm_score)
                          for r, e, s in zip(top, explanations, sources))
-            return Reply(render_text(recs, state, self.catalog.items), recs, state,
+            return Reply(render_text(recs, state, self.catalog.items, said), recs, state,
                          tuple(notices), dict(timings))
 
         picks = reply([""] * len(top), ["pending"] * len(top))
         yield TurnEvent("picks", picks)
-        facts = [gather_facts(self.catalog.get(r.item_id), state, self.catalog.items,
+        facts = [gather_facts(self.catalog.get(r.item_id), used, self.catalog.items,
                               self.catalog.cowatch) for r in top]
         t = time.perf_counter()
         if stream:
@@ -130,12 +147,27 @@ class Recommender:
         timings["total"] = time.perf_counter() - t0
         yield TurnEvent("final", reply(explanations, sources))
 
+    def understood(self, parsed) -> list[str]:
+        """Sentences about titles the catalog lacks: what was used instead of each one
+        the reference table knows, and which ones nothing knows."""
+        out = []
+        years = [it.year for it in self.catalog.items.values() if it.year]
+        span = f" (its films are from {min(years)} to {max(years)})" if years else ""
+        for film in parsed.outside:
+            like = (f"I looked for {' or '.join(film.genres)} films instead" if film.genres
+                    else "I could not tell what it is like")
+            out.append(f"{film.label} is not in the catalog{span}; {like}.")
+        for title in parsed.not_found:
+            out.append(f"I don't know \"{title}\": it is not in the catalog or my reference "
+                       "list of films, so I left it out.")
+        return out
+
     def rank(self, state: DialogueState, cands, diversity, notices: list[str]) -> list:
         """The top ``top_k`` of ``cands``: the LLM ranker (retrieval order when it fails),
         then the long-tail and diversity re-ranker."""
         try:
             ranked = self.ranker.rank(state, cands)
-        except Exception as e:  # backend boundary: a failing model degrades, never breaks the turn
+        except BackendError as e:  # backend boundary: a failing model degrades; a bug raises
             log.warning("ranking failed, using retrieval order: %s", e)
             notices.append(DEGRADED_RANKING)
             ranked = [_RetrievalOnly(c) for c in cands]
@@ -144,13 +176,13 @@ class Recommender:
         return ranked[: self.top_k]
 
     def explain(self, facts: list[Facts], state, notices) -> tuple[list[str], list[str]]:
-        templates = [template_explanation(f) for f in facts]
+        templates = explain_picks(facts)
         if self.explain_mode != "llm" or self.backend is None:
             return templates, ["template"] * len(facts)
         try:
             drafts = self.backend.generate([explanation_messages(f) for f in facts],
                                            self.max_explain_tokens)
-        except Exception as e:  # backend boundary, as above
+        except BackendError as e:  # backend boundary, as above
             log.warning("explanation generation failed: %s", e)
             notices.append(DEGRADED_EXPLAIN)
             return templates, ["template"] * len(facts)
@@ -175,7 +207,7 @@ class Recommender:
         returns for the same drafts. Text is shown a whole word at a time and only while
         it passes the catalog check; a draft whose start fails stops growing, and the
         final check (the same as ``explain``'s) picks the draft or the template."""
-        templates = [template_explanation(f) for f in facts]
+        templates = explain_picks(facts)
         if self.explain_mode != "llm" or self.backend is None:
             return templates, ["template"] * len(facts)
         drafts, shown = [""] * len(facts), [""] * len(facts)
@@ -194,7 +226,7 @@ class Recommender:
                     continue
                 shown[k] = ready
                 yield k, ready
-        except Exception as e:  # backend boundary, as in explain
+        except BackendError as e:  # backend boundary, as in explain
             log.warning("explanation streaming failed: %s", e)
             notices.append(DEGRADED_EXPLAIN)
             for k, fallback in enumerate(templates):
@@ -214,8 +246,8 @@ class _RetrievalOnly:
         self.item_id, self.score, self.retrieval_score, self.llm_score = c.item_id, c.score, c.score, None
 
 
-def render_text(recs, state: DialogueState, items) -> str:
-    lines = [describe(state, items) + "."]
+def render_text(recs, state: DialogueState, items, said=()) -> str:
+    lines = list(said) + [describe(state, items) + "."]
     for k, r in enumerate(recs, 1):
         lines.append(f"{k}. {r.item.label} — {r.explanation}")
     return "\n".join(lines)

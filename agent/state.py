@@ -59,6 +59,7 @@ where why all other else kind sort type tonight today now time loved love liked 
 enjoy hate hated dislike disliked prefer rather maybe perhaps decade decades year years
 old older new newer recent released release between before after since until era
 hidden gem gems lesser little known obscure underrated popular mainstream niche
+hmm hm hmmm um umm uh erm meh idk lol haha well sure alright
 """.split())
 
 # Asking for the long tail or for the familiar sets the re-ranker's tail_boost.
@@ -391,6 +392,34 @@ def satisfies(item: Item, state: DialogueState) -> bool:
     if state.people and not set(state.people) & (set(item.director) | set(item.cast)):
         return False
     return True
+
+
+def relaxations(state: DialogueState):
+    """Looser versions of ``state``, each with a sentence saying what was let go, in the
+    order a turn tries them when too little fits: genres any-of instead of all-of, then
+    well-known films allowed for "hidden gems", then the moods, then the genres of titles
+    named outside the catalog. Each step keeps the earlier ones, so every item the strict
+    state fits still fits.
+
+    >>> [why.split(",")[0] for _, why in relaxations(DialogueState(genres=("Crime", "Western"),
+    ...                                                             lesser_known=True))]
+    ['few films are Crime and Western at once', 'few lesser-known films fit']
+    """
+    s = state
+    if len(s.genres) >= 2 and not s.genre_or:
+        s = s.with_changes(genre_or=True)
+        yield s, (f"few films are {' and '.join(s.genres)} at once, so these are any of them")
+    if s.lesser_known:
+        s = s.with_changes(lesser_known=False)
+        yield s, "few lesser-known films fit, so some of these are well known"
+    if s.moods:
+        moods = " and ".join(s.moods)
+        s = s.with_changes(moods=())
+        yield s, f"few films fit the {moods} mood as well as the rest, so that mood was dropped"
+    if s.like_genres:
+        s = s.with_changes(like_genres=())
+        yield s, ("few films share the genres of " + ", ".join(s.outside)
+                  + " as well as the rest, so those genres were dropped")
 
 
 def mood_groups(state: DialogueState) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:

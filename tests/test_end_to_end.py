@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from agent.explain import check_explanation, gather_facts
+from agent.explain import check_explanation, explain_picks, gather_facts
 
 pytestmark = pytest.mark.assets
 ISSUE_QUERY = "I loved Alien and Blade Runner, something from the 90s"
@@ -62,14 +62,56 @@ def test_turn_is_faithful_and_in_catalog(recommender):
     assert_faithful(recommender, reply)
 
 
-def test_llm_written_explanations_are_checked_or_replaced(recommender):
-    recommender.explain_mode = "llm"
+class Writes:
+    """The real backend, except that every explanation it writes is ``draft``."""
+
+    def __init__(self, real, draft: str):
+        self.real, self.draft, self.asked = real, draft, 0
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def generate(self, conversations, max_new_tokens):
+        self.asked += len(conversations)
+        return [self.draft] * len(conversations)
+
+
+def llm_explained_turn(recommender, message, backend=None):
+    real = recommender.backend
+    recommender.explain_mode, recommender.backend = "llm", backend or real
     try:
-        reply = recommender.turn("a funny romantic movie before 1980, no horror")
+        return recommender.turn(message)
     finally:
-        recommender.explain_mode = "template"
-    assert {r.explanation_source for r in reply.recommendations} <= {"llm", "template"}
+        recommender.explain_mode, recommender.backend = "template", real
+
+
+FUNNY = "a funny romantic movie before 1980, no horror"
+
+
+def test_llm_written_explanations_are_checked_or_replaced(recommender):
+    reply = llm_explained_turn(recommender, FUNNY)  # the real model writes them
     assert all(r.item.year < 1980 and "Horror" not in r.item.genres for r in reply.recommendations)
+    assert_faithful(recommender, reply)
+    facts = [gather_facts(r.item, reply.state, recommender.catalog.items,
+                          recommender.catalog.cowatch) for r in reply.recommendations]
+    templates = explain_picks(facts)  # the reply's picks are written together
+    for r, template in zip(reply.recommendations, templates):
+        # a kept draft is the model's text, not the template
+        assert (r.explanation == template) == (r.explanation_source == "template")
+
+
+def test_a_checkable_explanation_is_kept_and_a_false_claim_replaced(recommender):
+    honest = Writes(recommender.backend, "It is worth a look.")
+    reply = llm_explained_turn(recommender, FUNNY, honest)
+    assert honest.asked == 3
+    assert [r.explanation_source for r in reply.recommendations] == ["llm"] * 3
+    assert all(r.explanation == "It is worth a look." for r in reply.recommendations)
+    liar = Writes(recommender.backend, "It is a 2031 horror film by Steven Spielberg, "
+                                       "a sequel to The Matrix.")
+    reply = llm_explained_turn(recommender, FUNNY, liar)
+    assert liar.asked == 3
+    assert [r.explanation_source for r in reply.recommendations] == ["template"] * 3
+    assert "Matrix" not in reply.text and "2031" not in reply.text
     assert_faithful(recommender, reply)
 
 

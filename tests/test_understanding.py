@@ -1,0 +1,167 @@
+"""Free-form requests (issue 15): each test names a request a user typed and what Tailor
+must make of it. The catalog is the twelve-film one from conftest; people and titles
+outside the catalog come from a PeopleIndex over it and a small reference table."""
+
+import pytest
+
+from agent.linking import TitleIndex
+from agent.llm.fake import FakeBackend
+from agent.people import PeopleIndex
+from agent.ranking import VerbalizerRanker
+from agent.recommender import CLARIFY, OFF_TOPIC, Recommender
+from agent.reference import ReferenceFilm, ReferenceFilms
+from agent.enrich import title_key
+from agent.state import merge, parse_message, relaxations, satisfies
+from agent.types import DialogueState
+from tests.conftest import tiny_items
+from tests.test_recommender import CatalogRetriever
+
+REFERENCE = ReferenceFilms({title_key(f.title): f for f in (
+    ReferenceFilm("The Matrix", 1999, ("Action", "Sci-Fi")),
+    ReferenceFilm("Inception", 2010, ("Action", "Mystery", "Sci-Fi", "Thriller")),
+    ReferenceFilm("Alien", 1979, ("Horror", "Sci-Fi")),  # also in the catalog: catalog wins
+)})
+
+
+@pytest.fixture
+def index():
+    return TitleIndex(tiny_items())
+
+
+@pytest.fixture
+def people():
+    return PeopleIndex(tiny_items())
+
+
+def state_of(text, index, people=None, state=None):
+    return merge(state or DialogueState(), parse_message(text, index, people, REFERENCE))
+
+
+@pytest.mark.parametrize("text, genres", [
+    ("a crime comedy", ("Crime", "Comedy")),
+    ("a sci-fi horror", ("Sci-Fi", "Horror")),
+])
+def test_two_genres_mean_both(index, text, genres):
+    s = state_of(text, index)
+    assert set(s.genres) == set(genres) and not s.genre_or
+
+
+def test_or_means_either(index):
+    s = state_of("a comedy or a drama", index)
+    assert set(s.genres) == {"Comedy", "Drama"} and s.genre_or
+
+
+def test_an_explicit_year_beats_older(index):
+    s = state_of("something older, before 1980", index)
+    assert s.year_max in (1979, 1980) and s.year_min is None
+
+
+def test_no_violence_excludes_and_never_searches_for_it(index):
+    s = state_of("a thriller with no violence", index)
+    assert "violence" not in s.query and "violent" not in s.query
+    assert {"Action", "War"} & set(s.excluded_genres), s.excluded_genres
+    assert "Thriller" in s.genres
+
+
+def test_a_person_is_a_constraint(index, people):
+    s = state_of("films with Tom Hanks", index, people)
+    assert s.people == ("Tom Hanks",) and s.liked == ()
+    fits = [it.id for it in tiny_items() if satisfies(it, s)]
+    assert fits == [5]
+
+
+def test_a_misspelt_person_and_a_director_by_surname(index, people):
+    assert state_of("something starring Sigorney Weaver", index, people).people == (
+        "Sigourney Weaver",)
+    assert state_of("anything by Cameron", index, people).people == ("James Cameron",)
+
+
+def test_french_genre_and_decade(index):
+    s = state_of("un film policier des années 90", index)
+    assert s.genres == ("Crime",) and (s.year_min, s.year_max) == (1990, 1999)
+
+
+def test_a_title_outside_the_catalog_becomes_its_genres(index):
+    s = state_of("something like The Matrix", index)
+    assert s.liked == () and s.outside == ("The Matrix (1999)",)
+    assert s.like_genres == ("Action", "Sci-Fi")
+    assert all(satisfies(it, s) == bool({"Action", "Sci-Fi"} & set(it.genres))
+               for it in tiny_items())
+
+
+def test_a_catalog_title_is_never_looked_up_outside(index):
+    s = state_of("something like Alien", index)
+    assert s.liked == (1,) and s.outside == () and s.like_genres == ()
+
+
+def test_an_unknown_title_is_named_back(index):
+    s = state_of("I loved Zorblax Returns", index)
+    assert s.not_found == ("Zorblax Returns",) and s.liked == ()
+
+
+def test_hidden_gems_and_surprise_me(index):
+    assert state_of("some hidden gems", index).lesser_known
+    s = state_of("surprise me", index)
+    assert s.well_liked
+
+
+def test_a_mood_is_an_any_of_genre_group(index):
+    s = state_of("something cozy", index)
+    assert s.moods, s
+    assert not any(satisfies(it, s) for it in tiny_items() if "Horror" in it.genres)
+
+
+def test_relaxations_only_loosen():
+    strict = DialogueState(genres=("Crime", "Comedy"), lesser_known=True, moods=("dark",))
+    items = tiny_items()
+    before = {it.id for it in items if satisfies(it, strict)}
+    for looser, why in relaxations(strict):
+        now = {it.id for it in items if satisfies(it, looser)}
+        assert before <= now and why
+        before = now
+
+
+# --- whole turns --------------------------------------------------------------------------
+def make(catalog, **kw):
+    backend = FakeBackend()
+    ranker = VerbalizerRanker(backend, catalog, n_llm=3, weight=1.0, few_shot=False)
+    return Recommender(catalog, TitleIndex(tiny_items()), CatalogRetriever(catalog), ranker,
+                       backend, n_candidates=5, top_k=2, explain="template",
+                       people=PeopleIndex(tiny_items()), reference=REFERENCE, **kw)
+
+
+def test_off_topic_says_what_tailor_does(catalog):
+    r = make(catalog).turn("what's the weather like in Paris tomorrow?")
+    assert r.recommendations == () and OFF_TOPIC in r.text
+
+
+def test_vague_still_asks(catalog):
+    r = make(catalog).turn("hmm")
+    assert r.recommendations == () and CLARIFY in r.text
+
+
+def test_outside_title_is_said_and_used(catalog):
+    r = make(catalog).turn("something like The Matrix")
+    assert "The Matrix (1999) is not in the catalog" in r.text
+    assert r.recommendations
+    assert all({"Action", "Sci-Fi"} & set(x.item.genres) for x in r.recommendations)
+
+
+def test_not_found_alone_is_said_then_asks(catalog):
+    r = make(catalog).turn("I loved Zorblax Returns")
+    assert '"Zorblax Returns"' in r.text and CLARIFY in r.text and r.recommendations == ()
+
+
+def test_person_turn_recommends_only_their_films(catalog):
+    r = make(catalog).turn("films with Sigourney Weaver")
+    assert r.recommendations
+    assert all("Sigourney Weaver" in x.item.cast for x in r.recommendations)
+
+
+def test_too_strict_a_request_is_loosened_visibly(catalog):
+    # Nothing in the twelve films is Crime and Comedy at once.
+    r = make(catalog).turn("a crime comedy")
+    assert len(r.recommendations) == 2
+    assert "at once, so these are any of them" in r.text
+    assert all({"Crime", "Comedy"} & set(x.item.genres) for x in r.recommendations)
+    assert r.state.genre_or is False  # what the user asked for stays as asked
