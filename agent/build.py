@@ -110,11 +110,13 @@ def build_recommender(settings: Settings, backend=None, log=print):
 
         extractor = StateExtractor(backend, title_index, settings.state_llm)
     people = PeopleIndex(list(catalog.items.values()), load_vocabulary().person_cues)
+    reference = reference_films(settings, catalog, log)
     return Recommender(catalog, title_index,
-                       HybridRetriever(collection, embedder, catalog, people), ranker, backend,
+                       HybridRetriever(collection, embedder, catalog, people, reference),
+                       ranker, backend,
                        n_candidates=settings.candidates, top_k=settings.top_k,
                        explain=settings.explain, extractor=extractor, people=people,
-                       reference=reference_films(settings, catalog, log),
+                       reference=reference,
                        reranker=TailDiversityReranker(catalog, settings.tail_boost,
                                                       settings.diversity))
 

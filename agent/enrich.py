@@ -36,7 +36,8 @@ def title_key(title: str) -> str:
     return _LEADING_ARTICLE.sub("", t)
 
 
-def _names(value: str | None, limit: int | None = None) -> list[str]:
+def split_names(value: str | None, limit: int | None = None) -> list[str]:
+    """A comma-separated name field as a list ("N/A" is no name)."""
     if not value:
         return []
     names = [n.strip() for n in value.split(",") if n.strip() and n.strip() != "N/A"]
@@ -59,7 +60,7 @@ def load_film_facts(db_path: Path) -> dict[tuple[str, int], dict]:
         if not title or not year:
             continue
         key = (title_key(title), int(year))
-        facts = {"director": _names(director), "cast": _names(cast, MAX_CAST),
+        facts = {"director": split_names(director), "cast": split_names(cast, MAX_CAST),
                  "runtime": int(runtime) if runtime else None,
                  "country": (country or "").split(",")[0].strip() or None,
                  "language": (language or "").split(",")[0].strip() or None}

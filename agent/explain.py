@@ -339,10 +339,10 @@ def _reasons(f: Facts) -> list[_Reason]:
     if f.new_decade and not f.meets_years:  # a requested decade is no news
         out.append(_Reason("decade", 2.5, "decade", {"decade": f.new_decade}))
     if it.runtime and (it.runtime <= SHORT_RUNTIME or it.runtime >= LONG_RUNTIME):
-        out.append(_Reason("runtime", 1.5, "runtime", {
+        out.append(_Reason("runtime", 0.8, "runtime", {
             "runtime": it.runtime, "size": "short" if it.runtime <= SHORT_RUNTIME else "long"}))
     if it.country and it.country != "United States":
-        out.append(_Reason("country", 1.4, "country", {"country": it.country}))
+        out.append(_Reason("country", 0.7, "country", {"country": it.country}))
     if it.genres:  # the genres not asked for first: "it is comedy" restates the request
         genres = _g([g for g in it.genres if g not in f.meets_genre]
                     + [g for g in it.genres if g in f.meets_genre])

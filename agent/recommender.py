@@ -18,6 +18,7 @@ CLARIFY = ("Tell me a bit more so I can tailor this: a movie you liked, a genre 
            "or a decade (for example \"something like Alien but from the 90s\").")
 OFF_TOPIC = ("I can only help with films: I recommend titles from the catalog and say why. "
              "Tell me one you liked, a genre or a mood, or a decade.")
+LESSER_KNOWN_BOOST = 0.2
 DEGRADED_RANKING = "The ranking model is unavailable, so these are in retrieval order."
 DEGRADED_EXPLAIN = "The language model could not write explanations; showing catalog facts."
 
@@ -172,7 +173,12 @@ class Recommender:
             notices.append(DEGRADED_RANKING)
             ranked = [_RetrievalOnly(c) for c in cands]
         if self.reranker is not None:
-            ranked = self.reranker.rerank(ranked, tail_boost=state.tail_boost, diversity=diversity)
+            tail = state.tail_boost
+            if state.lesser_known and tail is not None:
+                # Retrieval already kept only tail items: a full boost on top would put the
+                # least-watched first, which is obscure, not a gem.
+                tail = min(tail, LESSER_KNOWN_BOOST)
+            ranked = self.reranker.rerank(ranked, tail_boost=tail, diversity=diversity)
         return ranked[: self.top_k]
 
     def explain(self, facts: list[Facts], state, notices) -> tuple[list[str], list[str]]:

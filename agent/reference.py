@@ -14,7 +14,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.enrich import title_key
+from agent.enrich import MAX_CAST, split_names, title_key
+from agent.types import Item
 
 # The reference table's genre names -> the catalog's (names not listed map to nothing).
 GENRE_MAP = {"Family": "Children's", "Music": "Musical", "Film-Noir": "Film-Noir",
@@ -31,10 +32,16 @@ class ReferenceFilm:
     title: str
     year: int | None
     genres: tuple[str, ...]  # in the catalog's genre names
+    director: tuple[str, ...] = ()
+    cast: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
         return f"{self.title} ({self.year})" if self.year else self.title
+
+    def as_item(self) -> Item:
+        """The film as an item to compare catalog items with (id -1: never recommended)."""
+        return Item(-1, self.title, self.year, self.genres, self.director, self.cast)
 
 
 class ReferenceFilms:
@@ -42,17 +49,18 @@ class ReferenceFilms:
 
     def __init__(self, films: dict[str, ReferenceFilm]):
         self.films = films
+        self.labels = {f.label: f for f in films.values()}
 
     @classmethod
     def from_film_db(cls, db_path: Path, catalog_genres) -> ReferenceFilms:
         con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         try:
-            rows = con.execute("SELECT Title, Year, Genre, COALESCE(imdbVotes, 0) FROM omdb "
+            rows = con.execute("SELECT Title, Year, Genre, Director, \"Cast\" FROM omdb "
                                "ORDER BY COALESCE(imdbVotes, 0)").fetchall()
         finally:
             con.close()
         films = {}
-        for title, year, genre, _ in rows:  # ascending votes: the most voted is written last
+        for title, year, genre, director, cast in rows:  # ascending votes: the most voted is written last
             if not title:
                 continue
             mapped = []
@@ -61,11 +69,16 @@ class ReferenceFilms:
                 if g in catalog_genres and g not in mapped:
                     mapped.append(g)
             films[title_key(title)] = ReferenceFilm(title, int(year) if year else None,
-                                                    tuple(mapped))
+                                                    tuple(mapped), tuple(split_names(director)),
+                                                    tuple(split_names(cast, MAX_CAST)))
         return cls(films)
 
     def lookup(self, span: str) -> ReferenceFilm | None:
         return self.films.get(title_key(span))
+
+    def by_label(self, label: str) -> ReferenceFilm | None:
+        """The film a state's ``outside`` entry names (its ``label``)."""
+        return self.labels.get(label)
 
 
 def named_titles(text: str) -> list[tuple[int, int, str]]:

@@ -51,11 +51,19 @@ def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
 class HybridRetriever:
     """Chroma semantic search + co-watch + content overlap + popularity, fused."""
 
-    def __init__(self, collection, embedder, catalog, people=None):
+    def __init__(self, collection, embedder, catalog, people=None, reference=None):
         self.collection = collection
         self.embedder = embedder
         self.catalog = catalog
         self.people = people  # agent.people.PeopleIndex: the items of a named person
+        self.reference = reference  # agent.reference.ReferenceFilms: titles outside it
+
+    def outside_films(self, state: DialogueState) -> list:
+        """Titles named outside the catalog, as items to compare with (id -1)."""
+        if self.reference is None:
+            return []
+        films = [self.reference.by_label(label) for label in state.outside]
+        return [f.as_item() for f in films if f is not None]
 
     def fits(self, item, state: DialogueState) -> bool:
         """``satisfies`` plus the head/tail split that "hidden gems" asks for."""
@@ -67,6 +75,11 @@ class HybridRetriever:
         if state.liked:
             got = self.collection.get(ids=[str(i) for i in state.liked], include=["embeddings"])
             vectors += [np.asarray(e, dtype=np.float32) for e in got["embeddings"]]
+        outside = self.outside_films(state)
+        if outside:  # embedded as the catalog's own documents are
+            from agent.index import item_document
+
+            vectors += list(self.embedder.encode([item_document(it) for it in outside]))
         words = [g for g in state.genres] + ([state.query] if state.query.strip() else [])
         if words:
             vectors.append(self.embedder.encode([" ".join(words)])[0])
@@ -83,7 +96,8 @@ class HybridRetriever:
                             {i for i, it in self.catalog.items.items() if self.fits(it, state)})
         where = chroma_where(state, people_items)
         if vector is None:  # nothing to search by: the best-liked (or most popular) that fit
-            return self.quality(state, n) if state.well_liked else self.popular(state, n)
+            return (self.quality(state, n) if state.well_liked or state.lesser_known
+                    else self.popular(state, n))
         res = self.collection.query(query_embeddings=[vector], n_results=n, where=where,
                                     include=["distances", "metadatas"])
         return [(int(m["item_id"]), 1.0 - float(d))
@@ -99,6 +113,7 @@ class HybridRetriever:
         """Items whose catalog facts overlap the liked items': genre Jaccard, plus a
         shared director (+0.5) or cast member (+0.25); popularity breaks ties."""
         liked = [self.catalog.get(i) for i in state.liked if i in self.catalog]
+        liked += self.outside_films(state)
         if not liked:
             return []
         scored = []
@@ -136,10 +151,10 @@ class HybridRetriever:
         pool = max(n, POOL)
         lists = {"semantic": self.semantic(state, pool), "cowatch": self.cowatched(state, pool),
                  "content": self.content(state, pool), "popular": self.popular(state, pool)}
-        if state.well_liked:
+        if state.well_liked or state.lesser_known:  # a hidden gem is a well-liked one
             lists["quality"] = self.quality(state, pool)
         if state.disliked:
-            avoid = state.with_changes(liked=state.disliked, disliked=())
+            avoid = state.with_changes(liked=state.disliked, disliked=(), outside=())
             seen: set[int] = set()
             lists["avoid"] = [(i, v) for i, v in self.content(avoid, pool) + self.cowatched(avoid, pool)
                               if not (i in seen or seen.add(i))]

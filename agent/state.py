@@ -224,9 +224,9 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
         blank(m.start, m.end)
     outside, not_found = find_outside("".join(rest), reference, _looks_like_title)
     for name in [f.title for f in outside] + not_found:
-        at = "".join(rest).find(name)
-        if at >= 0:
-            blank(at, at + len(name))
+        at = re.search(re.escape(name), "".join(rest), re.I)  # "the matrix" names The Matrix
+        if at:
+            blank(at.start(), at.end())
     moods, excluded = [], []
     for name, mood in vocab.moods.items():
         for m in find_phrases("".join(rest), mood.words):

@@ -165,3 +165,36 @@ def test_too_strict_a_request_is_loosened_visibly(catalog):
     assert "at once, so these are any of them" in r.text
     assert all({"Crime", "Comedy"} & set(x.item.genres) for x in r.recommendations)
     assert r.state.genre_or is False  # what the user asked for stays as asked
+
+
+def test_an_outside_title_brings_its_people_to_retrieval(catalog, tmp_path, index):
+    """The reference film's cast counts as a liked title's does: her catalog films score
+    higher for a Sigourney Weaver film outside the catalog than for the same film
+    without her."""
+    import chromadb
+    from chromadb.config import Settings
+
+    from agent.index import build_index, open_collection
+    from agent.retrieval import HybridRetriever
+    from tests.test_index import HashEmbedder
+
+    gorillas = ReferenceFilm("Gorillas in the Mist", 1988, ("Drama", "Sci-Fi"),
+                             ("Michael Apted",), ("Sigourney Weaver", "Bryan Brown"))
+    client = chromadb.PersistentClient(path=str(tmp_path / "c"),
+                                       settings=Settings(anonymized_telemetry=False))
+    emb = HashEmbedder()
+    build_index(client, catalog, emb, "tiny", log=lambda m: None)
+    scores = []
+    for film in (gorillas, ReferenceFilm(gorillas.title, 1988, gorillas.genres)):
+        reference = ReferenceFilms({title_key(film.title): film})
+        retriever = HybridRetriever(open_collection(client, emb, "tiny"), emb, catalog,
+                                    reference=reference)
+        state = merge(DialogueState(), parse_message("something like Gorillas in the Mist",
+                                                     index, None, reference))
+        assert state.outside == ("Gorillas in the Mist (1988)",) and state.liked == ()
+        assert retriever.retrieve(state, 3)
+        scores.append(dict(retriever.content(state, 12)))
+    with_her, without = scores
+    for i in (7, 11):  # Alien 3, Aliens
+        assert with_her[i] == pytest.approx(without[i] + 0.25)
+    assert with_her[9] == pytest.approx(without[9])  # 2001: no Weaver
