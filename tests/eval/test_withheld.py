@@ -1,0 +1,26 @@
+import pytest
+
+from eval.withheld import run_withheld, summarize, WithheldCase
+
+
+def test_summary_counts_turns_and_picks():
+    cases = [WithheldCase(1, "A", True, False, [2, 3], 1.0, 0.5),
+             WithheldCase(4, "B", False, True, [5], 0.0, 0.0)]
+    s = summarize(cases)
+    assert s == {"titles": 2, "said_not_in_catalog": 0.5, "linked_to_another_title": 0.5,
+                 "turns_sharing_a_genre": 0.5, "picks_sharing_a_genre": 0.5,
+                 "picks_cowatched": 0.25}
+
+
+@pytest.mark.assets
+def test_withheld_titles_are_said_and_resembled(real_settings, tmp_path):
+    report = run_withheld(real_settings, 8, tmp_path, log=lambda m: None)
+    with_table = report["with_reference"]["summary"]
+    without = report["without_reference"]["summary"]
+    assert with_table["titles"] == 8
+    assert with_table["said_not_in_catalog"] >= 0.75
+    assert with_table["turns_sharing_a_genre"] >= 0.75
+    assert with_table["picks_sharing_a_genre"] > without["picks_sharing_a_genre"]
+    assert (tmp_path / "withheld.md").read_text().startswith("# Titles outside the catalog")
+    for case in report["with_reference"]["cases"]:
+        assert case["item_id"] not in case["picks"]  # withheld means never recommended
