@@ -22,8 +22,23 @@ def test_sasrec_learns_a_deterministic_sequence():
     cat = Catalog(tiny_items(), {}, u.astype(np.int32), i.astype(np.int32), t, head=set())
     split = make_split(cat, n_negatives=3)
     cfg = SASRecConfig(dim=16, blocks=1, heads=1, max_len=12, dropout=0.0, lr=5e-3, batch=16,
-                       epochs=40, eval_every=10, patience=10)
+                       max_epochs=40, eval_every=10, patience=10)
     system = SASRecSystem.train(split.train_catalog, split, cfg, log=lambda m: None)
     hits = [system.rank(c, 1)[0] == c.target for c in split.test]
     assert np.mean(hits) >= 0.9
     assert system.info["valid_ndcg@10"] >= 0.9 and system.info["curve"]
+
+
+def test_a_saved_model_loads_with_the_same_scores(tmp_path):
+    from agent.models.sasrec import SASRec, train_sasrec
+
+    seqs = [[(s + k) % 12 + 1 for k in range(8)] for s in range(24)]
+    cfg = SASRecConfig(dim=8, blocks=1, heads=1, max_len=8, dropout=0.0, max_epochs=3,
+                       eval_every=1, patience=5)
+    model = train_sasrec(seqs, 13, [([1, 2, 3], 4)], cfg, log=lambda m: None, progress=False)
+    model.save(tmp_path / "m")
+    again = SASRec.load(tmp_path / "m")
+    assert np.allclose(model.scores([1, 2, 3]), again.scores([1, 2, 3]))
+    assert again.info["stopped"] == "epoch limit" and len(again.info["curve"]) == 3
+    assert model.rank_many([[1, 2, 3]], 2) == again.rank_many([[1, 2, 3]], 2)
+    assert not {1, 2, 3, 0} & set(model.rank_many([[1, 2, 3]], 5)[0])

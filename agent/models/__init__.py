@@ -1,0 +1,1 @@
+"""Models trained on interaction data (the agent's collaborative candidate sources)."""
