@@ -90,6 +90,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
     from agent.embeddings import SentenceEmbedder
     from agent.index import make_client, open_collection
     from agent.linking import TitleIndex
+    from agent.models.sasrec import find_sasrec
     from agent.people import PeopleIndex
     from agent.ranking import VerbalizerRanker
     from agent.recommender import Recommender
@@ -111,8 +112,13 @@ def build_recommender(settings: Settings, backend=None, log=print):
         extractor = StateExtractor(backend, title_index, settings.state_llm)
     people = PeopleIndex(list(catalog.items.values()), load_vocabulary().person_cues)
     reference = reference_films(settings, catalog, log)
+    sequential = find_sasrec(settings, catalog)
+    if sequential is None:
+        log("note: no sequential model for this catalog yet (`tailor train-cf` or "
+            "`tailor setup` trains it); recommending without it")
     return Recommender(catalog, title_index,
-                       HybridRetriever(collection, embedder, catalog, people, reference),
+                       HybridRetriever(collection, embedder, catalog, people, reference,
+                                       sequential),
                        ranker, backend,
                        n_candidates=settings.candidates, top_k=settings.top_k,
                        explain=settings.explain, extractor=extractor, people=people,

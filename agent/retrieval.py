@@ -25,7 +25,7 @@ class Retriever(Protocol):
 # "avoid" (items like the disliked ones) counts against an item: a dislike changes what
 # comes next, not only that one title.
 SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "content": 1.0, "popular": 0.3, "avoid": -0.5,
-                  "quality": 1.0}
+                  "quality": 1.0, "sequential": 1.0}
 
 
 def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
@@ -51,12 +51,14 @@ def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
 class HybridRetriever:
     """Chroma semantic search + co-watch + content overlap + popularity, fused."""
 
-    def __init__(self, collection, embedder, catalog, people=None, reference=None):
+    def __init__(self, collection, embedder, catalog, people=None, reference=None,
+                 sequential=None):
         self.collection = collection
         self.embedder = embedder
         self.catalog = catalog
         self.people = people  # agent.people.PeopleIndex: the items of a named person
         self.reference = reference  # agent.reference.ReferenceFilms: titles outside it
+        self.sasrec = sequential  # agent.models.sasrec.SASRec over the catalog's ids, or None
 
     def outside_films(self, state: DialogueState) -> list:
         """Titles named outside the catalog, as items to compare with (id -1)."""
@@ -109,6 +111,20 @@ class HybridRetriever:
         pool = self.catalog.cowatched_with(state.liked, n * 10)
         return [(i, s) for i, s in pool if self.fits(self.catalog.get(i), state)][:n]
 
+    def sequential(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
+        """What the sequence model predicts after the liked titles, in the order they were
+        said (its best ``n`` that fit)."""
+        if self.sasrec is None or not state.liked:
+            return []
+        scores = self.sasrec.scores(list(state.liked))
+        out = []
+        for i in np.argsort(-scores, kind="stable").tolist():
+            if i in self.catalog and self.fits(self.catalog.get(i), state):
+                out.append((i, float(scores[i])))
+                if len(out) == n:
+                    break
+        return out
+
     def content(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
         """Items whose catalog facts overlap the liked items': genre Jaccard, plus a
         shared director (+0.5) or cast member (+0.25); popularity breaks ties."""
@@ -150,6 +166,7 @@ class HybridRetriever:
         liked without letting the head crowd out the rest."""
         pool = max(n, POOL)
         lists = {"semantic": self.semantic(state, pool), "cowatch": self.cowatched(state, pool),
+                 "sequential": self.sequential(state, pool),
                  "content": self.content(state, pool), "popular": self.popular(state, pool)}
         if state.well_liked or state.lesser_known:  # a hidden gem is a well-liked one
             lists["quality"] = self.quality(state, pool)

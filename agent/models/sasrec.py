@@ -194,3 +194,60 @@ def train_sasrec(sequences: Sequence[Sequence[int]], n_items: int,
     log(f"sasrec: best validation NDCG@10 {best:.4f}; {curve[-1]['epoch']} epochs "
         f"({stopped}, {model.info['train_s']:.0f}s)")
     return model
+
+
+# --- the agent's model: trained on the whole catalog's interactions, cached -------------
+def catalog_sequences(catalog) -> dict[int, list[int]]:
+    """Each user's items in time order, each item once (its first watch)."""
+    from agent.enrich import group_by_user
+
+    return {u: list(dict.fromkeys(items))
+            for u, items in group_by_user(catalog.user, catalog.item, catalog.timestamp).items()}
+
+
+def model_key(catalog, cfg: SASRecConfig) -> str:
+    """What the cached model depends on: the interactions and the config."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (catalog.user, catalog.item, catalog.timestamp):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps(asdict(cfg), sort_keys=True).encode())
+    return h.hexdigest()[:12]
+
+
+def model_dir(models_dir: Path, dataset: str, catalog, cfg: SASRecConfig) -> Path:
+    return models_dir / f"sasrec-{dataset}-{model_key(catalog, cfg)}"
+
+
+def train_for_catalog(catalog, cfg: SASRecConfig | None = None, log=print,
+                      progress: bool = True) -> SASRec:
+    """Train on every user's history but its last item; the last items of users with at
+    least 3 items are the early-stopping targets (held out from training)."""
+    cfg = cfg or SASRecConfig()
+    seqs = catalog_sequences(catalog)
+    train = [s[:-1] for s in seqs.values() if len(s) >= 3]
+    probe = [(s[:-1], s[-1]) for s in seqs.values() if len(s) >= 3]
+    valid = np.zeros(catalog.max_id + 1, dtype=bool)
+    valid[list(catalog.items)] = True
+    return train_sasrec(train, catalog.max_id + 1, probe, cfg, valid, log, progress)
+
+
+def prepare_sasrec(settings, catalog, log=print, cfg: SASRecConfig | None = None) -> Path:
+    """The cached agent model for ``settings.dataset``, trained now if missing."""
+    cfg = cfg or SASRecConfig()
+    folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg)
+    if (folder / CONFIG).is_file():
+        return folder
+    log(f"training the sequential model for {settings.dataset} (once; cached in {folder})")
+    model = train_for_catalog(catalog, cfg, log)
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save(tmp)
+    tmp.rename(folder)  # whole or absent: an interrupted run leaves no half model
+    return folder
+
+
+def find_sasrec(settings, catalog, cfg: SASRecConfig | None = None) -> SASRec | None:
+    """The cached agent model, or None when `tailor setup` has not trained it."""
+    folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg or SASRecConfig())
+    return SASRec.load(folder) if (folder / CONFIG).is_file() else None

@@ -1,0 +1,53 @@
+"""The sequential candidate source (SASRec over the liked titles) inside the agent."""
+
+import numpy as np
+
+from agent.models.sasrec import (SASRecConfig, catalog_sequences, find_sasrec, model_dir,
+                                 prepare_sasrec)
+from agent.retrieval import HybridRetriever
+from agent.types import DialogueState
+
+
+class Planted:
+    """A sequence model whose scores are fixed: item i scores ``i`` (higher ids first)."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, []
+
+    def scores(self, history):
+        self.seen.append(list(history))
+        return np.arange(self.n, dtype=np.float64)
+
+
+def test_sequential_source_reads_liked_in_order_and_keeps_constraints(catalog):
+    model = Planted(catalog.max_id + 1)
+    r = HybridRetriever(None, None, catalog, sequential=model)
+    state = DialogueState(liked=(5, 1), year_min=1990, shown=(12,))
+    got = [i for i, _ in r.sequential(state, 3)]
+    assert model.seen == [[5, 1]]
+    assert got == [8, 7, 6]  # 12 was shown, 9-11 are older than 1990
+    assert r.sequential(DialogueState(genres=("Comedy",)), 3) == []  # nothing liked
+
+
+def test_no_model_no_source(catalog):
+    assert HybridRetriever(None, None, catalog).sequential(DialogueState(liked=(1,)), 3) == []
+
+
+def test_catalog_sequences_are_time_ordered_and_unique(catalog):
+    seqs = catalog_sequences(catalog)
+    assert seqs[1] == [1, 2, 3, 8] and seqs[4] == [2, 8, 3, 6, 12]
+
+
+def test_the_cached_model_is_trained_once_and_keyed_by_config(catalog, tmp_path):
+    class S:  # the two settings fields the cache reads
+        models_dir, dataset = tmp_path, "tiny"
+
+    cfg = SASRecConfig(dim=8, blocks=1, heads=1, max_len=6, dropout=0.0, max_epochs=2,
+                       eval_every=1, patience=3)
+    assert find_sasrec(S, catalog, cfg) is None
+    path = prepare_sasrec(S, catalog, log=lambda m: None, cfg=cfg)
+    assert path == model_dir(tmp_path, "tiny", catalog, cfg) and path.is_dir()
+    assert prepare_sasrec(S, catalog, log=lambda m: 1 / 0, cfg=cfg) == path  # cached: no log
+    assert find_sasrec(S, catalog, cfg).scores([1, 2]).shape == (catalog.max_id + 1,)
+    other = SASRecConfig(dim=8, blocks=1, heads=1, max_len=6, max_epochs=1)
+    assert model_dir(tmp_path, "tiny", catalog, other) != path
