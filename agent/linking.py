@@ -59,7 +59,10 @@ class TitleIndex:
             return None
         if key in self.by_key:
             return Mention(self.by_key[key][0], start, start + len(span), span, True)
-        if n >= 2 and len(key) >= 6 and span[:1].isupper():
+        cued = i > 0 and tokens[i - 1][0].lower() in CUE_WORDS
+        # Fuzzy (misspelt) matches: capitalized spans, or lower-case ones right after a cue
+        # ("i enjoyed pulp fction"), long enough that a near miss is not another phrase.
+        if n >= 2 and len(key) >= 6 and (span[:1].isupper() or (cued and len(key) >= 8)):
             from rapidfuzz import fuzz, process
 
             hit = process.extractOne(key, self.keys, scorer=fuzz.ratio,

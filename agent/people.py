@@ -11,6 +11,7 @@ from agent.types import Item
 
 _WORD = re.compile(r"[\w'’.-]+")
 FUZZY_CUTOFF = 88.0
+BARE_SURNAME_CREDITS = 6  # a surname alone names someone only this often credited
 
 
 def name_key(name: str) -> str:
@@ -25,6 +26,12 @@ class PersonMention:
     start: int
     end: int
     exact: bool
+
+
+def _in_name(tokens, i: int) -> bool:
+    """Whether token ``i`` has a capitalized neighbour: part of a longer name or title
+    ("Jimmy Stewart", "Saving Private Ryan"), so not a surname on its own."""
+    return any(0 <= j < len(tokens) and tokens[j][0][:1].isupper() for j in (i - 1, i + 1))
 
 
 class PeopleIndex:
@@ -49,10 +56,12 @@ class PeopleIndex:
     def items_of(self, names) -> set[int]:
         return set().union(*(self.films.get(n, set()) for n in names)) if names else set()
 
-    def find(self, text: str, is_title=lambda span: False) -> list[PersonMention]:
+    def find(self, text: str, is_title=lambda span: False,
+             titles: tuple[tuple[int, int], ...] = ()) -> list[PersonMention]:
         """Person mentions in ``text``, longest spans first, in text order. A span that is
         also a catalog title (``is_title``) counts as a person only after a cue such as
-        "by" or "with" ("films by Ed Wood" vs "I loved Ed Wood")."""
+        "by" or "with" ("films by Ed Wood" vs "I loved Ed Wood"); a bare surname inside a
+        title mention (``titles``: character spans) never does ("Young Frankenstein")."""
         tokens = [(m.group().strip(".'’"), m.start(), m.end()) for m in _WORD.finditer(text)]
         used = [False] * len(tokens)
         found = []
@@ -66,7 +75,8 @@ class PeopleIndex:
                 if hit is None:
                     continue
                 start, end = tokens[i][1], tokens[i + n - 1][2]
-                if is_title(text[start:end]) and not cue:
+                if not cue and (is_title(text[start:end]) or (n == 1 and (any(
+                        a < end and start < b for a, b in titles) or _in_name(tokens, i)))):
                     continue
                 found.append(PersonMention(hit[0], start, end, hit[1]))
                 used[i:i + n] = [True] * n
@@ -89,7 +99,10 @@ class PeopleIndex:
                 if hit:
                     return self.by_key[hit[0]], False
             return None
-        # One word: a surname, only capitalized and after a cue ("by Hitchcock").
-        if cue and capital and len(key) >= 4 and key in self.by_surname:
-            return self.by_surname[key], True
+        # One word: a surname, capitalized, after a cue ("by Hitchcock"), or without one
+        # for someone with many credits ("any Spielberg adventure").
+        if capital and len(key) >= 4 and key in self.by_surname:
+            person = self.by_surname[key]
+            if cue or len(self.films[person]) >= BARE_SURNAME_CREDITS:
+                return person, True
         return None

@@ -27,6 +27,8 @@ class Retriever(Protocol):
 SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "content": 1.0, "popular": 0.3, "avoid": -0.5,
                   "quality": 1.0, "sequential": 1.0}
 
+POPULAR_ASKED = 1.5  # the popularity list's weight when the user asks for popular films
+
 
 def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
              weights: dict[str, float] | None = None) -> list[Candidate]:
@@ -175,7 +177,10 @@ class HybridRetriever:
             seen: set[int] = set()
             lists["avoid"] = [(i, v) for i, v in self.content(avoid, pool) + self.cowatched(avoid, pool)
                               if not (i in seen or seen.add(i))]
+        weights = SOURCE_WEIGHTS
+        if state.tail_boost == 0.0:  # "popular comedies": the familiar counts fully
+            weights = {**SOURCE_WEIGHTS, "popular": POPULAR_ASKED}
         fused = rrf_fuse({k: v for k, v in lists.items() if v}, n + len(lists.get("avoid", ())),
-                         SOURCE_WEIGHTS)
+                         weights)
         # Only items some positive source proposed are candidates.
         return [c for c in fused if set(c.sources) - {"avoid"}][:n]

@@ -28,7 +28,9 @@ GENRE_WORDS = {
     "Drama": ["drama", "dramas", "dramatic"],
     "Fantasy": ["fantasy", "magic", "magical", "fairy tale"],
     "Film-Noir": ["film-noir", "film noir", "noir"],
-    "Horror": ["horror", "scary", "gory", "gore", "slasher", "creepy", "frightening"],
+    "Horror": ["horror", "scary", "gory", "gore", "slasher", "creepy", "frightening", "zombie",
+               "zombies", "vampire", "vampires", "werewolf", "werewolves", "haunted",
+               "ghost story", "monster movie", "scared"],
     "Musical": ["musical", "musicals"],
     "Mystery": ["mystery", "mysteries", "whodunit", "detective"],
     "Romance": ["romance", "romantic", "love story", "rom-com", "romcom"],
@@ -42,7 +44,9 @@ NEGATIONS = re.compile(
     r"\b(no|not|nothing|without|avoid|except|never|less|hate|hated|dislike|disliked|"
     r"don't|dont|do not|didn't|didnt|did not|isn't|wasn't|can't stand|anything but|"
     r"skip|none of|no more)\b[^,.;!?]*$", re.I)
-CLAUSE_BREAK = re.compile(r"[,.;!?]|\bbut\b|\bthough\b|\bhowever\b|\bwhile\b", re.I)
+# "but" ends a clause ("like Alien but less gory") except in "anything but", "all but".
+CLAUSE_BREAK = re.compile(r"[,.;!?]|(?<!anything )(?<!everything )(?<!all )\bbut\b|"
+                          r"\bthough\b|\bhowever\b|\bwhile\b", re.I)
 
 # Words that say nothing about taste; what is left of a message after removing
 # them, titles, genres and years is its semantic query ("mind-bending heist").
@@ -59,7 +63,7 @@ where why all other else kind sort type tonight today now time loved love liked 
 enjoy hate hated dislike disliked prefer rather maybe perhaps decade decades year years
 old older new newer recent released release between before after since until era
 hidden gem gems lesser little known obscure underrated popular mainstream niche
-hmm hm hmmm um umm uh erm meh idk lol haha well sure alright
+hmm hm hmmm um umm uh erm meh idk lol haha well sure alright entertain bored
 """.split())
 
 # Asking for the long tail or for the familiar sets the re-ranker's tail_boost.
@@ -169,7 +173,8 @@ def _years(text: str) -> tuple[int | None, int | None]:
         return a, b
     lo = hi = None
     # Other languages' decades: "années 90", "años 80", "anni 70", "90er".
-    t = re.sub(r"\b(?:ann[ée]es|a[ñn]os|anni|jahre)\s+(?:19)?(\d)0\b", r" \g<1>0s ", t)
+    t = re.sub(r"\b(?:ann[ée]es|a[ñn]os|anni|jahre|los|les|die|the)\s+(?:19)?(\d)0\b",
+               r" \g<1>0s ", t)
     t = re.sub(r"\b(?:19)?(\d)0er\b", r" \g<1>0s ", t)
     for m in re.finditer(r"(?<![\w])(?:the\s+)?((?:19|20)?\d0[’']?s|'\d0s|’\d0s|"
                          + "|".join(DECADE_WORDS) + r")(?![\w])", t):
@@ -180,18 +185,33 @@ def _years(text: str) -> tuple[int | None, int | None]:
     for m in re.finditer(r"\b(before|earlier than|older than|prior to|pre|until|up to|through)"
                          r"[\s-]+(\d{4})\b", t):
         y = int(m[2])
+        if NOTHING.search(t[:m.start()]):  # "nothing before 1980": 1980 or later
+            lo = y
+            continue
         hi = y - 1 if m[1] in ("before", "earlier than", "older than", "prior to", "pre") else y
     for m in re.finditer(r"\b(after|since|newer than|later than|post|from)[\s-]+(\d{4})\b", t):
         y = int(m[2])
+        if NOTHING.search(t[:m.start()]):  # "nothing newer than 1985": 1985 or earlier
+            hi = y
+            continue
         if m[1] == "from" and not re.search(r"\bfrom[\s-]+\d{4}\s*(on|onwards|onward)\b", t):
             lo = hi = y  # "from 1994" = released in 1994
         else:
             lo = y + 1 if m[1] in ("after", "newer than", "later than", "post") else y
     if lo is None and hi is None:
-        m = re.search(r"\bin\s+(19\d\d|20\d\d)\b", t)
+        # "in 1994", or a year used as an adjective: "a 1994 comedy", "1994 films".
+        m = re.search(r"\bin\s+(19\d\d|20\d\d)\b", t) or re.search(
+            r"\b(19\d\d|20[0-2]\d)\s+(?:" + "|".join(YEAR_NOUNS) + r")\b", t)
         if m:
             lo = hi = int(m[1])
     return lo, hi
+
+
+# Nouns a bare year can qualify ("a 1994 comedy"): genre words and film words.
+YEAR_NOUNS = sorted({re.escape(w) for ws in GENRE_WORDS.values() for w in ws}
+                    | {"movie", "movies", "film", "films", "flick", "release", "releases"},
+                    key=len, reverse=True)
+NOTHING = re.compile(r"\b(nothing|no films?|no movies?|not anything)\b(?:\s+\w+){0,2}\s*$")
 
 
 def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> ParsedMessage:
@@ -213,7 +233,9 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
 
     named_people = []
     if people is not None:
-        for pm in people.find(text, is_title=lambda span: bool(index.by_key.get(title_key(span)))):
+        titles = tuple((m.start, m.end) for m in index.find(text))
+        for pm in people.find(text, is_title=lambda span: bool(index.by_key.get(title_key(span))),
+                              titles=titles):
             if not _negated(text, pm.start):
                 named_people.append(pm.name)
             blank(pm.start, pm.end)
@@ -244,13 +266,17 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
     wanted = [g for g in wanted if g not in excluded]
     lo, hi = _years(rest_text)
     liked_refs, disliked_refs = _references(rest_text)
+    well_liked = False
+    for m in find_phrases("".join(rest), vocab.vague):  # "surprise me" is no search word
+        well_liked = True
+        blank(m.start(), m.end())
+    rest_text = "".join(rest)
     query = content_words(REFERENCE.sub(" ", _without_negated(rest_text)))
-    well_liked = bool(find_phrases(text, vocab.vague))
     genre_or = len(wanted) >= 2 and bool(re.search(r"\bor\b|\beither\b", rest_text, re.I))
     understood = (liked or disliked or wanted or excluded or lo or hi or named_people or moods
                   or outside or liked_refs or disliked_refs)
-    off_topic = bool(not understood and find_phrases(text, vocab.off_topic)
-                     and not find_phrases(text, vocab.film_words))
+    asks_else = find_phrases(text, vocab.off_topic) or ARITHMETIC.search(text)
+    off_topic = bool(not understood and asks_else and not find_phrases(text, vocab.film_words))
     return ParsedMessage(tuple(dict.fromkeys(liked)), tuple(dict.fromkeys(disliked)),
                          tuple(wanted), tuple(excluded), lo, hi,
                          "" if off_topic else query, tuple(mentions),
@@ -259,6 +285,9 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
                          bool(ANY_YEAR.search(rest_text)), bool(ANY_GENRE.search(rest_text)),
                          genre_or, tuple(dict.fromkeys(named_people)), tuple(moods),
                          tuple(outside), tuple(not_found), well_liked, off_topic)
+
+
+ARITHMETIC = re.compile(r"\d+\s*(?:times|plus|minus|x|\*|\+|/|divided by)\s*\d+", re.I)
 
 
 def _looks_like_title(span: str) -> bool:

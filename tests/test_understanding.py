@@ -198,3 +198,40 @@ def test_an_outside_title_brings_its_people_to_retrieval(catalog, tmp_path, inde
     for i in (7, 11):  # Alien 3, Aliens
         assert with_her[i] == pytest.approx(without[i] + 0.25)
     assert with_her[9] == pytest.approx(without[9])  # 2001: no Weaver
+
+
+@pytest.mark.parametrize("text, years", [
+    ("nothing made before 1980", (1980, None)),
+    ("nothing newer than 1985", (None, 1985)),
+    ("a 1994 comedy", (1994, 1994)),
+    ("películas de acción de los 90", (1990, 1999)),
+    ("2001: A Space Odyssey", (None, None)),  # a title, not a year
+])
+def test_year_forms(index, text, years):
+    s = state_of(text, index)
+    assert (s.year_min, s.year_max) == years
+
+
+def test_anything_but_is_a_negation(index):
+    s = state_of("anything but romance", index)
+    assert s.excluded_genres == ("Romance",) and s.genres == ()
+
+
+def test_a_lower_case_misspelt_title_after_a_cue(index):
+    assert state_of("i really enjoyed termnator 2: judgment day", index).liked == (3,)
+    assert state_of("usual suspcts", index).liked == ()  # no cue, lower case: not a guess
+
+
+def test_arithmetic_is_off_topic(index):
+    assert parse_message("what is 17 times 23", index).off_topic
+
+
+def test_a_bare_surname_names_only_the_much_credited_and_never_inside_a_name():
+    from agent.types import Item
+
+    items = [Item(100 + k, f"Film {k}", 1990, ("Drama",), ("Steven Spielberg",), ("Meg Ryan",))
+             for k in range(6)] + [Item(200, "Saving Private Ryan", 1998, ("War",))]
+    people, idx = PeopleIndex(items), TitleIndex(items)
+    assert parse_message("any Spielberg adventure", idx, people).people == ("Steven Spielberg",)
+    assert parse_message("something like Saving Private Ryan", idx, people).people == ()
+    assert parse_message("a Private Ryan kind of film", idx, people).people == ()
