@@ -98,7 +98,8 @@ class Recommender:
             return
         notices = []
         t = time.perf_counter()
-        cands, used = self.retriever.retrieve(state, self.n_candidates), state
+        strict = self.retriever.retrieve(state, self.n_candidates)
+        cands, used = strict, state
         if len(cands) < self.top_k:  # too little fits: loosen step by step, and say so
             for looser, why in relaxations(state):
                 more = self.retriever.retrieve(looser, self.n_candidates)
@@ -115,7 +116,13 @@ class Recommender:
             yield TurnEvent("final", Reply(msg, (), state, timings=timings))
             return
         t = time.perf_counter()
-        top = self.rank(used, cands, diversity, notices)
+        if used is state or not strict:
+            top = self.rank(used, cands, diversity, notices)
+        else:  # what fits the whole request comes first; the loosened ones fill up
+            top = self.rank(state, strict, diversity, notices)
+            fits = {r.item_id for r in top}
+            rest = [c for c in cands if c.item_id not in fits]
+            top += self.rank(used, rest, diversity, notices)[: self.top_k - len(top)]
         timings["rank"] = time.perf_counter() - t
         state = state.with_changes(shown=state.shown + tuple(r.item_id for r in top),
                                    last=tuple(r.item_id for r in top))
@@ -126,7 +133,7 @@ class Recommender:
                                         r.retrieval_score, r.llm_score)
                          for r, e, s in zip(top, explanations, sources))
             return Reply(render_text(recs, state, self.catalog.items, said), recs, state,
-                         tuple(notices), dict(timings))
+                         tuple(dict.fromkeys(notices)), dict(timings))
 
         picks = reply([""] * len(top), ["pending"] * len(top))
         yield TurnEvent("picks", picks)

@@ -97,6 +97,7 @@ class ParsedMessage:
     newer: bool = False
     any_year: bool = False  # "any decade is fine": drop the year bounds
     any_genre: bool = False  # "any genre": drop wanted and excluded genres
+    only_genres: bool = False  # "just westerns then": these genres replace the earlier ones
     genre_or: bool = False  # "comedy or drama"
     people: tuple[str, ...] = ()
     moods: tuple[str, ...] = ()
@@ -118,6 +119,7 @@ NEWER = re.compile(r"\b(newer|more recent|later)\b(?!\s+than\s+\d)", re.I)
 ANY_YEAR = re.compile(r"\b(any (decade|year|era)|whenever|(doesn't|does not|don't|do not) "
                       r"(matter|care) when|no matter when)\b", re.I)
 ANY_GENRE = re.compile(r"\bany (genre|kind|type)\b", re.I)
+ONLY = re.compile(r"\b(just|only|simply)\b", re.I)
 
 
 def _references(text: str) -> tuple[list[int], list[int]]:
@@ -283,7 +285,7 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
                          tail_preference(rest_text), tuple(liked_refs), tuple(disliked_refs),
                          bool(OLDER.search(rest_text)), bool(NEWER.search(rest_text)),
                          bool(ANY_YEAR.search(rest_text)), bool(ANY_GENRE.search(rest_text)),
-                         genre_or, tuple(dict.fromkeys(named_people)), tuple(moods),
+                         bool(wanted and ONLY.search(rest_text)), genre_or, tuple(dict.fromkeys(named_people)), tuple(moods),
                          tuple(outside), tuple(not_found), well_liked, off_topic)
 
 
@@ -366,6 +368,8 @@ def merge(state: DialogueState, parsed: ParsedMessage,
     disliked = [i for i in state.disliked if i not in new_liked] + new_disliked
     excluded = [g for g in state.excluded_genres if g not in parsed.genres] + list(parsed.excluded_genres)
     genres = [g for g in state.genres if g not in parsed.excluded_genres] + list(parsed.genres)
+    if parsed.only_genres and parsed.genres:
+        genres = list(parsed.genres)
     if parsed.any_genre:
         genres, excluded = list(parsed.genres), list(parsed.excluded_genres)
     moods = list(state.moods) + [m for m in parsed.moods if m not in state.moods]
@@ -378,9 +382,9 @@ def merge(state: DialogueState, parsed: ParsedMessage,
     elif parsed.any_year:
         year_min = year_max = None
     years = [items[i].year for i in state.last if items and i in items and items[i].year]
-    if parsed.older and years and not explicit:
+    if parsed.older and years and not explicit and not parsed.any_year:
         year_min, year_max = None, min(years) - 1
-    elif parsed.newer and years and not explicit:
+    elif parsed.newer and years and not explicit and not parsed.any_year:
         year_min, year_max = max(years) + 1, None
     like_genres, outside = state.like_genres, state.outside
     if parsed.outside:  # the newest title outside the catalog says what the user means now
@@ -427,7 +431,7 @@ def relaxations(state: DialogueState):
     """Looser versions of ``state``, each with a sentence saying what was let go, in the
     order a turn tries them when too little fits: genres any-of instead of all-of, then
     well-known films allowed for "hidden gems", then the moods, then the genres of titles
-    named outside the catalog. Each step keeps the earlier ones, so every item the strict
+    named outside the catalog, then the years. Each step keeps the earlier ones, so every item the strict
     state fits still fits.
 
     >>> [why.split(",")[0] for _, why in relaxations(DialogueState(genres=("Crime", "Western"),
@@ -449,6 +453,9 @@ def relaxations(state: DialogueState):
         s = s.with_changes(like_genres=())
         yield s, ("few films share the genres of " + ", ".join(s.outside)
                   + " as well as the rest, so those genres were dropped")
+    if s.year_min is not None or s.year_max is not None:
+        s = s.with_changes(year_min=None, year_max=None)
+        yield s, "few films fit all that in those years, so these are from any year"
 
 
 def mood_groups(state: DialogueState) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:

@@ -235,3 +235,27 @@ def test_a_bare_surname_names_only_the_much_credited_and_never_inside_a_name():
     assert parse_message("any Spielberg adventure", idx, people).people == ("Steven Spielberg",)
     assert parse_message("something like Saving Private Ryan", idx, people).people == ()
     assert parse_message("a Private Ryan kind of film", idx, people).people == ()
+
+
+def test_just_replaces_the_genres_and_any_decade_beats_older(index):
+    s = state_of("a film-noir western", index)
+    s = state_of("just westerns then", index, state=s)
+    assert s.genres == ("Western",)
+    s = DialogueState(genres=("Crime",), year_max=1992, last=(4, 6))
+    s = state_of("older ones too, any decade", index, state=s)
+    assert (s.year_min, s.year_max) == (None, None)
+
+
+def test_what_fits_the_whole_request_comes_before_what_was_loosened(catalog):
+    # Horror and Thriller before 1990: only Alien is both.
+    r = make(catalog).turn("a horror thriller from before 1990")
+    ids = [x.item.id for x in r.recommendations]
+    assert ids[0] == 1 and len(ids) == 2, r.text  # Alien first, then one loosened pick
+    assert "at once, so these are any of them" in r.text
+
+
+def test_years_are_loosened_last_and_said(catalog):
+    r = make(catalog).turn("a western from the 90s")  # no western at all: nothing fits
+    assert r.recommendations == ()
+    r = make(catalog).turn("a crime film before 1950")  # crime exists, but not that early
+    assert r.recommendations and "from any year" in r.text
