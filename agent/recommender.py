@@ -100,14 +100,16 @@ class Recommender:
         t = time.perf_counter()
         strict = self.retriever.retrieve(state, self.n_candidates)
         cands, used = strict, state
+        loosened: dict[str, str] = {}  # one sentence per thing let go (the widest wins)
         if len(cands) < self.top_k:  # too little fits: loosen step by step, and say so
             for looser, why in relaxations(state):
                 more = self.retriever.retrieve(looser, self.n_candidates)
                 if len(more) > len(cands):
                     cands, used = more, looser
-                    said.append(why[0].upper() + why[1:] + ".")
+                    loosened[why.split(",")[0]] = why[0].upper() + why[1:] + "."
                 if len(cands) >= self.top_k:
                     break
+        said += loosened.values()
         timings["retrieve"] = time.perf_counter() - t
         if not cands:
             msg = "\n".join(said + [f"{describe(state, self.catalog.items)}.", (

@@ -427,11 +427,14 @@ def satisfies(item: Item, state: DialogueState) -> bool:
     return True
 
 
+YEAR_WIDENING = (10, 25)  # years added on each side of a bound, step by step
+
+
 def relaxations(state: DialogueState):
     """Looser versions of ``state``, each with a sentence saying what was let go, in the
     order a turn tries them when too little fits: genres any-of instead of all-of, then
     well-known films allowed for "hidden gems", then the moods, then the genres of titles
-    named outside the catalog, then the years. Each step keeps the earlier ones, so every item the strict
+    named outside the catalog, then the years (widened). Each step keeps the earlier ones, so every item the strict
     state fits still fits.
 
     >>> [why.split(",")[0] for _, why in relaxations(DialogueState(genres=("Crime", "Western"),
@@ -453,9 +456,14 @@ def relaxations(state: DialogueState):
         s = s.with_changes(like_genres=())
         yield s, ("few films share the genres of " + ", ".join(s.outside)
                   + " as well as the rest, so those genres were dropped")
-    if s.year_min is not None or s.year_max is not None:
-        s = s.with_changes(year_min=None, year_max=None)
-        yield s, "few films fit all that in those years, so these are from any year"
+    lo, hi = s.year_min, s.year_max
+    for widen in YEAR_WIDENING:  # wider, not gone: "even older" must stay old
+        if lo is None and hi is None:
+            break
+        s = s.with_changes(year_min=None if lo is None else lo - widen,
+                           year_max=None if hi is None else hi + widen)
+        yield s, (f"few films fit all that in those years, so these are from up to {widen} "
+                  "years around them")
 
 
 def mood_groups(state: DialogueState) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
