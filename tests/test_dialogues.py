@@ -20,11 +20,16 @@ class Dialogue:
         reply = self.rec.turn(message, self.state)
         ids = [r.item.id for r in reply.recommendations]
         assert not set(ids) & set(self.seen), f"repeated {set(ids) & set(self.seen)}"
-        for i in ids:  # every pick meets every hard constraint of the new state
-            assert satisfies(self.catalog.get(i), reply.state.with_changes(shown=()))
+        # Every pick meets every hard constraint of the new state, except loosened ones:
+        # those come after all that fit, and only when the reply says what was let go.
+        state = reply.state.with_changes(shown=())
+        fit = [satisfies(self.catalog.get(i), state) for i in ids]
+        assert fit == sorted(fit, reverse=True), "a loosened pick before one that fits"
+        if not all(fit):
+            assert "so these are" in reply.text, reply.text
         self.seen += ids
         self.state = reply.state
-        return reply, ids
+        return reply, [i for i, ok in zip(ids, fit) if ok]  # the picks that fit
 
 
 def years(catalog, ids):
