@@ -105,17 +105,21 @@ def build_recommender(settings: Settings, backend=None, log=print):
         backend = make_backend(settings)
     ranker = VerbalizerRanker(backend, catalog, **ranker_options(settings))
     title_index = TitleIndex(list(catalog.items.values()))
-    extractor = None
-    if settings.state_llm != "off":
-        from agent.extract import StateExtractor
-
-        extractor = StateExtractor(backend, title_index, settings.state_llm)
     people = PeopleIndex(list(catalog.items.values()), load_vocabulary().person_cues)
     reference = reference_films(settings, catalog, log)
+    extractor = None
+    if settings.state_llm != "off":
+        from agent.extract import StateExtractor, state_backend
+
+        # A state adapter runs on its own copy of the small model; without one the
+        # configured backend fills the form zero-shot.
+        model = state_backend(settings, settings.state_adapter) if settings.state_adapter \
+            else backend
+        extractor = StateExtractor(model, title_index, settings.state_llm, people, reference)
     sequential = find_sasrec(settings, catalog)
     if sequential is None:
-        log("note: no sequential model for this catalog yet (`tailor train-cf` or "
-            "`tailor setup` trains it); recommending without it")
+        log("note: no sequential model for this catalog yet (`tailor train-cf` trains it); "
+            "recommending without it")
     return Recommender(catalog, title_index,
                        HybridRetriever(collection, embedder, catalog, people, reference,
                                        sequential),

@@ -13,12 +13,17 @@ from pathlib import Path
 from agent.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+TASKS = ("rank", "state")
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
     name: str = "smollm2-135m-ml-100k"  # the adapter's folder under TAILOR_HOME/adapters
     base_model: str | None = None  # None: the agent's model (TAILOR_MODEL)
+    task: str = "rank"  # "rank": the verbalizer ranker; "state": the JSON state extractor
+    # Data for task "state" (finetune.state_data): synthetic requests from the catalog
+    state_examples: int = 2000
+    state_val_examples: int = 150
     # Data (finetune.data)
     candidates: int = 10  # the LLM's window: the agent's llm_candidates
     snapshots: int = 10  # rounds of cut points per user
@@ -43,11 +48,14 @@ class FinetuneConfig:
     fusion_grid: tuple[float, ...] = field(default=(0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0))
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {TASKS}, not {self.task!r}")
         if self.quant not in ("none", "4bit"):
             raise ConfigError(f"quant must be 'none' or '4bit' (QLoRA), not {self.quant!r}")
         if not 2 <= self.candidates <= 26:
             raise ConfigError(f"candidates must be 2..26, not {self.candidates}")
-        for name in ("snapshots", "lora_r", "batch_size", "eval_every"):
+        for name in ("snapshots", "lora_r", "batch_size", "eval_every", "state_examples",
+                     "state_val_examples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not 0.0 <= self.chat_share <= 1.0:
@@ -62,6 +70,11 @@ class FinetuneConfig:
         """Hash of what the training examples depend on (so cached examples are reused)."""
         from agent.ranking import DETAILS, MAX_PROMPT_TOKENS, RANK_PROMPTS
         from prompts import prompt_hashes
+
+        if self.task == "state":
+            from finetune.state_data import data_fingerprint
+
+            return data_fingerprint(self.state_examples, self.state_val_examples, self.seed)
 
         keys = ("candidates", "snapshots", "chat_share", "seed", "base_model")
         blob = json.dumps({**{k: getattr(self, k) for k in keys},

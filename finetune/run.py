@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -53,8 +54,6 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
     key = config.data_key()
     source = catalog
     if include_feedback:
-        import hashlib
-
         from agent.sessions import SessionStore
 
         feedback = SessionStore(settings.sessions_db).feedback()
@@ -99,8 +98,12 @@ def heuristics_table(train, valid) -> dict:
 
 def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = False,
                  progress: bool = True, include_feedback: bool = False) -> dict:
-    """Build examples, train, and write ``adapters/<name>`` with its metadata."""
+    """Build examples, train, and write ``adapters/<name>`` with its metadata (the state
+    extractor's for ``config.task == "state"``)."""
     import torch
+
+    if config.task == "state":
+        return run_state_finetune(settings, config, log, fresh, progress)
 
     from agent.build import model_location
     from agent.ranking import RANK_PROMPTS
@@ -187,3 +190,85 @@ def plot_curve(meta: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def build_state_examples(settings, config: FinetuneConfig, log):
+    """Synthetic state examples (``finetune.state_data``) from the catalog, cached under
+    the data home; validation asks about titles and people training never saw.
+    Returns ``(train, valid, cache_dir)``."""
+    from agent.build import reference_films
+    from agent.catalog import Catalog
+    from agent.datasets import film_db_path
+    from finetune import state_data as S
+
+    cache = settings.home / "finetune" / f"{settings.dataset}-{config.data_key()}"
+    if (cache / "train.jsonl").exists() and (cache / "valid.jsonl").exists():
+        log(f"using cached examples in {cache}")
+        return S.load_examples(cache / "train.jsonl"), S.load_examples(cache / "valid.jsonl"), cache
+    catalog = Catalog.load(settings.data_dir())
+    items = list(catalog.items.values())
+    reference = reference_films(settings, catalog, log)
+    src = S.catalog_sources(items, reference=reference)
+    if reference is not None:
+        src = S.catalog_sources(items, S.outside_titles(film_db_path(settings.downloads_dir, log),
+                                                         src.title_index), reference)
+    train_src, val_src = S.split_sources(src, 0.1, config.seed)
+    train = S.synthesise(train_src, config.state_examples, config.seed)
+    valid = S.synthesise(val_src, config.state_val_examples, config.seed + 1)
+    cache.mkdir(parents=True, exist_ok=True)
+    S.save_examples(cache / "train.jsonl", train)
+    S.save_examples(cache / "valid.jsonl", valid)
+    log(f"synthesised {len(train)} training and {len(valid)} validation requests ({cache}); "
+        f"skills: {S.skill_counts(train)}")
+    return train, valid, cache
+
+
+def run_state_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = False,
+                       progress: bool = True) -> dict:
+    """Synthesise requests, train the state adapter, write ``adapters/<name>`` with its
+    ``tailor.json`` (``"task": "state"``; load it with ``agent.extract.state_backend``)."""
+    import torch
+
+    from agent.build import model_location
+    from agent.extract import STATE_PROMPTS, STATE_TASK, state_schema
+    from finetune.state_data import skill_counts
+    from finetune.state_train import examples_hash, train_state
+    from finetune.train import attach_lora, load_base
+    from prompts import prompt_hashes
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(config.seed)
+    t0 = time.perf_counter()
+    out = settings.adapters_dir / config.name
+    _check_checkpoint(out, config, fresh)
+    train_set, val_set, cache = build_state_examples(settings, config, log)
+    base = config.base_model or model_location(settings)
+    model, tokenizer = load_base(base, config.quant)
+    model = attach_lora(model, config)
+    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
+    (out / "checkpoint" / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"training {n_params:,} LoRA parameters on {len(train_set)} requests "
+        f"({config.epochs:g} epochs, budget {config.max_minutes:g} min)")
+    state = train_state(model, tokenizer, config, train_set, val_set, out, log, progress)
+    if state.best is None:
+        raise ConfigError("no adapter was saved: training stopped before the first validation")
+    meta = {
+        "name": config.name, "task": STATE_TASK,
+        "base_model": settings.model if not config.base_model else base,
+        "base_model_path": base, "dataset": settings.dataset, "quant": config.quant,
+        "data": {"cache": str(cache), "train_examples": len(train_set),
+                 "valid_examples": len(val_set), "train_hash": examples_hash(train_set),
+                 "skills": skill_counts(train_set)},
+        "prompt_hashes": prompt_hashes(STATE_PROMPTS),
+        "schema_sha256": hashlib.sha256(json.dumps(state_schema()).encode()).hexdigest(),
+        "config": config.to_json(), "trainable_parameters": n_params, "best": state.best,
+        "learning_curve": state.curve, "train_minutes": round(state.minutes, 1),
+        "wall_minutes": round((time.perf_counter() - t0) / 60, 1),
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=1))
+    log(f"state adapter {config.name!r} saved in {out}: validation exact forms "
+        f"{state.best['val_exact']:.3f}, loss {state.best['val_loss']:.3f} "
+        f"({meta['wall_minutes']:g} min in all)")
+    return meta

@@ -90,6 +90,13 @@ class FrozenSplit:
         row = out.logits[0, -1]
         return (row if letters is None else row[letters]).float()
 
+    def top_sequence_logits(self, hidden, keep: int):
+        """Logits of the last ``keep`` positions, ``[keep, vocab]``, through the top layers
+        (the state adapter's loss is on every token of its answer)."""
+        out = self._with_layers(list(self.layers[self.cut:]), self.inner.norm,
+                                lambda: self.causal_lm(inputs_embeds=hidden, logits_to_keep=keep))
+        return out.logits[0].float()
+
 
 def fused_positions(ex: Example, llm: np.ndarray, weight: float) -> int:
     """Where the answer lands when candidates are ordered by ``z(retrieval) + w z(llm)``;
