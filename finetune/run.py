@@ -35,6 +35,23 @@ def prompt_counter(model: str):
     return lambda messages: len(encode(tok, messages))
 
 
+def start_lora(settings, config: FinetuneConfig, out: Path, n_train: int, unit: str, log):
+    """The base model with a fresh LoRA attached, its config saved beside the checkpoint.
+    Returns ``(base location, model, tokenizer)``."""
+    from agent.build import model_location
+    from finetune.train import attach_lora, load_base
+
+    base = config.base_model or model_location(settings)
+    model, tokenizer = load_base(base, config.quant)
+    model = attach_lora(model, config)
+    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
+    (out / "checkpoint" / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"training {n_params:,} LoRA parameters on {n_train} {unit} "
+        f"({config.epochs:g} epochs, budget {config.max_minutes:g} min)")
+    return base, model, tokenizer
+
+
 def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = True,
                        include_feedback: bool = False):
     """Training and (honest) validation examples, cached under the data home by the
@@ -105,10 +122,9 @@ def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = Fals
     if config.task == "state":
         return run_state_finetune(settings, config, log, fresh, progress)
 
-    from agent.build import model_location
     from agent.ranking import RANK_PROMPTS
     from finetune.data import examples_hash
-    from finetune.train import attach_lora, load_base, train
+    from finetune.train import train
     from prompts import prompt_hashes
 
     if settings.threads:
@@ -124,14 +140,7 @@ def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = Fals
     heuristics = heuristics_table(train_set, val_set)
     log("NDCG@10 of trivial orderings (must not beat chance): " + json.dumps(
         {k: {h: round(v, 3) for h, v in row.items()} for k, row in heuristics.items()}))
-    base = config.base_model or model_location(settings)
-    model, tokenizer = load_base(base, config.quant)
-    model = attach_lora(model, config)
-    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
-    (out / "checkpoint" / "config.json").write_text(json.dumps(config.to_json(), indent=1))
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"training {n_params:,} LoRA parameters on {len(train_set)} examples "
-        f"({config.epochs:g} epochs, budget {config.max_minutes:g} min)")
+    base, model, tokenizer = start_lora(settings, config, out, len(train_set), "examples", log)
     state = train(model, tokenizer, config, train_set, val_set, out, log, progress)
     if state.best is None:
         raise ConfigError("no adapter was saved: training stopped before the first validation")
@@ -229,11 +238,9 @@ def run_state_finetune(settings, config: FinetuneConfig, log=print, fresh: bool 
     ``tailor.json`` (``"task": "state"``; load it with ``agent.extract.state_backend``)."""
     import torch
 
-    from agent.build import model_location
     from agent.extract import STATE_PROMPTS, STATE_TASK, state_schema
     from finetune.state_data import skill_counts
     from finetune.state_train import examples_hash, train_state
-    from finetune.train import attach_lora, load_base
     from prompts import prompt_hashes
 
     if settings.threads:
@@ -243,14 +250,7 @@ def run_state_finetune(settings, config: FinetuneConfig, log=print, fresh: bool 
     out = settings.adapters_dir / config.name
     _check_checkpoint(out, config, fresh)
     train_set, val_set, cache = build_state_examples(settings, config, log)
-    base = config.base_model or model_location(settings)
-    model, tokenizer = load_base(base, config.quant)
-    model = attach_lora(model, config)
-    (out / "checkpoint").mkdir(parents=True, exist_ok=True)
-    (out / "checkpoint" / "config.json").write_text(json.dumps(config.to_json(), indent=1))
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"training {n_params:,} LoRA parameters on {len(train_set)} requests "
-        f"({config.epochs:g} epochs, budget {config.max_minutes:g} min)")
+    base, model, tokenizer = start_lora(settings, config, out, len(train_set), "requests", log)
     state = train_state(model, tokenizer, config, train_set, val_set, out, log, progress)
     if state.best is None:
         raise ConfigError("no adapter was saved: training stopped before the first validation")
