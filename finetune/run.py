@@ -35,6 +35,18 @@ def prompt_counter(model: str):
     return lambda messages: len(encode(tok, messages))
 
 
+def prepare_run(settings, config: FinetuneConfig, fresh: bool) -> Path:
+    """Threads and seed set, the checkpoint checked: the adapter's output folder."""
+    import torch
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(config.seed)
+    out = settings.adapters_dir / config.name
+    _check_checkpoint(out, config, fresh)
+    return out
+
+
 def start_lora(settings, config: FinetuneConfig, out: Path, n_train: int, unit: str, log):
     """The base model with a fresh LoRA attached, its config saved beside the checkpoint.
     Returns ``(base location, model, tokenizer)``."""
@@ -117,8 +129,6 @@ def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = Fals
                  progress: bool = True, include_feedback: bool = False) -> dict:
     """Build examples, train, and write ``adapters/<name>`` with its metadata (the state
     extractor's for ``config.task == "state"``)."""
-    import torch
-
     if config.task == "state":
         return run_state_finetune(settings, config, log, fresh, progress)
 
@@ -127,12 +137,8 @@ def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = Fals
     from finetune.train import train
     from prompts import prompt_hashes
 
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    torch.manual_seed(config.seed)
     t0 = time.perf_counter()
-    out = settings.adapters_dir / config.name
-    _check_checkpoint(out, config, fresh)
+    out = prepare_run(settings, config, fresh)
     train_set, val_set, _, cache = build_example_sets(settings, config, log, progress,
                                                       include_feedback)
     if not train_set or not val_set:
@@ -236,19 +242,13 @@ def run_state_finetune(settings, config: FinetuneConfig, log=print, fresh: bool 
                        progress: bool = True) -> dict:
     """Synthesise requests, train the state adapter, write ``adapters/<name>`` with its
     ``tailor.json`` (``"task": "state"``; load it with ``agent.extract.state_backend``)."""
-    import torch
-
     from agent.extract import STATE_PROMPTS, STATE_TASK, state_schema
     from finetune.state_data import skill_counts
     from finetune.state_train import examples_hash, train_state
     from prompts import prompt_hashes
 
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    torch.manual_seed(config.seed)
     t0 = time.perf_counter()
-    out = settings.adapters_dir / config.name
-    _check_checkpoint(out, config, fresh)
+    out = prepare_run(settings, config, fresh)
     train_set, val_set, cache = build_state_examples(settings, config, log)
     base, model, tokenizer = start_lora(settings, config, out, len(train_set), "requests", log)
     state = train_state(model, tokenizer, config, train_set, val_set, out, log, progress)
