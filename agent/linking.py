@@ -30,7 +30,10 @@ class TitleIndex:
     def __init__(self, items: list[Item], fuzzy_cutoff: float = 90.0):
         self.by_key: dict[str, list[int]] = {}
         for it in sorted(items, key=lambda i: -i.popularity):
-            for key in {title_key(it.title), title_key(re.sub(r"\s*\(.*\)$", "", it.title))}:
+            bare = re.sub(r"\s*\(.*\)$", "", it.title)
+            # "Terminator 2" names "Terminator 2: Judgment Day" (the part before a colon).
+            short = bare.split(":")[0] if ":" in bare else ""
+            for key in {title_key(it.title), title_key(bare), title_key(short)}:
                 if key:
                     self.by_key.setdefault(key, []).append(it.id)
         self.keys = list(self.by_key)
@@ -55,14 +58,24 @@ class TitleIndex:
         start, end = tokens[i][1], tokens[i + n - 1][2]
         span = text[start:end].rstrip(".,!?;:")
         key = title_key(span)
-        if not key or not self._plausible(text, tokens, i, n, span, key):
+        # The message is just this span ("jurasic park"): a title typed on its own.
+        whole = i == 0 and n == len(tokens) and n >= 2 and len(key) >= 8
+        # A lower-case pair of words that is exactly a title of 8+ letters ("the godfather
+        # was great") is the title; shorter pairs are too often ordinary phrases.
+        exact_pair = n == 2 and len(key) >= 8 and key in self.by_key
+        # A lower-case title opening a list: "casablanca and the maltese falcon".
+        listed = (n == 1 and i == 0 and len(key) >= 6 and key in self.by_key
+                  and len(tokens) > 1 and tokens[1][0].lower() in {"and", "or", "&"})
+        if not key or not (self._plausible(text, tokens, i, n, span, key) or whole
+                           or exact_pair or listed):
             return None
         if key in self.by_key:
             return Mention(self.by_key[key][0], start, start + len(span), span, True)
         cued = i > 0 and tokens[i - 1][0].lower() in CUE_WORDS
         # Fuzzy (misspelt) matches: capitalized spans, or lower-case ones right after a cue
         # ("i enjoyed pulp fction"), long enough that a near miss is not another phrase.
-        if n >= 2 and len(key) >= 6 and (span[:1].isupper() or (cued and len(key) >= 8)):
+        if n >= 2 and len(key) >= 6 and (span[:1].isupper() or whole
+                                         or (cued and len(key) >= 8)):
             from rapidfuzz import fuzz, process
 
             hit = process.extractOne(key, self.keys, scorer=fuzz.ratio,

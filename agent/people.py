@@ -12,6 +12,9 @@ from agent.types import Item
 _WORD = re.compile(r"[\w'’.-]+")
 FUZZY_CUTOFF = 88.0
 BARE_SURNAME_CREDITS = 6  # a surname alone names someone only this often credited
+# Words after a name that make it a request for that person's films: "brad pit movies",
+# "a kubrick film", "the coen brothers".
+FILM_AFTER = {"film", "films", "movie", "movies", "flick", "flicks", "brothers", "bros"}
 
 
 def name_key(name: str) -> str:
@@ -32,6 +35,13 @@ def _in_name(tokens, i: int) -> bool:
     """Whether token ``i`` has a capitalized neighbour: part of a longer name or title
     ("Jimmy Stewart", "Saving Private Ryan"), so not a surname on its own."""
     return any(0 <= j < len(tokens) and tokens[j][0][:1].isupper() for j in (i - 1, i + 1))
+
+
+def _common(word: str) -> bool:
+    """An everyday or genre word ("a feel good film" names no Meagan Good)."""
+    from agent.state import FILLER, GENRE_WORDS
+
+    return word in FILLER or any(word in ws for ws in GENRE_WORDS.values())
 
 
 class PeopleIndex:
@@ -71,7 +81,8 @@ class PeopleIndex:
                     continue
                 cue = i > 0 and (name_key(tokens[i - 1][0]) in self.cues or (
                     i > 1 and name_key(tokens[i - 2][0] + " " + tokens[i - 1][0]) in self.cues))
-                hit = self._match(tokens[i:i + n], cue)
+                after = i + n < len(tokens) and tokens[i + n][0].lower() in FILM_AFTER
+                hit = self._match(tokens[i:i + n], cue, after)
                 if hit is None:
                     continue
                 start, end = tokens[i][1], tokens[i + n - 1][2]
@@ -82,7 +93,7 @@ class PeopleIndex:
                 used[i:i + n] = [True] * n
         return sorted(found, key=lambda m: m.start)
 
-    def _match(self, span, cue: bool) -> tuple[str, bool] | None:
+    def _match(self, span, cue: bool, after: bool = False) -> tuple[str, bool] | None:
         words = [w for w, _, _ in span]
         key = name_key(" ".join(words))
         if not key:
@@ -91,7 +102,9 @@ class PeopleIndex:
         if len(words) >= 2:
             if key in self.by_key:
                 return self.by_key[key], True
-            if capital and len(key) >= 8:
+            # Misspelt: capitalized, or lower case where the words around say a person
+            # is meant ("starring arnold schwarzenneger", "brad pit movies").
+            if len(key) >= 8 and (capital or cue or after):
                 from rapidfuzz import fuzz, process
 
                 hit = process.extractOne(key, self.keys, scorer=fuzz.ratio,
@@ -101,8 +114,8 @@ class PeopleIndex:
             return None
         # One word: a surname, capitalized, after a cue ("by Hitchcock"), or without one
         # for someone with many credits ("any Spielberg adventure").
-        if capital and len(key) >= 4 and key in self.by_surname:
+        if len(key) >= 4 and key in self.by_surname and (capital or (after and not _common(key))):
             person = self.by_surname[key]
-            if cue or len(self.films[person]) >= BARE_SURNAME_CREDITS:
+            if cue or after or len(self.films[person]) >= BARE_SURNAME_CREDITS:
                 return person, True
         return None

@@ -18,14 +18,15 @@ from agent.types import DialogueState, Item
 MAX_MESSAGE_CHARS = 2000
 
 GENRE_WORDS = {
-    "Action": ["action", "explosive", "shoot-em-up"],
+    "Action": ["action", "explosive", "shoot-em-up", "superhero", "superheroes", "kung fu",
+               "martial arts", "car chase", "car chases"],
     "Adventure": ["adventure", "adventures", "adventurous", "quest"],
     "Animation": ["animation", "animated", "cartoon", "cartoons", "anime", "pixar"],
     "Children's": ["children's", "childrens", "kids", "kid", "family", "children"],
     "Comedy": ["comedy", "comedies", "funny", "hilarious", "laugh", "rom-com", "romcom"],
-    "Crime": ["crime", "gangster", "heist", "mafia", "mob"],
+    "Crime": ["crime", "gangster", "heist", "mafia", "mob", "cop", "cops", "police"],
     "Documentary": ["documentary", "documentaries", "docs"],
-    "Drama": ["drama", "dramas", "dramatic"],
+    "Drama": ["drama", "dramas", "dramatic", "biopic", "biopics", "biographical"],
     "Fantasy": ["fantasy", "magic", "magical", "fairy tale"],
     "Film-Noir": ["film-noir", "film noir", "noir"],
     "Horror": ["horror", "scary", "gory", "gore", "slasher", "creepy", "frightening", "zombie",
@@ -34,8 +35,10 @@ GENRE_WORDS = {
     "Musical": ["musical", "musicals"],
     "Mystery": ["mystery", "mysteries", "whodunit", "detective"],
     "Romance": ["romance", "romantic", "love story", "rom-com", "romcom"],
-    "Sci-Fi": ["sci-fi", "scifi", "sci fi", "science fiction", "science-fiction", "space"],
-    "Thriller": ["thriller", "thrillers", "suspense", "suspenseful", "tense"],
+    "Sci-Fi": ["sci-fi", "scifi", "sci fi", "science fiction", "science-fiction", "space",
+               "alien", "aliens", "extraterrestrial", "robot", "robots", "time travel"],
+    "Thriller": ["thriller", "thrillers", "suspense", "suspenseful", "tense", "spy", "spies",
+                 "espionage"],
     "War": ["war"],
     "Western": ["western", "westerns", "cowboy", "cowboys"],
 }
@@ -64,6 +67,7 @@ enjoy hate hated dislike disliked prefer rather maybe perhaps decade decades yea
 old older new newer recent released release between before after since until era
 hidden gem gems lesser little known obscure underrated popular mainstream niche
 hmm hm hmmm um umm uh erm meh idk lol haha well sure alright entertain bored
+think guess mind feel feeling mood
 """.split())
 
 # Asking for the long tail or for the familiar sets the re-ranker's tail_boost.
@@ -177,7 +181,10 @@ def _years(text: str) -> tuple[int | None, int | None]:
     # Other languages' decades: "années 90", "años 80", "anni 70", "90er".
     t = re.sub(r"\b(?:ann[ée]es|a[ñn]os|anni|jahre|los|les|die|the)\s+(?:19)?(\d)0\b",
                r" \g<1>0s ", t)
-    t = re.sub(r"\b(?:19)?(\d)0er\b", r" \g<1>0s ", t)
+    t = re.sub(r"\b(?:19)?(\d)0ern?\b", r" \g<1>0s ", t)
+    # When a story is set is not when the film was made: "a war film set in the 1940s".
+    t = re.sub(r"\b(?:set|takes? place|taking place)\s+(?:in|during)\s+(?:the\s+)?"
+               r"(?:(?:early|late|mid)[\s-]+)?(?:\d{4}s?|'?\d0s|\w+ies)\b", " ", t)
     for m in re.finditer(r"(?<![\w])(?:the\s+)?((?:19|20)?\d0[’']?s|'\d0s|’\d0s|"
                          + "|".join(DECADE_WORDS) + r")(?![\w])", t):
         d = _decade(m.group(1))
@@ -275,10 +282,13 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
     rest_text = "".join(rest)
     query = content_words(REFERENCE.sub(" ", _without_negated(rest_text)))
     genre_or = len(wanted) >= 2 and bool(re.search(r"\bor\b|\beither\b", rest_text, re.I))
-    understood = (liked or disliked or wanted or excluded or lo or hi or named_people or moods
-                  or outside or liked_refs or disliked_refs)
+    taste = (liked or disliked or wanted or excluded or named_people or moods or outside
+             or liked_refs or disliked_refs)
     asks_else = find_phrases(text, vocab.off_topic) or ARITHMETIC.search(text)
-    off_topic = bool(not understood and asks_else and not find_phrases(text, vocab.film_words))
+    # A year alone does not make a question about films: "who won the world cup in 1998?"
+    off_topic = bool(not taste and asks_else and not find_phrases(text, vocab.film_words))
+    if off_topic:
+        lo = hi = None
     return ParsedMessage(tuple(dict.fromkeys(liked)), tuple(dict.fromkeys(disliked)),
                          tuple(wanted), tuple(excluded), lo, hi,
                          "" if off_topic else query, tuple(mentions),

@@ -219,7 +219,36 @@ def test_anything_but_is_a_negation(index):
 
 def test_a_lower_case_misspelt_title_after_a_cue(index):
     assert state_of("i really enjoyed termnator 2: judgment day", index).liked == (3,)
-    assert state_of("usual suspcts", index).liked == ()  # no cue, lower case: not a guess
+    # Inside a sentence, with no cue, a lower-case near miss is not a guess ...
+    assert state_of("round up the usual suspcts tonight", index).liked == ()
+    # ... but a message that is nothing else is a title typed on its own.
+    assert state_of("usual suspcts", index).liked == (4,)
+
+
+def test_lower_case_titles_without_a_cue(index):
+    # An exact pair of words of 8+ letters is the title; a shorter or partial one is not.
+    assert state_of("the usual suspects was great", index).liked == (4,)
+    assert state_of("it was great", index).liked == ()
+    # The part before a colon names the film.
+    assert state_of("Terminator 2 is my favourite", index).liked == (3,)
+
+
+def test_ordinary_words_and_genres_for_what_films_are_about(index):
+    s = state_of("a spy movie, no cops", index)
+    assert s.genres == ("Thriller",) and s.excluded_genres == ("Crime",)
+    assert state_of("a film about aliens", index).genres == ("Sci-Fi",)
+
+
+def test_a_year_alone_does_not_make_a_question_about_films(index):
+    p = parse_message("who won the world cup in 1998?", index)
+    assert p.off_topic and (p.year_min, p.year_max) == (None, None)
+    assert not parse_message("a comedy from 1998", index).off_topic
+
+
+def test_when_a_story_is_set_is_not_when_it_was_made(index):
+    s = state_of("a war film set in the 1940s made before 1970", index)
+    assert (s.year_min, s.year_max) == (None, 1969)
+    assert state_of("eine Komödie aus den 90ern", index).year_min == 1990
 
 
 def test_arithmetic_is_off_topic(index):
@@ -235,6 +264,19 @@ def test_a_bare_surname_names_only_the_much_credited_and_never_inside_a_name():
     assert parse_message("any Spielberg adventure", idx, people).people == ("Steven Spielberg",)
     assert parse_message("something like Saving Private Ryan", idx, people).people == ()
     assert parse_message("a Private Ryan kind of film", idx, people).people == ()
+
+
+def test_a_lower_case_name_before_a_film_word_is_a_person_but_an_everyday_word_is_not():
+    from agent.types import Item
+
+    items = [Item(100 + k, f"Film {k}", 1990, ("Drama",), ("Joel Coen",), ("Meagan Good",))
+             for k in range(2)] + [Item(110, "Other", 1991, ("Drama",), (), ("Brad Pitt",))]
+    people, idx = PeopleIndex(items), TitleIndex(items)
+    assert parse_message("a coen film", idx, people).people == ("Joel Coen",)
+    assert parse_message("films by the coen brothers", idx, people).people == ("Joel Coen",)
+    assert parse_message("brad pit movies", idx, people).people == ("Brad Pitt",)
+    assert parse_message("a feel good film", idx, people).people == ()
+    assert parse_message("coen", idx, people).people == ()  # lower case, nothing around it
 
 
 def test_just_replaces_the_genres_and_any_decade_beats_older(index):
