@@ -90,7 +90,8 @@ def build_recommender(settings: Settings, backend=None, log=print):
     from agent.embeddings import SentenceEmbedder
     from agent.index import make_client, open_collection
     from agent.linking import TitleIndex
-    from agent.models.sasrec import find_sasrec
+    from agent.fusion import find_fusion
+    from agent.models.sasrec import find_sasrec, sasrec_dir
     from agent.people import PeopleIndex
     from agent.ranking import VerbalizerRanker
     from agent.recommender import Recommender
@@ -117,12 +118,18 @@ def build_recommender(settings: Settings, backend=None, log=print):
             else backend
         extractor = StateExtractor(model, title_index, settings.state_llm, people, reference)
     sequential = find_sasrec(settings, catalog)
+    fusion = None
     if sequential is None:
         log("note: no sequential model for this catalog yet (`tailor train-cf` trains it); "
-            "recommending without it")
+            "recommending without it, candidates fused by reciprocal rank")
+    else:
+        fusion = find_fusion(settings, sasrec_dir(settings, catalog))
+        if fusion is None:
+            log("note: no learned fusion for this catalog yet (`tailor train-cf` trains it); "
+                "candidates fused by reciprocal rank")
     return Recommender(catalog, title_index,
                        HybridRetriever(collection, embedder, catalog, people, reference,
-                                       sequential),
+                                       sequential, fusion),
                        ranker, backend,
                        n_candidates=settings.candidates, top_k=settings.top_k,
                        explain=settings.explain, extractor=extractor, people=people,

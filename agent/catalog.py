@@ -90,3 +90,21 @@ class Catalog:
 
     def is_tail(self, item_id: int) -> bool:
         return item_id not in self.head
+
+
+def catalog_from_histories(catalog: Catalog, histories: dict[int, list[int]], label: str) -> Catalog:
+    """``catalog``'s items with popularity, head/tail and co-watch rebuilt from
+    ``histories`` alone (a held-out item must not raise its own popularity or
+    co-watch counts). Timestamps become positions within each history."""
+    from dataclasses import replace
+
+    from agent.enrich import head_tail_split, popularity_counts
+
+    users = sorted(histories)
+    user_arr = np.array([u for u in users for _ in histories[u]], dtype=np.int32)
+    item_arr = np.array([i for u in users for i in histories[u]], dtype=np.int32)
+    ts_arr = np.array([k for u in users for k in range(len(histories[u]))], dtype=np.int64)
+    counts = popularity_counts(item_arr, list(catalog.items))
+    head, _ = head_tail_split(counts)
+    items = [replace(it, popularity=counts[it.id]) for it in catalog.items.values()]
+    return Catalog(items, dict(catalog.meta, split=label), user_arr, item_arr, ts_arr, head)

@@ -7,7 +7,7 @@ between a cosine similarity and a co-occurrence score.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -54,13 +54,14 @@ class HybridRetriever:
     """Chroma semantic search + co-watch + content overlap + popularity, fused."""
 
     def __init__(self, collection, embedder, catalog, people=None, reference=None,
-                 sequential=None):
+                 sequential=None, fusion=None):
         self.collection = collection
         self.embedder = embedder
         self.catalog = catalog
         self.people = people  # agent.people.PeopleIndex: the items of a named person
         self.reference = reference  # agent.reference.ReferenceFilms: titles outside it
         self.sasrec = sequential  # agent.models.sasrec.SASRec over the catalog's ids, or None
+        self.fusion = fusion  # agent.fusion.FusionRanker: the learned fusion, or None (RRF)
 
     def outside_films(self, state: DialogueState) -> list:
         """Titles named outside the catalog, as items to compare with (id -1)."""
@@ -107,18 +108,23 @@ class HybridRetriever:
         return [(int(m["item_id"]), 1.0 - float(d))
                 for m, d in zip(res["metadatas"][0], res["distances"][0])]
 
-    def cowatched(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
-        if not state.liked:
+    def cowatched(self, state: DialogueState, n: int,
+                  history: Sequence[int] = ()) -> list[tuple[int, float]]:
+        """Items co-watched with the liked titles (and a known user's ``history``)."""
+        seeds = list(dict.fromkeys([*history, *state.liked]))
+        if not seeds:
             return []
-        pool = self.catalog.cowatched_with(state.liked, n * 10)
+        pool = self.catalog.cowatched_with(seeds, n * 10)
         return [(i, s) for i, s in pool if self.fits(self.catalog.get(i), state)][:n]
 
-    def sequential(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
-        """What the sequence model predicts after the liked titles, in the order they were
-        said (its best ``n`` that fit)."""
-        if self.sasrec is None or not state.liked:
+    def sequential(self, state: DialogueState, n: int,
+                   history: Sequence[int] = ()) -> list[tuple[int, float]]:
+        """What the sequence model predicts after a known user's ``history`` and then the
+        liked titles, in the order they were said (its best ``n`` that fit)."""
+        sequence = [i for i in history if i not in state.liked] + list(state.liked)
+        if self.sasrec is None or not sequence:
             return []
-        scores = self.sasrec.scores(list(state.liked))
+        scores = self.sasrec.scores(sequence)
         out = []
         for i in np.argsort(-scores, kind="stable").tolist():
             if i in self.catalog and self.fits(self.catalog.get(i), state):
@@ -161,14 +167,15 @@ class HybridRetriever:
         fits.sort(key=lambda it: (-quality[it.id], it.id))
         return [(it.id, quality[it.id]) for it in fits[:n]]
 
-    def retrieve(self, state: DialogueState, n: int) -> list[Candidate]:
-        """Fuse the semantic, co-watch and popularity lists (each ``pool`` long).
+    def lists(self, state: DialogueState, pool: int = POOL,
+              history: Sequence[int] = ()) -> dict[str, list[tuple[int, float]]]:
+        """Each source's best ``pool`` items that fit, as ``[(item_id, raw score)]``.
 
-        Popularity gets a third of the weight: it breaks ties towards items many people
-        liked without letting the head crowd out the rest."""
-        pool = max(n, POOL)
-        lists = {"semantic": self.semantic(state, pool), "cowatch": self.cowatched(state, pool),
-                 "sequential": self.sequential(state, pool),
+        ``history``: a known user's interactions in time order (the API's user id), read
+        by the sequence model and co-watching beside the liked titles."""
+        lists = {"semantic": self.semantic(state, pool),
+                 "cowatch": self.cowatched(state, pool, history),
+                 "sequential": self.sequential(state, pool, history),
                  "content": self.content(state, pool), "popular": self.popular(state, pool)}
         if state.well_liked or state.lesser_known:  # a hidden gem is a well-liked one
             lists["quality"] = self.quality(state, pool)
@@ -177,10 +184,42 @@ class HybridRetriever:
             seen: set[int] = set()
             lists["avoid"] = [(i, v) for i, v in self.content(avoid, pool) + self.cowatched(avoid, pool)
                               if not (i in seen or seen.add(i))]
+        return {k: v for k, v in lists.items() if v}
+
+    def rrf(self, state: DialogueState, lists: dict, n: int) -> list[Candidate]:
+        """The hand-tuned fusion of ``lists``: weighted reciprocal rank.
+
+        Popularity gets a third of the weight: it breaks ties towards items many people
+        liked without letting the head crowd out the rest."""
         weights = SOURCE_WEIGHTS
         if state.tail_boost == 0.0:  # "popular comedies": the familiar counts fully
             weights = {**SOURCE_WEIGHTS, "popular": POPULAR_ASKED}
-        fused = rrf_fuse({k: v for k, v in lists.items() if v}, n + len(lists.get("avoid", ())),
-                         weights)
+        fused = rrf_fuse(lists, n + len(lists.get("avoid", ())), weights)
         # Only items some positive source proposed are candidates.
         return [c for c in fused if set(c.sources) - {"avoid"}][:n]
+
+    def retrieve(self, state: DialogueState, n: int,
+                 history: Sequence[int] = ()) -> list[Candidate]:
+        """The best ``n`` of every source's lists (each ``POOL`` long, or ``n``), fused by
+        the learned fusion when there is one, else by weighted reciprocal rank."""
+        lists = self.lists(state, max(n, POOL), history)
+        if self.fusion is None:
+            return self.rrf(state, lists, n)
+        return self.learned(state, lists, n, history)
+
+    def learned(self, state: DialogueState, lists: dict, n: int,
+                history: Sequence[int] = ()) -> list[Candidate]:
+        """The learned fusion's best ``n`` of the union of ``lists``."""
+        from agent.fusion import candidate_rows
+
+        rrf = {c.item_id: c.score for c in self.rrf(state, lists, 10 * POOL)}
+        evidence = len(set(history) | set(state.liked))
+        ids, X = candidate_rows(lists, self.catalog, evidence, rrf)
+        proposed: dict[int, set[str]] = {}
+        for source, lst in lists.items():
+            for j, _ in lst:
+                proposed.setdefault(j, set()).add(source)
+        raw = {s: dict(lst) for s, lst in lists.items()}
+        return [Candidate(i, score, tuple(sorted(proposed[i])), raw.get("semantic", {}).get(i),
+                          raw.get("cowatch", {}).get(i))
+                for i, score in self.fusion.rank(ids, X)[:n]]

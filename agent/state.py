@@ -554,3 +554,13 @@ def describe(state: DialogueState, items: dict[int, Item]) -> str:
     if avoid:
         text += "; not " + ", ".join(avoid)
     return "Looking for: " + text
+
+
+LIKED_RECENT = 5  # a known user's most recent items stand in for what they say they liked
+
+
+def known_user_state(history, recent: int = LIKED_RECENT) -> DialogueState:
+    """The dialogue state of a user known by their interactions (time order): the most
+    recent ``recent`` items liked, everything else watched already seen."""
+    liked = tuple(history[-recent:])
+    return DialogueState(liked=liked, shown=tuple(i for i in history if i not in liked))

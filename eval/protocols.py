@@ -8,11 +8,11 @@ ever trained on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from agent.catalog import Catalog
+from agent.catalog import Catalog, catalog_from_histories  # noqa: F401  (re-exported)
 from agent.enrich import group_by_user, head_tail_split, popularity_counts
 
 
@@ -50,20 +50,6 @@ def leave_one_out(catalog: Catalog, min_history: int = 3) -> tuple[dict, dict, d
             continue
         train[user], valid[user], test[user] = items[:-2], items[-2], items[-1]
     return train, valid, test
-
-
-def catalog_from_histories(catalog: Catalog, histories: dict[int, list[int]], label: str) -> Catalog:
-    """``catalog``'s items with popularity, head/tail and co-watch rebuilt from
-    ``histories`` alone (a held-out item must not raise its own popularity or
-    co-watch counts). Timestamps become positions within each history."""
-    users = sorted(histories)
-    user_arr = np.array([u for u in users for _ in histories[u]], dtype=np.int32)
-    item_arr = np.array([i for u in users for i in histories[u]], dtype=np.int32)
-    ts_arr = np.array([k for u in users for k in range(len(histories[u]))], dtype=np.int64)
-    counts = popularity_counts(item_arr, list(catalog.items))
-    head, _ = head_tail_split(counts)
-    items = [replace(it, popularity=counts[it.id]) for it in catalog.items.values()]
-    return Catalog(items, dict(catalog.meta, split=label), user_arr, item_arr, ts_arr, head)
 
 
 def make_split(catalog: Catalog, n_negatives: int = 99, seed: int = 0) -> Split:

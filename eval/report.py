@@ -20,8 +20,11 @@ def git_sha() -> str | None:
 
 def write_report(out: Path, settings, specs, split, cases, results, seed, users,
                  wall_time_s: float, conversation: dict | None = None,
-                 llm_users: int | None = None, sha: str | None = None) -> dict:
-    """``sha``: the commit the run started at (a commit made while it ran is not its code)."""
+                 llm_users: int | None = None, sha: str | None = None,
+                 training: dict | None = None) -> dict:
+    """``sha``: the commit the run started at (a commit made while it ran is not its code).
+    ``training``: what trained systems report of their training (recall of each
+    candidate source, the fusion's feature importances)."""
     from agent.ranking import RANK_PROMPTS
     from prompts import prompt_hashes
 
@@ -52,6 +55,7 @@ def write_report(out: Path, settings, specs, split, cases, results, seed, users,
         "wall_time_s": wall_time_s,
         "systems": {r.name: r.to_json() for r in results},
         "conversation": conversation or {},
+        "training": training or {},
     }
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
@@ -97,6 +101,16 @@ def markdown(report: dict) -> str:
     if report.get("conversation"):
         lines += ["", "## Simulated conversations", "", "```",
                   json.dumps(report["conversation"], indent=1), "```"]
+    for name, t in (report.get("training") or {}).items():
+        lines += ["", f"## Training of {name}", ""]
+        if "recall@50_valid" in t:
+            lines += ["Recall@50 on the validation users, by candidate source: " + ", ".join(
+                f"{s} {v:.3f}" for s, v in t["recall@50_valid"].items()) + ".", ""]
+        if "importances" in t:
+            top = sorted(t["importances"].items(), key=lambda kv: -kv[1])
+            lines += ["Fusion feature importances (share of gain): " + ", ".join(
+                f"{f} {v:.3f}" for f, v in top if v > 0) + "; unused: "
+                + (", ".join(f for f, v in top if v == 0) or "none") + ".", ""]
     lines += ["", f"Prompt hashes: {report['prompt_hashes']}", ""]
     return "\n".join(lines)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from agent.errors import ConfigError
 
-SYSTEMS = ("popularity", "itemknn", "sasrec", "retrieval", "hybrid", "llm-zero", "llm-few",
-           "llm-lora", "llm-lora-tail")
+SYSTEMS = ("popularity", "itemknn", "sasrec", "tailor", "retrieval", "hybrid", "llm-zero",
+           "llm-few", "llm-lora", "llm-lora-tail")
 DEFAULT_SYSTEMS = "popularity,itemknn,retrieval,hybrid,llm-zero,llm-few"
 
 
@@ -61,6 +61,27 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
             made["hybrid"] = S.Hybrid(cat, HybridRetriever(collection, embedder, cat))
         return made["hybrid"]
 
+    def sasrec():
+        if "sasrec" not in made:
+            from eval.sasrec import SASRecSystem
+
+            made["sasrec"] = SASRecSystem.train(cat, split, log=log,
+                                                cache_dir=settings.models_dir)
+        return made["sasrec"]
+
+    def tailor(tail_boost):
+        from eval.two_stage import TwoStage, train_two_stage
+
+        if "fusion" not in made:
+            retriever = HybridRetriever(collection, embedder, cat, sequential=sasrec().model)
+            made["fusion"] = (retriever, *train_two_stage(cat, split, retriever, log))
+        retriever, fusion, report = made["fusion"]
+        name = "tailor" if arg is None else f"tailor:{tail_boost:g}"
+        system = TwoStage(cat, retriever, fusion, TailDiversityReranker(
+            cat, 0.0, settings.diversity), tail_boost, name=name)
+        system.report = dict(report, tail_boost=tail_boost)
+        return system
+
     def llm(name):
         if name not in made:
             adapter = settings.adapter if name == "llm-lora" else None
@@ -84,9 +105,10 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
         elif name == "retrieval":
             built.append(S.EmbeddingRetrieval(cat, vectors))
         elif name == "sasrec":
-            from eval.sasrec import SASRecSystem
-
-            built.append(SASRecSystem.train(cat, split, log=log))
+            built.append(sasrec())
+        elif name == "tailor":  # "tailor:0.1": another tail_boost than the agent's
+            built.append(tailor(check_knob("the tailor tail_boost",
+                                           settings.tail_boost if arg is None else arg)))
         elif name == "hybrid":
             built.append(hybrid())
         elif name == "llm-lora-tail":
@@ -189,9 +211,10 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
             res.subset_metrics = {k: float(sum(r[k] for r in rows) / len(rows)) for k in rows[0]}
     conversation = run_conversations(built, split, collection, embedder, conversation_users,
                                      seed, log) if conversation_users else {}
+    training = {s.name: s.report for s in built if getattr(s, "report", None)}
     return write_report(out, settings, specs, split, cases, results, seed, users,
                         time.perf_counter() - t0, conversation,
-                        len(llm_cases) if llm_cases is not cases else None, sha)
+                        len(llm_cases) if llm_cases is not cases else None, sha, training)
 
 
 def make_explainer(catalog):

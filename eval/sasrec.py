@@ -25,9 +25,22 @@ class SASRecSystem(ScoringSystem):
 
     @classmethod
     def train(cls, catalog, split, cfg: SASRecConfig | None = None, log=print,
-              probe_users: int = 1000, seed: int = 0) -> SASRecSystem:
+              probe_users: int = 1000, seed: int = 0, cache_dir=None) -> SASRecSystem:
         """Train on each user's training history (validation and test items excluded);
-        early stopping reads the validation targets of up to ``probe_users`` users."""
+        early stopping reads the validation targets of up to ``probe_users`` users.
+
+        ``cache_dir``: a folder of models; a model trained on the same training
+        interactions with the same config and probe is loaded from there, not retrained."""
+        cfg = cfg or SASRecConfig()
+        folder = None
+        if cache_dir is not None:
+            from agent.models.sasrec import CONFIG, model_key
+
+            key = model_key(catalog, cfg) + f"-p{probe_users}-s{seed}"
+            folder = cache_dir / f"eval-sasrec-{catalog.meta.get('dataset', 'data')}-{key}"
+            if (folder / CONFIG).is_file():
+                log(f"sasrec: the model trained on this split earlier ({folder})")
+                return cls(catalog, SASRec.load(folder))
         rng = np.random.default_rng(seed)
         probe = split.valid if len(split.valid) <= probe_users else \
             [split.valid[i] for i in rng.choice(len(split.valid), probe_users, replace=False)]
@@ -35,4 +48,8 @@ class SASRecSystem(ScoringSystem):
         valid[list(catalog.items)] = True
         model = train_sasrec([c.history for c in split.valid], catalog.max_id + 1,
                              [(c.history, c.target) for c in probe], cfg, valid, log)
+        if folder is not None:
+            tmp = folder.with_name(folder.name + ".tmp")
+            model.save(tmp)
+            tmp.rename(folder)
         return cls(catalog, model)

@@ -14,7 +14,7 @@ import numpy as np
 from agent.types import DialogueState
 from eval.protocols import Case
 
-LIKED_RECENT = 5  # the most recent history items stand in for what a user says they liked
+from agent.state import known_user_state
 
 
 class System(Protocol):
@@ -107,8 +107,7 @@ class EmbeddingRetrieval(ScoringSystem):
 def case_state(case: Case) -> DialogueState:
     """The dialogue state a user with this history would be in: recent items liked,
     everything watched already seen."""
-    liked = tuple(case.history[-LIKED_RECENT:])
-    return DialogueState(liked=liked, shown=tuple(i for i in case.history if i not in liked))
+    return known_user_state(case.history)
 
 
 class PoolSystem:

@@ -51,3 +51,33 @@ def test_the_cached_model_is_trained_once_and_keyed_by_config(catalog, tmp_path)
     assert find_sasrec(S, catalog, cfg).scores([1, 2]).shape == (catalog.max_id + 1,)
     other = SASRecConfig(dim=8, blocks=1, heads=1, max_len=6, max_epochs=1)
     assert model_dir(tmp_path, "tiny", catalog, other) != path
+
+
+def test_a_known_users_history_comes_before_the_liked_titles(catalog):
+    model = Planted(catalog.max_id + 1)
+    r = HybridRetriever(None, None, catalog, sequential=model)
+    r.sequential(DialogueState(liked=(5, 1)), 3, history=(2, 1, 8))
+    assert model.seen == [[2, 8, 5, 1]]  # a liked title said again moves to the end
+    cowatched = {i for i, _ in r.cowatched(DialogueState(), 10, history=(5,))}
+    assert cowatched == {i for i, _ in r.cowatched(DialogueState(liked=(5,)), 10)} != set()
+
+
+class ByItemId:
+    """A fusion that ranks the highest item id first, whatever the features."""
+
+    def rank(self, ids, X):
+        assert X.shape[0] == len(ids)
+        return sorted(((i, float(i)) for i in ids), reverse=True)
+
+
+def test_the_learned_fusion_orders_the_candidates_when_there_is_one(catalog):
+    r = HybridRetriever(None, None, catalog, sequential=Planted(catalog.max_id + 1),
+                        fusion=ByItemId())
+    lists = {"cowatch": [(3, 1.0), (8, 0.5)], "sequential": [(2, 0.9)], "avoid": [(12, 1.0)]}
+    got = r.learned(DialogueState(liked=(1,)), lists, 2)
+    assert [(c.item_id, c.sources) for c in got] == [(8, ("cowatch",)), (3, ("cowatch",))]
+    assert got[0].cowatch == 0.5 and got[0].score == 8.0
+    # "avoid" alone proposes nothing; RRF without a fusion keeps its own order.
+    assert 12 not in [c.item_id for c in r.learned(DialogueState(liked=(1,)), lists, 9)]
+    plain = HybridRetriever(None, None, catalog).rrf(DialogueState(liked=(1,)), lists, 2)
+    assert [c.item_id for c in plain] == [2, 3]  # first of their lists: a tie, lower id first

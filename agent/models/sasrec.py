@@ -247,7 +247,13 @@ def prepare_sasrec(settings, catalog, log=print, cfg: SASRecConfig | None = None
     return folder
 
 
+def sasrec_dir(settings, catalog, cfg: SASRecConfig | None = None) -> Path | None:
+    """The folder of the cached agent model, or None when it has not been trained."""
+    folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg or SASRecConfig())
+    return folder if (folder / CONFIG).is_file() else None
+
+
 def find_sasrec(settings, catalog, cfg: SASRecConfig | None = None) -> SASRec | None:
     """The cached agent model, or None when `tailor setup` has not trained it."""
-    folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg or SASRecConfig())
-    return SASRec.load(folder) if (folder / CONFIG).is_file() else None
+    folder = sasrec_dir(settings, catalog, cfg)
+    return SASRec.load(folder) if folder else None

@@ -75,3 +75,24 @@ def test_lora_systems_and_the_tail_frontier(real_settings, tmp_path):
     assert tail[0] <= tail[1] <= tail[2] and tail[2] > tail[0]
     for r in systems.values():
         assert r["metrics"]["oov_rate@20"] == 0.0 and r["metrics"]["history_repeat@20"] == 0.0
+
+
+def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
+    """The two-stage pipeline on real data: SASRec trained on the split (early-stopped),
+    the fusion over every source, the recall of each source and the importances."""
+    out = tmp_path / "eval"
+    env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
+    run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--systems",
+                          "sasrec,tailor", "--users", "20", "--seed", "1", "--out", str(out)],
+                         capture_output=True, text=True, env=env, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["systems"]) == ["sasrec", "tailor"]
+    for r in report["systems"].values():
+        assert len(r["per_user"]) == 20 and r["metrics"]["oov_rate@20"] == 0.0
+        assert r["metrics"]["history_repeat@20"] == 0.0
+    training = report["training"]["tailor"]
+    recall = training["recall@50_valid"]
+    assert recall["union"] >= max(v for k, v in recall.items() if k != "union") > 0
+    assert abs(sum(training["importances"].values()) - 1.0) < 1e-6
+    assert "Recall@50 on the validation users" in (out / "report.md").read_text()

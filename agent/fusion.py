@@ -1,0 +1,286 @@
+"""The learned fusion: a LightGBM LambdaRank model over every candidate source's lists.
+
+The first stage (``HybridRetriever.lists``) proposes items from several sources, each
+a ranked ``[(item_id, score)]`` list. The union of those lists is the candidate set;
+each candidate gets a row of features (``feature_names``): every source's rank and raw
+score (missing where that source did not propose it), the hand-tuned RRF score, the
+number of sources that proposed it, its popularity, tail flag, rating quality and
+year, the length of the evidence, and optionally the LLM verbalizer's score. A
+LambdaRank model (RecTools' CandidateRankingModel shape: the first stage's ranks and
+scores kept as features) orders them.
+
+Training examples must be leak-free: the sources are fitted on interactions from
+before each example's target, and the target is the next thing the user watched
+(``examples``). The model is saved with its feature list and training config.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from agent.errors import ConfigError
+
+# Sources, in the order their features appear. "avoid" (items like the disliked ones)
+# is a source the model may learn to count against an item.
+SOURCES = ("sequential", "cowatch", "semantic", "content", "popular", "quality", "avoid")
+ITEM_FEATURES = ("rrf", "n_sources", "log_popularity", "tail", "quality_prior", "year",
+                 "history_len")
+LLM_FEATURE = "llm"
+MODEL, META = "fusion.txt", "fusion.json"
+
+
+def feature_names(llm: bool = False) -> list[str]:
+    """Column names of a candidate row.
+
+    >>> feature_names()[:4], feature_names(llm=True)[-1]
+    (['sequential_rank', 'sequential_score', 'cowatch_rank', 'cowatch_score'], 'llm')
+    """
+    cols = [f"{s}_{kind}" for s in SOURCES for kind in ("rank", "score")]
+    return cols + list(ITEM_FEATURES) + ([LLM_FEATURE] if llm else [])
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    rounds: int = 400  # boosting rounds at most; early stopping on held-out groups ends it
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 20
+    feature_fraction: float = 0.9
+    early_stopping: int = 40
+    valid_share: float = 0.2  # groups kept aside for early stopping
+    seed: int = 0
+
+
+def candidate_rows(lists: dict[str, list[tuple[int, float]]], catalog, history_len: int,
+                   rrf: dict[int, float] | None = None, llm: dict[int, float] | None = None,
+                   ) -> tuple[list[int], np.ndarray]:
+    """The union of ``lists`` (``avoid`` alone proposes nothing) and its feature rows.
+
+    A source that did not propose an item gives it NaN for both its rank and its score:
+    LightGBM learns where missing values go, so "not proposed" is its own branch.
+    """
+    ids: list[int] = []
+    for source, ranked in lists.items():
+        if source != "avoid":
+            ids += [i for i, _ in ranked]
+    ids = list(dict.fromkeys(ids))
+    pos = {i: r for r, i in enumerate(ids)}
+    use_llm = llm is not None
+    X = np.full((len(ids), len(feature_names(use_llm))), np.nan, dtype=np.float32)
+    for s, source in enumerate(SOURCES):
+        for rank, (item, score) in enumerate(lists.get(source, ())):
+            row = pos.get(item)
+            if row is not None:
+                X[row, 2 * s], X[row, 2 * s + 1] = rank, score
+    base = 2 * len(SOURCES)
+    quality = catalog.quality
+    for row, item in enumerate(ids):
+        it = catalog.get(item)
+        X[row, base:base + len(ITEM_FEATURES)] = (
+            (rrf or {}).get(item, np.nan),
+            sum(1 for s in lists if s != "avoid" and not math.isnan(X[row, 2 * SOURCES.index(s)])),
+            math.log1p(it.popularity), float(catalog.is_tail(item)), quality.get(item, np.nan),
+            it.year if it.year else np.nan, history_len)
+        if use_llm:
+            X[row, -1] = llm.get(item, np.nan)
+    return ids, X
+
+
+@dataclass
+class Example:
+    """One user's candidates: their rows and which one was the item watched next."""
+
+    ids: list[int]
+    X: np.ndarray
+    target: int
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([1.0 if i == self.target else 0.0 for i in self.ids])
+
+
+def known_user_example(retriever, history: Sequence[int], target: int, catalog,
+                       pool: int = 50) -> tuple[Example, dict]:
+    """The candidates the agent proposes for a user known by ``history`` (time order),
+    as a fusion example whose answer is ``target``; also the source lists.
+
+    Leak-free only if ``retriever`` and ``catalog`` were fitted on interactions from
+    before ``target`` (see ``training_catalog``)."""
+    from agent.state import known_user_state
+
+    state = known_user_state(history)
+    lists = retriever.lists(state, pool, history=history)
+    rrf = {c.item_id: c.score for c in retriever.rrf(state, lists, 10 * pool)}
+    ids, X = candidate_rows(lists, catalog, len(history), rrf)
+    return Example(ids, X, target), lists
+
+
+class FusionRanker:
+    """A trained LambdaRank booster and the feature list it was trained on."""
+
+    def __init__(self, booster, features: list[str], info: dict | None = None):
+        self.booster, self.features, self.info = booster, list(features), info or {}
+
+    @property
+    def uses_llm(self) -> bool:
+        return LLM_FEATURE in self.features
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[1] != len(self.features):
+            raise ConfigError(f"the fusion model reads {len(self.features)} features, "
+                              f"not {X.shape[1]}: retrain it (`tailor train-cf`)")
+        return self.booster.predict(X, num_threads=1) if len(X) else np.zeros(0)
+
+    def rank(self, ids: list[int], X: np.ndarray) -> list[tuple[int, float]]:
+        """``ids`` best first, with their fused scores."""
+        s = self.score(X)
+        order = sorted(range(len(ids)), key=lambda r: (-s[r], ids[r]))
+        return [(ids[r], float(s[r])) for r in order]
+
+    def importances(self) -> dict[str, float]:
+        """Total gain per feature, as shares summing to 1 (0 for an unused feature)."""
+        gain = self.booster.feature_importance(importance_type="gain")
+        total = float(gain.sum()) or 1.0
+        return {f: float(g) / total for f, g in zip(self.features, gain)}
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / MODEL))
+        (folder / META).write_text(json.dumps(
+            {"features": self.features, "info": self.info,
+             "importances": self.importances()}, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> FusionRanker:
+        import lightgbm as lgb
+
+        meta = json.loads((folder / META).read_text())
+        return cls(lgb.Booster(model_file=str(folder / MODEL)), meta["features"], meta["info"])
+
+
+def train_fusion(examples: Sequence[Example], features: list[str],
+                 cfg: FusionConfig | None = None, log=print) -> FusionRanker:
+    """LambdaRank on the examples whose target is among their candidates (the others
+    carry no ranking signal), early-stopped on NDCG@10 of a held-out share of them."""
+    import lightgbm as lgb
+
+    cfg = cfg or FusionConfig()
+    usable = [e for e in examples if e.target in e.ids and len(e.ids) > 1]
+    if len(usable) < 10:
+        raise ConfigError(f"only {len(usable)} training users have their next item among the "
+                          "candidates: too few to learn a fusion")
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(usable))
+    n_valid = max(1, int(len(usable) * cfg.valid_share))
+    # Train first: the held-out set is binned with the training set's bins.
+    parts = {"train": [usable[i] for i in order[n_valid:]],
+             "valid": [usable[i] for i in order[:n_valid]]}
+    sets = {}
+    for name, part in parts.items():
+        sets[name] = lgb.Dataset(np.vstack([e.X for e in part]),
+                                 np.concatenate([e.labels for e in part]),
+                                 group=[len(e.ids) for e in part], feature_name=features,
+                                 free_raw_data=False,
+                                 reference=sets.get("train"))
+    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
+              "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
+              "min_data_in_leaf": cfg.min_data_in_leaf,
+              "feature_fraction": cfg.feature_fraction, "bagging_seed": cfg.seed,
+              "feature_fraction_seed": cfg.seed, "seed": cfg.seed, "deterministic": True,
+              "num_threads": 1, "verbose": -1}
+    t0, curve = time.perf_counter(), {}
+    booster = lgb.train(params, sets["train"], cfg.rounds, valid_sets=[sets["valid"]],
+                        valid_names=["valid"],
+                        callbacks=[lgb.early_stopping(cfg.early_stopping, verbose=False),
+                                   lgb.record_evaluation(curve)])
+    best = float(booster.best_score["valid"]["ndcg@10"]) if booster.best_score else float("nan")
+    info = {"config": asdict(cfg), "train_users": len(parts["train"]),
+            "valid_users": n_valid, "users_without_target": len(examples) - len(usable),
+            "rows": int(sum(len(e.ids) for e in usable)), "best_round": booster.best_iteration,
+            "valid_ndcg@10_within_candidates": best, "train_s": time.perf_counter() - t0}
+    log(f"fusion: {len(usable)} of {len(examples)} users have their next item among the "
+        f"candidates; best round {booster.best_iteration}, held-out NDCG@10 within the "
+        f"candidates {best:.4f} ({info['train_s']:.1f}s)")
+    return FusionRanker(booster, features, info)
+
+
+def recall(examples: Iterable[Example], source: str | None = None,
+           lists: Sequence[dict] | None = None, k: int = 50) -> float:
+    """Share of examples whose target is among the candidates (``source`` None: the
+    union), or among the first ``k`` of one source's list (``lists`` per example)."""
+    examples = list(examples)
+    if not examples:
+        return 0.0
+    if source is None:
+        return sum(e.target in e.ids for e in examples) / len(examples)
+    return sum(e.target in {i for i, _ in lst.get(source, ())[:k]}
+               for e, lst in zip(examples, lists)) / len(examples)
+
+
+# --- the agent's fusion: trained on the catalog's own interactions, cached ----------
+def training_catalog(catalog) -> tuple[object, list[tuple[list[int], int]]]:
+    """The catalog with each user's last item held out, and the held-out cases
+    ``(history, last item)`` of users with 3+ items: what the agent's fusion learns on.
+
+    The agent's sequence model is trained the same way (``train_for_catalog``), so no
+    source has seen the targets the fusion is trained to put first."""
+    from agent.catalog import catalog_from_histories
+    from agent.models.sasrec import catalog_sequences
+
+    seqs = {u: s for u, s in catalog_sequences(catalog).items() if len(s) >= 3}
+    before = catalog_from_histories(catalog, {u: s[:-1] for u, s in seqs.items()},
+                                    "fusion training: last items held out")
+    return before, [(s[:-1], s[-1]) for s in seqs.values()]
+
+
+def fusion_dir(models_dir: Path, dataset: str, sequential_key: str,
+               cfg: FusionConfig) -> Path:
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([sequential_key, asdict(cfg), feature_names()],
+                                    sort_keys=True).encode()).hexdigest()[:12]
+    return models_dir / f"fusion-{dataset}-{key}"
+
+
+def prepare_fusion(settings, catalog, collection, embedder, sequential_dir: Path,
+                   log=print, cfg: FusionConfig | None = None, progress: bool = True) -> Path:
+    """The cached fusion for ``settings.dataset`` over the sequence model saved in
+    ``sequential_dir``, trained now if missing."""
+    from tqdm import tqdm
+
+    from agent.models.sasrec import SASRec
+    from agent.retrieval import HybridRetriever
+
+    cfg = cfg or FusionConfig()
+    folder = fusion_dir(settings.models_dir, settings.dataset, sequential_dir.name, cfg)
+    if (folder / META).is_file():
+        return folder
+    log(f"training the fusion ranker for {settings.dataset} (once; cached in {folder})")
+    before, cases = training_catalog(catalog)
+    retriever = HybridRetriever(collection, embedder, before,
+                                sequential=SASRec.load(sequential_dir))
+    examples = [known_user_example(retriever, h, t, before)[0]
+                for h, t in tqdm(cases, desc="fusion examples", unit="user", disable=not progress)]
+    fusion = train_fusion(examples, feature_names(), cfg, log)
+    fusion.info.update(sequential=sequential_dir.name, recall_union=recall(examples))
+    tmp = folder.with_name(folder.name + ".tmp")
+    fusion.save(tmp)
+    tmp.rename(folder)  # whole or absent
+    return folder
+
+
+def find_fusion(settings, sequential_dir: Path | None,
+                cfg: FusionConfig | None = None) -> FusionRanker | None:
+    """The cached fusion over that sequence model, or None when none was trained."""
+    if sequential_dir is None:
+        return None
+    folder = fusion_dir(settings.models_dir, settings.dataset, sequential_dir.name,
+                        cfg or FusionConfig())
+    return FusionRanker.load(folder) if (folder / META).is_file() else None
