@@ -50,8 +50,8 @@ def feature_names(llm: bool = False) -> list[str]:
 class FusionConfig:
     rounds: int = 400  # boosting rounds at most; early stopping on held-out groups ends it
     learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 20
+    num_leaves: int = 15
+    min_data_in_leaf: int = 50
     feature_fraction: float = 0.9
     early_stopping: int = 40
     valid_share: float = 0.2  # groups kept aside for early stopping
@@ -112,7 +112,7 @@ def known_user_example(retriever, history: Sequence[int], target: int, catalog,
     as a fusion example whose answer is ``target``; also the source lists.
 
     Leak-free only if ``retriever`` and ``catalog`` were fitted on interactions from
-    before ``target`` (see ``training_catalog``)."""
+    before ``target`` (see ``shadow_examples``)."""
     from agent.state import known_user_state
 
     state = known_user_state(history)
@@ -205,7 +205,7 @@ def train_fusion(examples: Sequence[Example], features: list[str],
             "valid_users": n_valid, "users_without_target": len(examples) - len(usable),
             "rows": int(sum(len(e.ids) for e in usable)), "best_round": booster.best_iteration,
             "valid_ndcg@10_within_candidates": best, "train_s": time.perf_counter() - t0}
-    log(f"fusion: {len(usable)} of {len(examples)} users have their next item among the "
+    log(f"fusion: {len(usable)} of {len(examples)} cases have their next item among the "
         f"candidates; best round {booster.best_iteration}, held-out NDCG@10 within the "
         f"candidates {best:.4f} ({info['train_s']:.1f}s)")
     return FusionRanker(booster, features, info)
@@ -224,20 +224,97 @@ def recall(examples: Iterable[Example], source: str | None = None,
                for e, lst in zip(examples, lists)) / len(examples)
 
 
-# --- the agent's fusion: trained on the catalog's own interactions, cached ----------
-def training_catalog(catalog) -> tuple[object, list[tuple[list[int], int]]]:
-    """The catalog with each user's last item held out, and the held-out cases
-    ``(history, last item)`` of users with 3+ items: what the agent's fusion learns on.
+# --- leak-free training cases: the sources as they stood a few items earlier ---------
+HELD_OUT = 5  # each user's last items that the fusion learns to predict
+KEEP = 3  # items a truncated history keeps at least
 
-    The agent's sequence model is trained the same way (``train_for_catalog``), so no
-    source has seen the targets the fusion is trained to put first."""
+
+def shadow_split(sequences: dict[int, Sequence[int]], held: int = HELD_OUT, keep: int = KEEP
+                 ) -> tuple[dict[int, list[int]], list[tuple[int, list[int], int]]]:
+    """Each user's sequence without its last ``held`` items (at least ``keep`` are
+    kept), and every held-out position as a ``(user, history, next item)`` case.
+
+    The fusion is trained on those cases with sources fitted on the truncated
+    sequences only (``shadow_sources``): several cases per user (one per held-out
+    item) where a single last item gave too few groups to learn from, and no source
+    has seen a target. At serving time the sources are refitted on everything, as in
+    RecTools' two-stage ranker.
+
+    >>> shadow_split({1: [1, 2, 3, 4, 5, 6], 2: [7, 8, 9]}, held=2)
+    ({1: [1, 2, 3, 4], 2: [7, 8, 9]}, [(1, [1, 2, 3, 4], 5), (1, [1, 2, 3, 4, 5], 6)])
+    """
+    truncated, cases = {}, []
+    for user, seq in sequences.items():
+        seq = list(seq)
+        cut = max(keep, len(seq) - held)
+        truncated[user] = seq[:cut]
+        cases += [(user, seq[:t], seq[t]) for t in range(cut, len(seq))]
+    return truncated, cases
+
+
+def first_cases(truncated: dict[int, list[int]], sequences: dict[int, Sequence[int]]
+                ) -> list[tuple[list[int], int]]:
+    """Each user's first held-out item after its truncated history: the early-stopping
+    targets of the shadow sequence model."""
+    return [(h, sequences[u][len(h)]) for u, h in truncated.items()
+            if len(sequences[u]) > len(h)]
+
+
+def shadow_sequential(before, truncated, sequences, cfg, cache_dir: Path | None = None,
+                      name: str = "data", log=print, progress: bool = True):
+    """SASRec (config ``cfg``) trained on the truncated histories, early-stopped on each
+    user's first held-out item; cached in ``cache_dir`` by data and config."""
+    from agent.models.sasrec import CONFIG, SASRec, model_key, train_sasrec
+
+    folder = None
+    if cache_dir is not None:
+        folder = Path(cache_dir) / f"shadow-sasrec-{name}-{model_key(before, cfg)}"
+        if (folder / CONFIG).is_file():
+            log(f"fusion: the shadow sequence model trained earlier ({folder})")
+            return SASRec.load(folder)
+    log(f"fusion: training the shadow sequence model on histories without their last "
+        f"{HELD_OUT} items")
+    valid = np.zeros(before.max_id + 1, dtype=bool)
+    valid[list(before.items)] = True
+    model = train_sasrec(list(truncated.values()), before.max_id + 1,
+                         first_cases(truncated, sequences), cfg, valid, log, progress)
+    if folder is not None:
+        tmp = folder.with_name(folder.name + ".tmp")
+        model.save(tmp)
+        tmp.rename(folder)
+    return model
+
+
+def shadow_examples(retriever, sequences: dict[int, Sequence[int]], base_catalog,
+                    sequential_for, held: int = HELD_OUT, pool: int = 50, log=print,
+                    progress: bool = True) -> tuple[list[Example], list[dict], list[bool]]:
+    """The fusion's training examples: for every held-out position of ``sequences``, the
+    candidates that sources fitted on the truncated histories propose.
+
+    ``retriever``: the serving retriever, whose Chroma collection and embedder are
+    reused (they read item text, not interactions). ``sequential_for(before, truncated,
+    sequences)``: the sequence model fitted on the truncated histories (None: none).
+    Returns the examples, each one's source lists, and whether its target is the
+    user's last item."""
+    from tqdm import tqdm
+
     from agent.catalog import catalog_from_histories
-    from agent.models.sasrec import catalog_sequences
+    from agent.retrieval import HybridRetriever
 
-    seqs = {u: s for u, s in catalog_sequences(catalog).items() if len(s) >= 3}
-    before = catalog_from_histories(catalog, {u: s[:-1] for u, s in seqs.items()},
-                                    "fusion training: last items held out")
-    return before, [(s[:-1], s[-1]) for s in seqs.values()]
+    truncated, cases = shadow_split(sequences, held)
+    before = catalog_from_histories(base_catalog, truncated,
+                                    f"fusion training: last {held} items held out")
+    shadow = HybridRetriever(retriever.collection, retriever.embedder, before,
+                             people=retriever.people, reference=retriever.reference,
+                             sequential=sequential_for(before, truncated, sequences))
+    examples, lists, last = [], [], []
+    for user, history, target in tqdm(cases, desc="fusion: training candidates", unit="case",
+                                disable=not progress, leave=False):
+        ex, lst = known_user_example(shadow, history, target, before, pool)
+        examples.append(ex)
+        lists.append(lst)
+        last.append(len(history) + 1 == len(sequences[user]))
+    return examples, lists, last
 
 
 def fusion_dir(models_dir: Path, dataset: str, sequential_key: str,
@@ -252,10 +329,9 @@ def fusion_dir(models_dir: Path, dataset: str, sequential_key: str,
 def prepare_fusion(settings, catalog, collection, embedder, sequential_dir: Path,
                    log=print, cfg: FusionConfig | None = None, progress: bool = True) -> Path:
     """The cached fusion for ``settings.dataset`` over the sequence model saved in
-    ``sequential_dir``, trained now if missing."""
-    from tqdm import tqdm
-
-    from agent.models.sasrec import SASRec
+    ``sequential_dir``, trained now if missing (``shadow_examples``: a shadow sequence
+    model of the same config is trained on histories without their last items)."""
+    from agent.models.sasrec import SASRec, catalog_sequences
     from agent.retrieval import HybridRetriever
 
     cfg = cfg or FusionConfig()
@@ -263,13 +339,18 @@ def prepare_fusion(settings, catalog, collection, embedder, sequential_dir: Path
     if (folder / META).is_file():
         return folder
     log(f"training the fusion ranker for {settings.dataset} (once; cached in {folder})")
-    before, cases = training_catalog(catalog)
-    retriever = HybridRetriever(collection, embedder, before,
-                                sequential=SASRec.load(sequential_dir))
-    examples = [known_user_example(retriever, h, t, before)[0]
-                for h, t in tqdm(cases, desc="fusion examples", unit="user", disable=not progress)]
+    seq_cfg = SASRec.load(sequential_dir).cfg
+
+    def sequential_for(before, truncated, sequences):
+        return shadow_sequential(before, truncated, sequences, seq_cfg, settings.models_dir,
+                                 settings.dataset, log, progress)
+
+    sequences = {u: s for u, s in catalog_sequences(catalog).items() if len(s) > KEEP}
+    examples, _, _ = shadow_examples(HybridRetriever(collection, embedder, catalog), sequences,
+                                     catalog, sequential_for, log=log, progress=progress)
     fusion = train_fusion(examples, feature_names(), cfg, log)
-    fusion.info.update(sequential=sequential_dir.name, recall_union=recall(examples))
+    fusion.info.update(sequential=sequential_dir.name, recall_union=recall(examples),
+                       held_out=HELD_OUT)
     tmp = folder.with_name(folder.name + ".tmp")
     fusion.save(tmp)
     tmp.rename(folder)  # whole or absent

@@ -104,8 +104,16 @@ def markdown(report: dict) -> str:
     for name, t in (report.get("training") or {}).items():
         lines += ["", f"## Training of {name}", ""]
         if "recall@50_valid" in t:
-            lines += ["Recall@50 on the validation users, by candidate source: " + ", ".join(
-                f"{s} {v:.3f}" for s, v in t["recall@50_valid"].items()) + ".", ""]
+            fitted = (f" (sources fitted {t['held_out']} items earlier)"
+                      if "held_out" in t else "")
+            lines += [f"Recall@50 on the validation users{fitted}, by candidate source: "
+                      + ", ".join(f"{s} {v:.3f}" for s, v in t["recall@50_valid"].items())
+                      + ".", ""]
+        if "train_cases" in t:
+            lines += [f"The fusion learned on {t['train_cases']} cases (each user's last "
+                      f"{t['held_out']} items before the test item), "
+                      f"{t['recall@50_train_cases']:.1%} of them with the target among "
+                      f"the candidates; best round {t['fusion'].get('best_round')}.", ""]
         if "importances" in t:
             top = sorted(t["importances"].items(), key=lambda kv: -kv[1])
             lines += ["Fusion feature importances (share of gain): " + ", ".join(

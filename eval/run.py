@@ -74,7 +74,8 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
 
         if "fusion" not in made:
             retriever = HybridRetriever(collection, embedder, cat, sequential=sasrec().model)
-            made["fusion"] = (retriever, *train_two_stage(cat, split, retriever, log))
+            made["fusion"] = (retriever, *train_two_stage(
+                cat, split, retriever, log, cache_dir=settings.models_dir))
         retriever, fusion, report = made["fusion"]
         name = "tailor" if arg is None else f"tailor:{tail_boost:g}"
         system = TwoStage(cat, retriever, fusion, TailDiversityReranker(
@@ -145,11 +146,16 @@ def run_conversations(built, split, collection, embedder, n_users: int, seed: in
     cases = sample_users(split.test, n_users, seed + 1)
     out = {}
     for system in built:
-        if system.name not in ("hybrid", "llm-zero", "llm-few", "llm-lora"):
+        if system.name not in ("hybrid", "tailor", "llm-zero", "llm-few", "llm-lora"):
             continue
-        ranker = RetrievalOrder() if system.name == "hybrid" else system.ranker
-        agent = Recommender(cat, index, HybridRetriever(collection, embedder, cat), ranker,
-                            None, n_candidates=30, top_k=10, explain="template")
+        ranker = system.ranker if system.name.startswith("llm") else RetrievalOrder()
+        # tailor: the split's SASRec and the learned fusion in the retriever, as in a
+        # chat once they are trained; the others fuse by reciprocal rank.
+        sequential, fusion = ((system.retriever.sasrec, system.fusion)
+                              if system.name == "tailor" else (None, None))
+        agent = Recommender(cat, index, HybridRetriever(collection, embedder, cat,
+                                                        sequential=sequential, fusion=fusion),
+                            ranker, None, n_candidates=30, top_k=10, explain="template")
         dialogues = [simulate(agent, c, cat) for c in tqdm(cases, desc=f"dialogues {system.name}",
                                                            unit="user", leave=False)]
         out[system.name] = summarize(dialogues)

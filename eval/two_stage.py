@@ -2,9 +2,10 @@
 (``HybridRetriever.lists``, SASRec among them), the learned fusion (``agent.fusion``)
 over their union, then the tail/diversity re-ranker at the agent's settings.
 
-Leak-free training: the sources are fitted on the split's training interactions (each
-user's history before the validation item), and the fusion learns to put the
-validation item first among the candidates proposed from that history. Test cases then
+Leak-free training: the fusion learns to put first each user's last ``HELD_OUT`` items
+before the test item (the validation item among them), among the candidates that
+sources fitted on the histories before those propose (a shadow SASRec among them).
+The serving sources are fitted on the split's training interactions, and test cases
 read one item more of history (the validation item), as every system here does.
 """
 
@@ -14,8 +15,9 @@ import time
 
 from tqdm import tqdm
 
-from agent.fusion import (Example, FusionConfig, FusionRanker, feature_names,
-                          known_user_example, recall, train_fusion)
+from agent.fusion import (HELD_OUT, Example, FusionConfig, FusionRanker, feature_names,
+                          known_user_example, recall, shadow_examples, shadow_sequential,
+                          train_fusion)
 from eval.protocols import Case
 from eval.systems import PoolSystem
 
@@ -64,21 +66,35 @@ def source_recall(examples: list[Example], lists: list[dict], k: int = POOL) -> 
 
 
 def train_two_stage(catalog, split, retriever, log=print, cfg: FusionConfig | None = None,
-                    progress: bool = True) -> tuple[FusionRanker, dict]:
-    """Fit the fusion on the split's validation targets; returns it and a report
-    (recall@50 of each source and of the union on those users, training info)."""
+                    progress: bool = True, cache_dir=None, sequential_for=None
+                    ) -> tuple[FusionRanker, dict]:
+    """Fit the fusion on the last ``HELD_OUT`` items before each user's test item (the
+    validation item among them), with sources fitted on the histories before those
+    (``agent.fusion.shadow_examples``); returns it and a report: recall@50 of each
+    source and of the union on the validation items, training info.
+
+    ``sequential_for(before, truncated, sequences)``: the shadow sequence model; by
+    default a SASRec of the serving one's config, cached in ``cache_dir``."""
     t0 = time.perf_counter()
-    examples, lists = [], []
-    for case in tqdm(split.valid, desc="tailor: candidates for validation users",
-                     unit="user", disable=not progress, leave=False):
-        ex, lst = make_example(retriever, case, catalog)
-        examples.append(ex)
-        lists.append(lst)
-    recalls = source_recall(examples, lists)
-    log("tailor: recall@50 on validation users: "
+    if sequential_for is None:
+        sasrec = retriever.sasrec
+
+        def sequential_for(before, truncated, sequences):
+            if sasrec is None:
+                return None
+            return shadow_sequential(before, truncated, sequences, sasrec.cfg, cache_dir,
+                                     catalog.meta.get("dataset", "data"), log, progress)
+
+    sequences = {c.user: [*c.history, c.target] for c in split.valid}
+    examples, lists, last = shadow_examples(retriever, sequences, catalog, sequential_for,
+                                            log=log, progress=progress)
+    on_valid = [i for i, is_last in enumerate(last) if is_last]
+    recalls = source_recall([examples[i] for i in on_valid], [lists[i] for i in on_valid])
+    log(f"tailor: recall@50 on validation items (sources fitted {HELD_OUT} items earlier): "
         + ", ".join(f"{s} {v:.3f}" for s, v in recalls.items()))
     fusion = train_fusion(examples, feature_names(), cfg, log)
-    report = {"recall@50_valid": recalls, "fusion": fusion.info,
+    report = {"recall@50_valid": recalls, "recall@50_train_cases": recall(examples),
+              "train_cases": len(examples), "held_out": HELD_OUT, "fusion": fusion.info,
               "importances": fusion.importances(),
               "mean_candidates": sum(len(e.ids) for e in examples) / max(1, len(examples)),
               "build_s": time.perf_counter() - t0}

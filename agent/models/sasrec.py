@@ -36,7 +36,7 @@ class SASRecConfig:
     batch: int = 32
     max_epochs: int = 2000  # a safety net only: early stopping is what ends training
     eval_every: int = 5
-    patience: int = 4  # evaluations without improvement before stopping
+    patience: int = 8  # evaluations without improvement before stopping (40 epochs)
     seed: int = 0
 
 

@@ -52,30 +52,55 @@ def retriever_for(client, catalog, sequential=None):  # noqa: F811
 
 
 def test_training_examples_see_nothing_of_their_targets(client):  # noqa: F811
-    # Item 12 is only ever a validation item: the sources fitted on the training
-    # interactions have never seen it, so co-watching and popularity cannot propose it
-    # for the very users it is the answer for. Fitted on the whole catalog, they would.
+    # Item 12 is only ever watched as some users' second-last (validation) item, so it
+    # is always among the held-out items the fusion learns on: the sources fitted on the
+    # truncated histories have never seen it, so co-watching and popularity cannot
+    # propose it, and the shadow sequence model is trained without it.
+    from agent.fusion import shadow_examples
+
+    split = make_split(cycle_catalog(rare=12), n_negatives=3)
+    cat = split.train_catalog
+    retriever = retriever_for(client, cat)
+    sequences = {c.user: [*c.history, c.target] for c in split.valid}
+    seen = {}
+
+    def sequential_for(before, truncated, seqs):
+        seen.update(before=before, truncated=truncated)
+        return None
+
+    examples, lists, last = shadow_examples(retriever, sequences, cat, sequential_for,
+                                            **QUIET)
+    assert seen["before"].get(12).popularity == 0
+    assert not any(12 in h for h in seen["truncated"].values())
+    for u, h in seen["truncated"].items():  # the truncated history is a prefix
+        assert sequences[u][:len(h)] == h and len(h) >= 3
+    targets = [(e, lst) for e, lst in zip(examples, lists) if e.target == 12]
+    assert targets and sum(last) == len(sequences)
+    for ex, lst in targets:
+        assert 12 not in {i for i, _ in lst["cowatch"]}
+        assert 12 not in {i for i, _ in lst.get("popular", [])[:5]}
+        row = ex.X[ex.ids.index(12)] if 12 in ex.ids else None
+        if row is not None:  # proposed by content/semantic only, with zero popularity
+            assert row[feature_names().index("log_popularity")] == 0.0
+
+
+def test_serving_examples_read_the_training_split_only(client):  # noqa: F811
     split = make_split(cycle_catalog(rare=12), n_negatives=3)
     cat = split.train_catalog
     assert cat.get(12).popularity == 0
     retriever = retriever_for(client, cat)
-    targets = [c for c in split.valid if c.target == 12]
-    assert targets
-    for case in targets:
-        assert 12 not in case.history
-        ex, lists = make_example(retriever, case, cat)
+    for case in [c for c in split.valid if c.target == 12]:
+        _, lists = make_example(retriever, case, cat)
         assert 12 not in {i for i, _ in lists["cowatch"]}
-        assert 12 not in {i for i, _ in lists.get("popular", [])[:5]}
-        row = ex.X[ex.ids.index(12)] if 12 in ex.ids else None
-        if row is not None:  # proposed by content/semantic only, with zero popularity
-            assert row[feature_names().index("log_popularity")] == 0.0
 
 
 def test_the_fusion_learns_to_trust_the_source_that_knows(client):  # noqa: F811
     split = make_split(cycle_catalog(), n_negatives=3)
     cat = split.train_catalog
     retriever = retriever_for(client, cat, Successor(cat.max_id + 1))
-    fusion, report = train_two_stage(cat, split, retriever, **QUIET)
+    fusion, report = train_two_stage(cat, split, retriever, **QUIET,
+                                     sequential_for=lambda *a: Successor(cat.max_id + 1))
+    assert report["train_cases"] == 3 * len(split.valid)  # 6 items known, 3 kept
     assert report["recall@50_valid"]["union"] == 1.0
     assert report["recall@50_valid"]["sequential"] == 1.0
     imp = report["importances"]
@@ -86,13 +111,20 @@ def test_the_fusion_learns_to_trust_the_source_that_knows(client):  # noqa: F811
 
 
 def test_the_agents_fusion_learns_without_the_held_out_last_items(catalog):
-    from agent.fusion import training_catalog
+    from agent.fusion import shadow_split
+    from agent.models.sasrec import catalog_sequences
 
-    before, cases = training_catalog(catalog)
-    assert ([1, 2, 3], 8) in cases and ([5, 10], 4) in cases and len(cases) == 4
-    # Item 8 is user 1's last item: only user 4's earlier watch of it still counts.
-    assert before.get(8).popularity == 1 and before.get(12).popularity == 0
-    assert len(before.item) == len(catalog.item) - 4
+    sequences = catalog_sequences(catalog)
+    truncated, cases = shadow_split(sequences, held=1, keep=2)
+    assert (1, [1, 2, 3], 8) in cases and len(cases) == sum(len(s) > 2 for s in sequences.values())
+    for user, history, target in cases:
+        assert sequences[user] == history + [target] and truncated[user] == history
+    short = [u for u, s in sequences.items() if len(s) <= 2]
+    assert all(truncated[u] == sequences[u] for u in short)  # kept whole, no case
+    truncated, cases = shadow_split(sequences, held=3, keep=1)
+    for user, history, target in cases:  # every held-out position, in time order
+        assert len(truncated[user]) <= len(history) < len(sequences[user])
+        assert sequences[user][len(history)] == target
 
 
 def test_the_agents_fusion_is_trained_once_and_cached(client, tmp_path):  # noqa: F811
@@ -115,3 +147,5 @@ def test_the_agents_fusion_is_trained_once_and_cached(client, tmp_path):  # noqa
     fusion = find_fusion(S, seq)
     assert fusion.features == feature_names() and fusion.info["sequential"] == seq.name
     assert 0 < fusion.info["recall_union"] <= 1
+    # the shadow sequence model (histories without their last items) is cached too
+    assert len(list(tmp_path.glob("shadow-sasrec-tiny-*"))) == 1
