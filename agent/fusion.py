@@ -48,10 +48,11 @@ def feature_names(llm: bool = False) -> list[str]:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    rounds: int = 400  # boosting rounds at most; early stopping on held-out groups ends it
+    rounds: int = 400  # boosting rounds at most; early stopping on held-out users ends it
     learning_rate: float = 0.05
-    num_leaves: int = 15
-    min_data_in_leaf: int = 50
+    num_leaves: int = 7
+    min_data_in_leaf: int = 100
+    bag: int = 5  # boosters averaged, each early-stopped on other held-out users
     feature_fraction: float = 0.9
     early_stopping: int = 40
     valid_share: float = 0.2  # groups kept aside for early stopping
@@ -100,6 +101,7 @@ class Example:
     ids: list[int]
     X: np.ndarray
     target: int
+    user: int | None = None  # whose case it is: early stopping holds out whole users
 
     @property
     def labels(self) -> np.ndarray:
@@ -123,10 +125,11 @@ def known_user_example(retriever, history: Sequence[int], target: int, catalog,
 
 
 class FusionRanker:
-    """A trained LambdaRank booster and the feature list it was trained on."""
+    """Trained LambdaRank boosters (their scores averaged) and the feature list."""
 
-    def __init__(self, booster, features: list[str], info: dict | None = None):
-        self.booster, self.features, self.info = booster, list(features), info or {}
+    def __init__(self, boosters, features: list[str], info: dict | None = None):
+        self.boosters = list(boosters) if isinstance(boosters, (list, tuple)) else [boosters]
+        self.features, self.info = list(features), info or {}
 
     @property
     def uses_llm(self) -> bool:
@@ -136,7 +139,9 @@ class FusionRanker:
         if X.shape[1] != len(self.features):
             raise ConfigError(f"the fusion model reads {len(self.features)} features, "
                               f"not {X.shape[1]}: retrain it (`tailor train-cf`)")
-        return self.booster.predict(X, num_threads=1) if len(X) else np.zeros(0)
+        if not len(X):
+            return np.zeros(0)
+        return np.mean([b.predict(X, num_threads=1) for b in self.boosters], axis=0)
 
     def rank(self, ids: list[int], X: np.ndarray) -> list[tuple[int, float]]:
         """``ids`` best first, with their fused scores."""
@@ -145,16 +150,21 @@ class FusionRanker:
         return [(ids[r], float(s[r])) for r in order]
 
     def importances(self) -> dict[str, float]:
-        """Total gain per feature, as shares summing to 1 (0 for an unused feature)."""
-        gain = self.booster.feature_importance(importance_type="gain")
-        total = float(gain.sum()) or 1.0
-        return {f: float(g) / total for f, g in zip(self.features, gain)}
+        """Total gain per feature, as shares summing to 1 (0 for an unused feature),
+        averaged over the boosters."""
+        shares = []
+        for b in self.boosters:
+            gain = b.feature_importance(importance_type="gain")
+            shares.append(gain / (float(gain.sum()) or 1.0))
+        mean = np.mean(shares, axis=0)
+        return {f: float(g) / (float(mean.sum()) or 1.0) for f, g in zip(self.features, mean)}
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(folder / MODEL))
+        for k, b in enumerate(self.boosters):
+            b.save_model(str(folder / MODEL.replace(".txt", f"-{k}.txt")))
         (folder / META).write_text(json.dumps(
-            {"features": self.features, "info": self.info,
+            {"features": self.features, "models": len(self.boosters), "info": self.info,
              "importances": self.importances()}, indent=2))
 
     @classmethod
@@ -162,13 +172,30 @@ class FusionRanker:
         import lightgbm as lgb
 
         meta = json.loads((folder / META).read_text())
-        return cls(lgb.Booster(model_file=str(folder / MODEL)), meta["features"], meta["info"])
+        files = ([MODEL.replace(".txt", f"-{k}.txt") for k in range(meta["models"])]
+                 if "models" in meta else [MODEL])
+        return cls([lgb.Booster(model_file=str(folder / f)) for f in files], meta["features"],
+                   meta["info"])
+
+
+def _held_out(usable: list[Example], share: float, rng) -> tuple[list[Example], list[Example]]:
+    """``(train, valid)``: a ``share`` of the users (of the cases, when users are not
+    known) held out for early stopping, so a user's other cases cannot vouch for it."""
+    users = sorted({e.user for e in usable if e.user is not None})
+    if len(users) >= 10 and all(e.user is not None for e in usable):
+        held = set(rng.permutation(users)[:max(1, int(len(users) * share))].tolist())
+        return ([e for e in usable if e.user not in held], [e for e in usable if e.user in held])
+    order = rng.permutation(len(usable))
+    n_valid = max(1, int(len(usable) * share))
+    return [usable[i] for i in order[n_valid:]], [usable[i] for i in order[:n_valid]]
 
 
 def train_fusion(examples: Sequence[Example], features: list[str],
                  cfg: FusionConfig | None = None, log=print) -> FusionRanker:
     """LambdaRank on the examples whose target is among their candidates (the others
-    carry no ranking signal), early-stopped on NDCG@10 of a held-out share of them."""
+    carry no ranking signal): ``cfg.bag`` boosters, each early-stopped on NDCG@10 of
+    another held-out share of the users, their scores averaged (bagging evens out how
+    much one held-out draw moves a boosted model)."""
     import lightgbm as lgb
 
     cfg = cfg or FusionConfig()
@@ -176,39 +203,39 @@ def train_fusion(examples: Sequence[Example], features: list[str],
     if len(usable) < 10:
         raise ConfigError(f"only {len(usable)} training users have their next item among the "
                           "candidates: too few to learn a fusion")
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(usable))
-    n_valid = max(1, int(len(usable) * cfg.valid_share))
-    # Train first: the held-out set is binned with the training set's bins.
-    parts = {"train": [usable[i] for i in order[n_valid:]],
-             "valid": [usable[i] for i in order[:n_valid]]}
-    sets = {}
-    for name, part in parts.items():
-        sets[name] = lgb.Dataset(np.vstack([e.X for e in part]),
-                                 np.concatenate([e.labels for e in part]),
-                                 group=[len(e.ids) for e in part], feature_name=features,
-                                 free_raw_data=False,
-                                 reference=sets.get("train"))
-    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
-              "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
-              "min_data_in_leaf": cfg.min_data_in_leaf,
-              "feature_fraction": cfg.feature_fraction, "bagging_seed": cfg.seed,
-              "feature_fraction_seed": cfg.seed, "seed": cfg.seed, "deterministic": True,
-              "num_threads": 1, "verbose": -1}
-    t0, curve = time.perf_counter(), {}
-    booster = lgb.train(params, sets["train"], cfg.rounds, valid_sets=[sets["valid"]],
-                        valid_names=["valid"],
-                        callbacks=[lgb.early_stopping(cfg.early_stopping, verbose=False),
-                                   lgb.record_evaluation(curve)])
-    best = float(booster.best_score["valid"]["ndcg@10"]) if booster.best_score else float("nan")
-    info = {"config": asdict(cfg), "train_users": len(parts["train"]),
-            "valid_users": n_valid, "users_without_target": len(examples) - len(usable),
-            "rows": int(sum(len(e.ids) for e in usable)), "best_round": booster.best_iteration,
+    t0, boosters, rounds, bests = time.perf_counter(), [], [], []
+    for k in range(max(1, cfg.bag)):
+        seed = cfg.seed + k
+        train, valid = _held_out(usable, cfg.valid_share, np.random.default_rng(seed))
+        sets = {}
+        # Train first: the held-out set is binned with the training set's bins.
+        for name, part in (("train", train), ("valid", valid)):
+            sets[name] = lgb.Dataset(np.vstack([e.X for e in part]),
+                                     np.concatenate([e.labels for e in part]),
+                                     group=[len(e.ids) for e in part], feature_name=features,
+                                     free_raw_data=False, reference=sets.get("train"))
+        params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
+                  "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
+                  "min_data_in_leaf": cfg.min_data_in_leaf,
+                  "feature_fraction": cfg.feature_fraction, "bagging_seed": seed,
+                  "feature_fraction_seed": seed, "seed": seed, "deterministic": True,
+                  "num_threads": 1, "verbose": -1}
+        booster = lgb.train(params, sets["train"], cfg.rounds, valid_sets=[sets["valid"]],
+                            valid_names=["valid"],
+                            callbacks=[lgb.early_stopping(cfg.early_stopping, verbose=False)])
+        boosters.append(booster)
+        rounds.append(booster.best_iteration)
+        bests.append(float(booster.best_score["valid"]["ndcg@10"])
+                     if booster.best_score else float("nan"))
+    best = float(np.mean(bests))
+    info = {"config": asdict(cfg), "train_cases": len(train), "valid_cases": len(valid),
+            "cases_without_target": len(examples) - len(usable),
+            "rows": int(sum(len(e.ids) for e in usable)), "best_rounds": rounds,
             "valid_ndcg@10_within_candidates": best, "train_s": time.perf_counter() - t0}
     log(f"fusion: {len(usable)} of {len(examples)} cases have their next item among the "
-        f"candidates; best round {booster.best_iteration}, held-out NDCG@10 within the "
-        f"candidates {best:.4f} ({info['train_s']:.1f}s)")
-    return FusionRanker(booster, features, info)
+        f"candidates; {len(boosters)} boosters, best rounds {rounds}, held-out NDCG@10 "
+        f"within the candidates {best:.4f} ({info['train_s']:.1f}s)")
+    return FusionRanker(boosters, features, info)
 
 
 def recall(examples: Iterable[Example], source: str | None = None,
@@ -311,6 +338,7 @@ def shadow_examples(retriever, sequences: dict[int, Sequence[int]], base_catalog
     for user, history, target in tqdm(cases, desc="fusion: training candidates", unit="case",
                                 disable=not progress, leave=False):
         ex, lst = known_user_example(shadow, history, target, before, pool)
+        ex.user = user
         examples.append(ex)
         lists.append(lst)
         last.append(len(history) + 1 == len(sequences[user]))

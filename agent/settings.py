@@ -55,6 +55,9 @@ class Settings:
     tail_boost: float = 0.25
     diversity: float = 0.0
     threads: int = 0  # 0 = let torch decide
+    # SASRec's epochs at most; 0 = early stopping alone ends training (what set-up and the
+    # benchmarks use). `make test` caps it: the tests need the path, not the quality.
+    sasrec_epochs: int = 0
     # An OpenAI-compatible server (`tailor serve-llm`) instead of the in-process model.
     # The model or adapter name is always explicit: never "the first one the server lists".
     llm_url: str | None = None
@@ -72,6 +75,8 @@ class Settings:
             raise ConfigError(f"rank_mode must be 'zero' or 'few', not {self.rank_mode!r}")
         if self.explain not in ("llm", "template"):
             raise ConfigError(f"explain must be 'llm' or 'template', not {self.explain!r}")
+        if self.sasrec_epochs < 0:
+            raise ConfigError(f"sasrec_epochs must be 0 (no cap) or more, not {self.sasrec_epochs}")
         if self.state_llm not in ("off", "auto", "always"):
             raise ConfigError(f"state_llm must be off, auto or always, not {self.state_llm!r}")
         if not 1 <= self.top_k <= self.llm_candidates <= min(self.candidates, 26):

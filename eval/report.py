@@ -113,7 +113,7 @@ def markdown(report: dict) -> str:
             lines += [f"The fusion learned on {t['train_cases']} cases (each user's last "
                       f"{t['held_out']} items before the test item), "
                       f"{t['recall@50_train_cases']:.1%} of them with the target among "
-                      f"the candidates; best round {t['fusion'].get('best_round')}.", ""]
+                      f"the candidates; best rounds {t['fusion'].get('best_rounds')}.", ""]
         if "importances" in t:
             top = sorted(t["importances"].items(), key=lambda kv: -kv[1])
             lines += ["Fusion feature importances (share of gain): " + ", ".join(

@@ -63,9 +63,10 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
 
     def sasrec():
         if "sasrec" not in made:
+            from agent.models.sasrec import config_for
             from eval.sasrec import SASRecSystem
 
-            made["sasrec"] = SASRecSystem.train(cat, split, log=log,
+            made["sasrec"] = SASRecSystem.train(cat, split, config_for(settings), log=log,
                                                 cache_dir=settings.models_dir)
         return made["sasrec"]
 

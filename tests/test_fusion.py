@@ -50,7 +50,33 @@ def test_training_is_deterministic_and_a_saved_model_scores_the_same(tmp_path):
     a.save(tmp_path / "fusion")
     c = FusionRanker.load(tmp_path / "fusion")
     assert c.features == FEATURES and np.array_equal(a.score(X), c.score(X))
-    assert c.info["train_users"] + c.info["valid_users"] == 120
+    assert c.info["train_cases"] + c.info["valid_cases"] == 120
+    assert len(c.boosters) == FusionConfig().bag and len(c.info["best_rounds"]) == len(c.boosters)
+
+
+def test_the_boosters_are_averaged_and_each_one_counts():
+    cfg = FusionConfig(bag=3)
+    fusion = train_fusion(planted(120, 0), FEATURES, cfg, log=lambda m: None)
+    X = planted(5, 3)[0].X
+    each = [b.predict(X) for b in fusion.boosters]
+    assert np.allclose(fusion.score(X), np.mean(each, axis=0))
+    assert not np.allclose(each[0], each[1])  # other held-out users, another model
+    one = FusionRanker(fusion.boosters[:1], FEATURES)
+    assert not np.allclose(one.score(X), fusion.score(X))
+
+
+def test_early_stopping_holds_out_whole_users():
+    from agent.fusion import _held_out
+
+    examples = planted(200, 0)
+    for k, e in enumerate(examples):
+        e.user = k // 5  # 40 users with 5 cases each
+    train, valid = _held_out(examples, 0.2, np.random.default_rng(0))
+    assert len(train) + len(valid) == 200 and len(valid) == 40
+    assert not {e.user for e in train} & {e.user for e in valid}
+    examples[0].user = None  # users not all known: a share of the cases instead
+    train, valid = _held_out(examples, 0.2, np.random.default_rng(0))
+    assert len(valid) == 40 and {e.user for e in train} & {e.user for e in valid}
 
 
 def test_a_model_refuses_rows_of_another_feature_list():

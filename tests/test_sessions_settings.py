@@ -35,6 +35,7 @@ def test_settings_from_env_with_overrides(tmp_path):
     ({"TAILOR_TOP_K": "three"}, "not a valid int"),
     ({"TAILOR_DATASET": "netflix"}, "dataset must be"),
     ({"TAILOR_TOP_K": "30"}, "top_k"),
+    ({"TAILOR_SASREC_EPOCHS": "-1"}, "sasrec_epochs must be 0"),
 ])
 def test_bad_settings_are_clear_errors(env, match):
     with pytest.raises(ConfigError, match=match):
@@ -43,3 +44,11 @@ def test_bad_settings_are_clear_errors(env, match):
 
 def test_chroma_url_unset_is_none():
     assert Settings.from_env({"TAILOR_CHROMA_URL": ""}).chroma_url is None
+
+
+def test_the_sasrec_epoch_cap_keys_a_model_of_its_own():
+    from agent.models.sasrec import SASRecConfig, config_for
+
+    assert config_for(Settings.from_env({})) == SASRecConfig()  # no cap: early stopping
+    capped = config_for(Settings.from_env({"TAILOR_SASREC_EPOCHS": "30"}))
+    assert capped.max_epochs == 30 and capped != SASRecConfig()

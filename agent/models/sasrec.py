@@ -205,6 +205,17 @@ def catalog_sequences(catalog) -> dict[int, list[int]]:
             for u, items in group_by_user(catalog.user, catalog.item, catalog.timestamp).items()}
 
 
+def config_for(settings) -> SASRecConfig:
+    """The SASRec config ``settings`` ask for: the defaults, with ``sasrec_epochs`` (when
+    set) as the epoch cap.
+
+    >>> config_for(type("S", (), {"sasrec_epochs": 30})).max_epochs
+    30
+    """
+    cap = getattr(settings, "sasrec_epochs", 0)
+    return SASRecConfig(max_epochs=cap) if cap else SASRecConfig()
+
+
 def model_key(catalog, cfg: SASRecConfig) -> str:
     """What the cached model depends on: the interactions and the config."""
     import hashlib
@@ -235,7 +246,7 @@ def train_for_catalog(catalog, cfg: SASRecConfig | None = None, log=print,
 
 def prepare_sasrec(settings, catalog, log=print, cfg: SASRecConfig | None = None) -> Path:
     """The cached agent model for ``settings.dataset``, trained now if missing."""
-    cfg = cfg or SASRecConfig()
+    cfg = cfg or config_for(settings)
     folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg)
     if (folder / CONFIG).is_file():
         return folder
@@ -249,7 +260,7 @@ def prepare_sasrec(settings, catalog, log=print, cfg: SASRecConfig | None = None
 
 def sasrec_dir(settings, catalog, cfg: SASRecConfig | None = None) -> Path | None:
     """The folder of the cached agent model, or None when it has not been trained."""
-    folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg or SASRecConfig())
+    folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg or config_for(settings))
     return folder if (folder / CONFIG).is_file() else None
 
 

@@ -82,6 +82,7 @@ def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
     the fusion over every source, the recall of each source and the importances."""
     out = tmp_path / "eval"
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
+    env.setdefault("TAILOR_SASREC_EPOCHS", "30")  # the path, not the quality (as `make test`)
     run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--systems",
                           "sasrec,tailor", "--users", "20", "--seed", "1", "--out", str(out)],
                          capture_output=True, text=True, env=env, timeout=1800)
