@@ -315,7 +315,7 @@ def cmd_eval(settings: Settings, args) -> int:
 
     report = run_evaluation(settings, args.systems or DEFAULT_SYSTEMS, Path(args.out), args.users,
                             args.seed, log=_log, conversation_users=args.dialogues,
-                            llm_users=args.llm_users)
+                            llm_users=args.llm_users, ablation=args.ablation)
     _log(f"report written to {args.out}/report.json, report.md, accuracy_vs_tail.png "
          f"({report['wall_time_s']:.0f}s)")
     return 0
@@ -476,7 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = _command(sub, "eval", help="offline evaluation: accuracy, long tail, validity")
     s.add_argument("--systems", default=None,
                    help="comma-separated: popularity, itemknn, sasrec, retrieval, hybrid, "
-                        "llm-zero, llm-few, llm-lora, llm-lora-tail[:strength] "
+                        "tailor[:tail_boost] (SASRec and every source, then the learned "
+                        "fusion, then the tail re-ranker), llm-zero, llm-few, llm-lora, "
+                        "llm-lora-tail[:strength] "
                         "(default: popularity,itemknn,retrieval,hybrid,llm-zero,llm-few)")
     s.add_argument("--out", default=EVAL_OUT, help="report folder (default out/eval; "
                    "out/understanding and out/dialogues for those two)")
@@ -488,7 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate llm-* systems on a fixed-seed subset of N of those users "
                         "(every system is also reported on that subset)")
     s.add_argument("--dialogues", type=int, default=20,
-                   help="simulated users for the conversational test of hybrid/llm-* (0 = skip)")
+                   help="simulated users for the conversational test of hybrid, tailor and "
+                        "llm-* (0 = skip)")
+    s.add_argument("--ablation", action="store_true",
+                   help="with a tailor system: retrain its fusion without each candidate "
+                        "source and feature in turn and score it on the same users (the "
+                        "report's ablation table)")
     s.add_argument("--understanding", nargs="?", const=True, default=None, metavar="FILE",
                    help="instead of ranking, score how single requests are understood (state "
                         "agreement, slot precision/recall, pick fit, time per message) on FILE "

@@ -262,7 +262,7 @@ def shadow_split(sequences: dict[int, Sequence[int]], held: int = HELD_OUT, keep
     kept), and every held-out position as a ``(user, history, next item)`` case.
 
     The fusion is trained on those cases with sources fitted on the truncated
-    sequences only (``shadow_sources``): several cases per user (one per held-out
+    sequences only (``shadow_examples``): several cases per user (one per held-out
     item) where a single last item gave too few groups to learn from, and no source
     has seen a target. At serving time the sources are refitted on everything, as in
     RecTools' two-stage ranker.
@@ -299,8 +299,8 @@ def shadow_sequential(before, truncated, sequences, cfg, cache_dir: Path | None 
         if (folder / CONFIG).is_file():
             log(f"fusion: the shadow sequence model trained earlier ({folder})")
             return SASRec.load(folder)
-    log(f"fusion: training the shadow sequence model on histories without their last "
-        f"{HELD_OUT} items")
+    log("fusion: training the shadow sequence model on the histories without their "
+        "held-out last items")
     valid = np.zeros(before.max_id + 1, dtype=bool)
     valid[list(before.items)] = True
     model = train_sasrec(list(truncated.values()), before.max_id + 1,

@@ -114,6 +114,13 @@ def markdown(report: dict) -> str:
                       f"{t['held_out']} items before the test item), "
                       f"{t['recall@50_train_cases']:.1%} of them with the target among "
                       f"the candidates; best rounds {t['fusion'].get('best_rounds')}.", ""]
+        if "ablation" in t:
+            lines += ["Ablation (the fusion retrained without one source or feature, the "
+                      "same users):", "", "| without | NDCG@10 | recall of the candidates |",
+                      "|---|---|---|"]
+            lines += [f"| {'(nothing)' if k == 'all' else k[1:]} | {v['ndcg@10']:.4f} | "
+                      f"{v['recall']:.3f} |" for k, v in t["ablation"].items()]
+            lines += [""]
         if "importances" in t:
             top = sorted(t["importances"].items(), key=lambda kv: -kv[1])
             lines += ["Fusion feature importances (share of gain): " + ", ".join(

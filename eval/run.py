@@ -43,7 +43,8 @@ def item_vectors(collection) -> dict:
 
 
 def build_systems(specs, settings, split, collection, embedder, backend_factory, log=print):
-    """Instantiate the named systems over the training catalog of ``split``."""
+    """Instantiate the named systems over the training catalog of ``split`` (a
+    ``tailor`` system keeps its fusion's training cases as ``train_examples``)."""
     from dataclasses import replace
 
     from agent.build import ranker_options
@@ -77,11 +78,11 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
             retriever = HybridRetriever(collection, embedder, cat, sequential=sasrec().model)
             made["fusion"] = (retriever, *train_two_stage(
                 cat, split, retriever, log, cache_dir=settings.models_dir))
-        retriever, fusion, report = made["fusion"]
+        retriever, fusion, report, examples = made["fusion"]
         name = "tailor" if arg is None else f"tailor:{tail_boost:g}"
         system = TwoStage(cat, retriever, fusion, TailDiversityReranker(
             cat, 0.0, settings.diversity), tail_boost, name=name)
-        system.report = dict(report, tail_boost=tail_boost)
+        system.report, system.train_examples = dict(report, tail_boost=tail_boost), examples
         return system
 
     def llm(name):
@@ -167,8 +168,11 @@ def run_conversations(built, split, collection, embedder, n_users: int, seed: in
 
 def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: int,
                    log=print, backend_factory=None, conversation_users: int = 0,
-                   llm_users: int | None = None) -> dict:
-    """Evaluate ``systems`` on ``settings.dataset``; writes ``out/report.{json,md}`` and plots."""
+                   llm_users: int | None = None, ablation: bool = False) -> dict:
+    """Evaluate ``systems`` on ``settings.dataset``; writes ``out/report.{json,md}`` and plots.
+
+    ``ablation``: also retrain the first ``tailor`` system's fusion without each source
+    and feature in turn (``eval.ablation``) and score it on the same users."""
     from agent.catalog import Catalog
     from agent.embeddings import SentenceEmbedder
     from agent.assets import prepare_embedder
@@ -218,10 +222,28 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
             res.subset_metrics = {k: float(sum(r[k] for r in rows) / len(rows)) for k in rows[0]}
     conversation = run_conversations(built, split, collection, embedder, conversation_users,
                                      seed, log) if conversation_users else {}
+    if ablation:
+        run_ablation(built, cases, log)
     training = {s.name: s.report for s in built if getattr(s, "report", None)}
     return write_report(out, settings, specs, split, cases, results, seed, users,
                         time.perf_counter() - t0, conversation,
                         len(llm_cases) if llm_cases is not cases else None, sha, training)
+
+
+def run_ablation(built, cases, log=print) -> None:
+    """The ablation table of the first ``tailor`` system, into its training report."""
+    from tqdm import tqdm
+
+    from eval.ablation import ablate
+
+    system = next((s for s in built if s.name.startswith("tailor")), None)
+    if system is None:
+        raise ConfigError("--ablation needs a tailor system among --systems")
+    test = [system.example(c)[0] for c in tqdm(cases, desc="ablation: test candidates",
+                                               unit="user", leave=False)]
+    # The fusion's default config, as the system's own (train_two_stage's).
+    system.report["ablation"] = ablate(system.train_examples, test,
+                                       [set(c.history) for c in cases], None, log)
 
 
 def make_explainer(catalog):

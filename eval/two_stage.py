@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import time
 
-from tqdm import tqdm
-
 from agent.fusion import (HELD_OUT, Example, FusionConfig, FusionRanker, feature_names,
                           known_user_example, recall, shadow_examples, shadow_sequential,
                           train_fusion)
@@ -67,11 +65,11 @@ def source_recall(examples: list[Example], lists: list[dict], k: int = POOL) -> 
 
 def train_two_stage(catalog, split, retriever, log=print, cfg: FusionConfig | None = None,
                     progress: bool = True, cache_dir=None, sequential_for=None
-                    ) -> tuple[FusionRanker, dict]:
+                    ) -> tuple[FusionRanker, dict, list[Example]]:
     """Fit the fusion on the last ``HELD_OUT`` items before each user's test item (the
     validation item among them), with sources fitted on the histories before those
-    (``agent.fusion.shadow_examples``); returns it and a report: recall@50 of each
-    source and of the union on the validation items, training info.
+    (``agent.fusion.shadow_examples``); returns it, a report (recall@50 of each source
+    and of the union on the validation items, training info) and the training cases.
 
     ``sequential_for(before, truncated, sequences)``: the shadow sequence model; by
     default a SASRec of the serving one's config, cached in ``cache_dir``."""
@@ -98,4 +96,4 @@ def train_two_stage(catalog, split, retriever, log=print, cfg: FusionConfig | No
               "importances": fusion.importances(),
               "mean_candidates": sum(len(e.ids) for e in examples) / max(1, len(examples)),
               "build_s": time.perf_counter() - t0}
-    return fusion, report
+    return fusion, report, examples
