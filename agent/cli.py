@@ -155,11 +155,9 @@ def cmd_setup(settings: Settings, args) -> int:
     # SASRec alone and the simulated chats' success over RRF (README, issue 16), at ~12
     # min of set-up on 2 cores, once. --no-cf leaves them out (the chat then uses RRF);
     # the larger datasets take hours on a CPU, so there `tailor train-cf` is explicit.
-    if args.no_cf:
-        pass
-    elif settings.dataset in CF_IN_SETUP:
+    if not args.no_cf and settings.dataset in CF_IN_SETUP:
         train_collaborative(settings)
-    else:
+    elif not args.no_cf:
         _log(f"note: SASRec and the fusion are not trained for {settings.dataset} here "
              f"(hours on a CPU); `tailor train-cf --dataset {settings.dataset}` trains them")
     _log(f"setup done in {time.perf_counter() - t:.0f}s; data home {settings.home}")

@@ -77,11 +77,11 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
         if "fusion" not in made:
             retriever = HybridRetriever(collection, embedder, cat, sequential=sasrec().model)
             made["fusion"] = (retriever, *train_two_stage(
-                cat, split, retriever, log, cache_dir=settings.models_dir))
-        retriever, fusion, report, examples = made["fusion"]
+                cat, split, retriever, log, cache_dir=settings.models_dir), {})
+        retriever, fusion, report, examples, candidates = made["fusion"]
         name = "tailor" if arg is None else f"tailor:{tail_boost:g}"
         system = TwoStage(cat, retriever, fusion, TailDiversityReranker(
-            cat, 0.0, settings.diversity), tail_boost, name=name)
+            cat, 0.0, settings.diversity), tail_boost, name=name, examples=candidates)
         system.report, system.train_examples = dict(report, tail_boost=tail_boost), examples
         return system
 

@@ -26,15 +26,22 @@ class TwoStage(PoolSystem):
     name = "tailor"
 
     def __init__(self, catalog, retriever, fusion: FusionRanker, reranker=None,
-                 tail_boost: float = 0.0, rerank_depth: int = POOL, name: str = "tailor"):
+                 tail_boost: float = 0.0, rerank_depth: int = POOL, name: str = "tailor",
+                 examples: dict | None = None):
+        """``examples``: a cache of candidates shared by the systems over one retriever
+        (``tailor``, ``tailor:0``, ... and the ablation build each case's once)."""
         super().__init__(catalog)
         self.retriever, self.fusion, self.reranker = retriever, fusion, reranker
         self.tail_boost, self.rerank_depth, self.name = tail_boost, rerank_depth, name
         self._cache: dict[int, list[int]] = {}
+        self._examples = {} if examples is None else examples
 
     def example(self, case: Case) -> tuple[Example, dict]:
         """One case's candidates, their feature rows and the source lists."""
-        return make_example(self.retriever, case, self.catalog)
+        key = (case.user, case.history, case.target)
+        if key not in self._examples:
+            self._examples[key] = make_example(self.retriever, case, self.catalog)
+        return self._examples[key]
 
     def rank_pool(self, case: Case) -> list[int]:
         if case.user not in self._cache:

@@ -168,3 +168,20 @@ def test_the_ablation_finds_the_source_that_carries_the_signal(client):  # noqa:
     assert table["-sequential"]["ndcg@10"] < table["all"]["ndcg@10"] - 0.1
     assert table["-year"]["ndcg@10"] > 0.9  # a feature that carries nothing costs nothing
     assert set(table) >= {"-cowatch", "-semantic", "-content", "-popular", "-rrf"}
+
+
+def test_tailor_variants_share_one_build_of_each_users_candidates(client):  # noqa: F811
+    split = make_split(cycle_catalog(), n_negatives=3)
+    cat = split.train_catalog
+    retriever = retriever_for(client, cat, Successor(cat.max_id + 1))
+    fusion, _, _ = train_two_stage(cat, split, retriever, **QUIET,
+                                   sequential_for=lambda *a: Successor(cat.max_id + 1))
+    built = []
+    original = retriever.lists
+    retriever.lists = lambda *a, **k: built.append(1) or original(*a, **k)
+    shared: dict = {}
+    plain = TwoStage(cat, retriever, fusion, examples=shared)
+    other = TwoStage(cat, retriever, fusion, name="tailor:0.5", examples=shared)
+    case = split.test[0]
+    assert plain.rank_pool(case) == other.rank_pool(case)
+    assert plain.example(case)[0] is other.example(case)[0] and len(built) == 1
