@@ -17,6 +17,8 @@ import numpy as np
 _PAREN = re.compile(r"\([^)]*\)")
 _NON_ALNUM = re.compile(r"[^a-z0-9 ]+")
 _LEADING_ARTICLE = re.compile(r"^(the|a|an|la|le|les|il|el|das|der|die) ")
+# "Star Wars: Episode V – The Empire Strikes Back": a series name, then the film's own
+_SUBTITLE = re.compile(r"\s*[:\u2013\u2014]\s*|\s+-\s+")
 MAX_CAST = 40  # the table lists cast alphabetically, not by billing: keep it whole
 
 
@@ -44,10 +46,29 @@ def split_names(value: str | None, limit: int | None = None) -> list[str]:
     return names[:limit] if limit else names
 
 
+def title_aliases(title: str) -> set[str]:
+    """Other keys a film with a series title is known by: the series name and the film's
+    own subtitle, each of two words or more (one word, "Alien", would match too much).
+
+    >>> sorted(title_aliases("Star Wars: Episode V \u2013 The Empire Strikes Back"))
+    ['empire strikes back', 'star wars']
+    >>> title_aliases("Alien: Resurrection"), title_aliases("Heat")
+    (set(), set())
+    """
+    parts = [p for p in _SUBTITLE.split(title) if p.strip()]
+    if len(parts) < 2:
+        return set()
+    keys = {title_key(parts[0]), title_key(parts[-1])}
+    return {k for k in keys if len(k.split()) >= 2} - {title_key(title)}
+
+
 def load_film_facts(db_path: Path) -> dict[tuple[str, int], dict]:
     """Read the CC0 film table into ``{(title_key, year): facts}``.
 
-    Where two films share a key, the one with more IMDb votes wins.
+    Where two films share a key, the one with more IMDb votes wins. A film with a series
+    title is also keyed by its aliases (``title_aliases``: "Star Wars (1977)" in
+    MovieLens is "Star Wars: Episode IV – A New Hope" there) where no film has that key
+    and no other film of that year has the same alias.
     """
     con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
@@ -56,6 +77,7 @@ def load_film_facts(db_path: Path) -> dict[tuple[str, int], dict]:
     finally:
         con.close()
     best: dict[tuple[str, int], tuple[int, dict]] = {}
+    aliases: dict[tuple[str, int], list[dict]] = {}
     for title, year, director, cast, runtime, country, language, votes in rows:
         if not title or not year:
             continue
@@ -66,7 +88,13 @@ def load_film_facts(db_path: Path) -> dict[tuple[str, int], dict]:
                  "language": (language or "").split(",")[0].strip() or None}
         if key not in best or votes > best[key][0]:
             best[key] = (votes, facts)
-    return {k: v for k, (_, v) in best.items()}
+        for alias in title_aliases(title):
+            aliases.setdefault((alias, int(year)), []).append(facts)
+    out = {k: v for k, (_, v) in best.items()}
+    for key, found in aliases.items():
+        if key not in out and len(found) == 1:
+            out[key] = found[0]
+    return out
 
 
 def enrich_items(items: list[dict], facts: dict[tuple[str, int], dict]) -> float:
