@@ -444,7 +444,8 @@ def relaxations(state: DialogueState):
     """Looser versions of ``state``, each with a sentence saying what was let go, in the
     order a turn tries them when too little fits: genres any-of instead of all-of, then
     well-known films allowed for "hidden gems", then the moods, then the genres of titles
-    named outside the catalog, then the years (widened). Each step keeps the earlier ones, so every item the strict
+    named outside the catalog, then the years (widened), and last, when a person was
+    named, the genres ("with Cary Grant" after "a mystery": his other films). Each step keeps the earlier ones, so every item the strict
     state fits still fits.
 
     >>> [why.split(",")[0] for _, why in relaxations(DialogueState(genres=("Crime", "Western"),
@@ -474,6 +475,10 @@ def relaxations(state: DialogueState):
                            year_max=None if hi is None else hi + widen)
         yield s, (f"few films fit all that in those years, so these are from up to {widen} "
                   "years around them")
+    if s.people and s.genres:  # the person is the most specific ask: keep them
+        s = s.with_changes(genres=(), genre_or=False)
+        yield s, (f"few films with {' or '.join(s.people)} are also "
+                  f"{' or '.join(state.genres)}, so these are of other genres too")
 
 
 def mood_groups(state: DialogueState) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:

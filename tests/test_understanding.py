@@ -111,14 +111,26 @@ def test_a_mood_is_an_any_of_genre_group(index):
     assert not any(satisfies(it, s) for it in tiny_items() if "Horror" in it.genres)
 
 
-def test_relaxations_only_loosen():
-    strict = DialogueState(genres=("Crime", "Comedy"), lesser_known=True, moods=("dark",))
+@pytest.mark.parametrize("people", [(), ("Sigourney Weaver",)])
+def test_relaxations_only_loosen(people):
+    strict = DialogueState(genres=("Crime", "Comedy"), lesser_known=True, moods=("dark",),
+                           year_min=1990, people=people)
     items = tiny_items()
     before = {it.id for it in items if satisfies(it, strict)}
-    for looser, why in relaxations(strict):
+    steps = list(relaxations(strict))
+    for looser, why in steps:
         now = {it.id for it in items if satisfies(it, looser)}
         assert before <= now and why
         before = now
+    # Genres are let go last, and only for a named person; the person never is.
+    assert (steps[-1][0].genres == ()) == bool(people)
+    assert all(looser.people == people for looser, _ in steps)
+
+
+def test_a_named_person_keeps_their_films_when_the_genre_runs_out():
+    strict = DialogueState(genres=("Sci-Fi",), people=("Sigourney Weaver",))
+    last, why = list(relaxations(strict))[-1]
+    assert last.genres == () and "Sigourney Weaver" in why and "Sci-Fi" in why
 
 
 # --- whole turns --------------------------------------------------------------------------
