@@ -9,7 +9,7 @@ suite loader validates values by kind); every turn with picks is also held to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from agent.types import DialogueState, Item
@@ -226,6 +226,15 @@ def picks_against_previous(older: bool, seen: Seen) -> str:
     return _which(seen.picks, bad)
 
 
+def _fitting(seen: Seen) -> list[Item]:
+    """The catalog items not shown earlier that fit the whole request (the new state)."""
+    from agent.state import satisfies
+
+    state = seen.state.with_changes(shown=tuple(seen.earlier))
+    return [it for it in seen.items.values() if satisfies(it, state)
+            and not (state.lesser_known and it.id in seen.head)]
+
+
 def picks_fit_first(_, seen: Seen) -> str:
     """Items that fit the whole request come first: when at least as many fit as were
     picked, every pick fits; when fewer fit, each of them is picked (the rest may be
@@ -239,11 +248,7 @@ def picks_fit_first(_, seen: Seen) -> str:
     >>> picks_fit_first(True, Seen(picks=(a, b), state=s, items={1: a, 2: b}))
     ''
     """
-    from agent.state import satisfies
-
-    state = seen.state.with_changes(shown=tuple(seen.earlier))
-    fitting = [it for it in seen.items.values() if satisfies(it, state)
-               and not (state.lesser_known and it.id in seen.head)]
+    fitting = _fitting(seen)
     ids = {it.id for it in fitting}
     if sum(p.id in ids for p in seen.picks) >= min(len(seen.picks), len(fitting)):
         return ""
@@ -279,13 +284,20 @@ def asks(what: str, seen: Seen) -> str:
 
 def relaxed(want: bool, seen: Seen) -> str:
     """The reply says (``want``) or does not say that a constraint was loosened: one of
-    the sentences ``agent.state.relaxations`` gives for the state is in the text."""
+    the sentences ``agent.state.relaxations`` gives for the state is in the text.
+
+    A dialogue expects loosening where the catalog runs out of fits, which depends on
+    what earlier turns showed: when as many unshown items fit as were picked, and the
+    picks are those fits, not loosening is right too."""
     from agent.state import relaxations
 
     text = seen.text.lower()
     said = [why for _, why in relaxations(seen.state) if why.lower() in text]
     if bool(said) == want:
         return ""
+    if want and seen.picks and len(_fitting(seen)) >= len(seen.picks) and not picks_fit_first(
+            True, seen):
+        return ""  # nothing had to be loosened: this many unshown items fit, and were picked
     if said:
         return f"said {said[0]!r}"
     return f"no constraint was said to be loosened: {seen.text[:300]}"
@@ -300,6 +312,28 @@ def no_rated_pick(_, seen: Seen) -> str:
     """No pick is a title the user liked or disliked."""
     rated = set(seen.state.liked) | set(seen.state.disliked)
     return _which(seen.picks, lambda p: "was rated by the user" if p.id in rated else None)
+
+
+def unless_loosened(check: Callable[[object, Seen], str]) -> Callable[[object, Seen], str]:
+    """``check``, where a pick that misses it passes if it is a loosened pick said as such.
+
+    What a pick must be (its years, genres, people) comes from the dialogue's script,
+    but how many items fit depends on what earlier turns happened to show. A pick that
+    misses the expectation is accepted when it does not fit the request (the state), the
+    reply said what was loosened, and every unshown item that fits was picked
+    (``picks_fit_first``). A pick that fits the state yet misses the expectation still
+    fails: then the state is wrong.
+    """
+    def run(value, seen: Seen) -> str:
+        why = check(value, seen)
+        if not why or relaxed(True, seen) or picks_fit_first(True, seen):
+            return why
+        fits = {it.id for it in _fitting(seen)}
+        missed = [p for p in seen.picks if check(value, replace(seen, picks=(p,)))]
+        if all(p.id not in fits for p in missed):
+            return ""
+        return why
+    return run
 
 
 @dataclass(frozen=True)
@@ -329,12 +363,13 @@ CHECKS: dict[str, Check] = {
     "disliked_pick": _state("position", lambda v, s: pick_in_state("disliked", v, s)),
     "not_liked_pick": _state("position", lambda v, s: pick_in_state("liked", v, s, negate=True)),
     "picks": Check("count", pick_count),
-    "picks_year_min": Check("year", lambda v, s: picks_years(v, None, s)),
-    "picks_year_max": Check("year", lambda v, s: picks_years(None, v, s)),
-    "picks_have_genres": Check("genres", lambda v, s: picks_genres(v, s, "all")),
+    "picks_year_min": Check("year", unless_loosened(lambda v, s: picks_years(v, None, s))),
+    "picks_year_max": Check("year", unless_loosened(lambda v, s: picks_years(None, v, s))),
+    "picks_have_genres": Check("genres", unless_loosened(
+        lambda v, s: picks_genres(v, s, "all"))),
     "picks_have_any_genre": Check("genres", lambda v, s: picks_genres(v, s, "any")),
     "picks_lack_genres": Check("genres", lambda v, s: picks_genres(v, s, "none")),
-    "picks_credit": Check("people", lambda v, s: picks_people(v, s, True)),
+    "picks_credit": Check("people", unless_loosened(lambda v, s: picks_people(v, s, True))),
     "picks_lack_people": Check("people", lambda v, s: picks_people(v, s, False)),
     "picks_include": Check("titles", lambda v, s: picks_titles(v, s, True)),
     "picks_exclude": Check("titles", lambda v, s: picks_titles(v, s, False)),

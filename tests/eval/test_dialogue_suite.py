@@ -3,6 +3,7 @@ that name the dialogue and turn, dialogues run and report, and (on the real asse
 packaged suite passes at least as many dialogues as it did when the floor was set."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -18,9 +19,11 @@ from tests.test_recommender import make
 
 # Dialogues of the packaged suite fully passed on the real assets (ML-100K, Chroma,
 # retrieval order: the fake ranker, since the 135M LLM ranker makes the run ~12 min on 2
-# cores) when this was set. A change that passes fewer fails CI; raise it when a fix
-# passes more. The LLM-ranked run is `tailor eval --dialogue-suite` (README).
-PASS_FLOOR = 27
+# cores) when this was set, less one: 29/30 both with the 30-epoch SASRec and fusion that
+# `make test` trains and with reciprocal-rank fusion alone, and SASRec trained on
+# another machine turns out a little different. A change that passes fewer fails CI;
+# raise it when a fix passes more. The LLM-ranked run is `tailor eval --dialogue-suite`.
+PASS_FLOOR = 28
 
 ITEMS = {it.id: it for it in tiny_items()}
 ALIEN, TOY, HEAT = ITEMS[1], ITEMS[5], ITEMS[6]  # 1979 horror sci-fi; 1995 animation; 1995 crime
@@ -119,6 +122,37 @@ def test_the_opposite_asks_and_relaxed_values_fail_the_other_way():
     assert CHECKS["asks"].fn("off_topic", Seen(text=CLARIFY))
     assert CHECKS["relaxed"].fn(False, CASES["relaxed"][1]).startswith("said")
     assert CHECKS["relaxed"].fn(False, CASES["relaxed"][2]) == ""
+
+
+def _weaver_90s(picks, state=DS(people=("Sigourney Weaver",), year_min=1990, year_max=1999),
+                said=True):
+    from agent.state import relaxations
+
+    why = [w for _, w in relaxations(state) if "years" in w][0]
+    text = (why[0].upper() + why[1:] + ".\n" if said else "") + "Looking for: x."
+    return Seen(text=text, picks=picks, state=state, items=ITEMS)
+
+
+def test_a_loosened_pick_passes_a_pick_check_only_when_said_and_the_fits_ran_out():
+    alien3, aliens = ITEMS[7], ITEMS[11]  # the tiny catalog's only Weaver film of the 90s
+    check = CHECKS["picks_year_min"].fn
+    assert check(1990, _weaver_90s((alien3, aliens))) == ""
+    assert "Aliens" in check(1990, _weaver_90s((alien3, aliens), said=False))
+    # A fitting film was left out for a loosened one.
+    assert "Aliens" in check(1990, _weaver_90s((aliens, ALIEN)))
+    # The pick fits the state, so the state (1980 on), not the catalog, let it in.
+    loose = DS(people=("Sigourney Weaver",), year_min=1980, year_max=1999)
+    assert "Aliens" in check(1990, _weaver_90s((alien3, aliens), state=loose))
+
+
+def test_relaxed_holds_without_the_sentence_when_enough_fit_and_were_picked():
+    state = DS(genres=("Sci-Fi",))  # five Sci-Fi films in the tiny catalog
+    enough = Seen(text="Looking for: Sci-Fi.", picks=(ITEMS[2], ITEMS[3]), state=state,
+                  items=ITEMS)
+    assert CHECKS["relaxed"].fn(True, enough) == ""
+    # ... but not when a pick does not fit, nor when nothing was picked.
+    assert CHECKS["relaxed"].fn(True, replace(enough, picks=(ITEMS[2], TOY)))
+    assert CHECKS["relaxed"].fn(True, replace(enough, picks=()))
 
 
 def test_year_checks_fail_a_pick_without_a_year():
