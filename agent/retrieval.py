@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from agent.state import chroma_where, satisfies
+from agent.state import chroma_where, constraint
 from agent.types import Candidate, DialogueState
 
 RRF_K = 60  # the usual constant; damps the weight of the very first ranks
@@ -50,6 +50,52 @@ def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
                       raw[i].get("cowatch")) for i in order]
 
 
+class ContentFacts:
+    """The catalog's genres, directors and cast as 0/1 matrices, so that comparing every
+    item with a liked one is a few matrix products, not a loop over the catalog."""
+
+    def __init__(self, items: Sequence):
+        from scipy import sparse
+
+        self.ids = [it.id for it in items]
+        self.genre_col = {g: k for k, g in enumerate(sorted({g for it in items for g in it.genres}))}
+        self.genres = np.zeros((len(items), len(self.genre_col)))
+        for r, it in enumerate(items):
+            self.genres[r, [self.genre_col[g] for g in set(it.genres)]] = 1.0
+        self.n_genres = self.genres.sum(axis=1)
+        self.people_col: dict[str, dict[str, int]] = {}
+        self.people = {}
+        for role in ("director", "cast"):
+            col = self.people_col[role] = {}
+            rows, cols = [], []
+            for r, it in enumerate(items):
+                for name in set(getattr(it, role)):
+                    rows.append(r)
+                    cols.append(col.setdefault(name, len(col)))
+            self.people[role] = sparse.csc_matrix(
+                (np.ones(len(rows)), (rows, cols)), shape=(len(items), max(1, len(col))))
+
+    def shares(self, role: str, names) -> np.ndarray:
+        """1.0 for the rows that credit any of ``names`` in ``role``, else 0.0."""
+        cols = [self.people_col[role][p] for p in set(names) if p in self.people_col[role]]
+        if not cols:
+            return np.zeros(len(self.ids))
+        return (np.asarray(self.people[role][:, cols].sum(axis=1)).ravel() > 0).astype(float)
+
+    def overlap(self, liked: Sequence) -> np.ndarray:
+        """Per row, the mean over ``liked`` of genre Jaccard + 0.5 shared director + 0.25
+        shared cast member (the sums in the same order as one item at a time)."""
+        score = np.zeros(len(self.ids))
+        for lk in liked:
+            cols = [self.genre_col[g] for g in set(lk.genres) if g in self.genre_col]
+            inter = self.genres[:, cols].sum(axis=1)
+            union = self.n_genres + len(set(lk.genres)) - inter
+            score += np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+            score += 0.5 * self.shares("director", lk.director)
+            score += 0.25 * self.shares("cast", lk.cast)
+        return score / len(liked)
+
+
 class HybridRetriever:
     """Chroma semantic search + co-watch + content overlap + popularity, fused."""
 
@@ -62,6 +108,8 @@ class HybridRetriever:
         self.reference = reference  # agent.reference.ReferenceFilms: titles outside it
         self.sasrec = sequential  # agent.models.sasrec.SASRec over the catalog's ids, or None
         self.fusion = fusion  # agent.fusion.FusionRanker: the learned fusion, or None (RRF)
+        self._fitting: tuple[DialogueState | None, frozenset[int]] = (None, frozenset())
+        self._facts: ContentFacts | None = None
 
     def outside_films(self, state: DialogueState) -> list:
         """Titles named outside the catalog, as items to compare with (id -1)."""
@@ -72,7 +120,19 @@ class HybridRetriever:
 
     def fits(self, item, state: DialogueState) -> bool:
         """``satisfies`` plus the head/tail split that "hidden gems" asks for."""
-        return satisfies(item, state) and not (state.lesser_known and not self.catalog.is_tail(item.id))
+        return item.id in self.fitting(state)
+
+    def fitting(self, state: DialogueState) -> frozenset[int]:
+        """The ids of every catalog item that ``fits``; the sources of one turn share it
+        (the last state's set is kept: a known user's state blocks their whole history,
+        and every source tests the whole catalog)."""
+        if self._fitting[0] is not state:
+            fits = constraint(state)
+            gems = state.lesser_known
+            self._fitting = (state, frozenset(
+                i for i, it in self.catalog.items.items()
+                if fits(it) and not (gems and not self.catalog.is_tail(i))))
+        return self._fitting[1]
 
     def query_vector(self, state: DialogueState) -> np.ndarray | None:
         """Mean of the request text's embedding and the liked items' embeddings."""
@@ -115,7 +175,8 @@ class HybridRetriever:
         if not seeds:
             return []
         pool = self.catalog.cowatched_with(seeds, n * 10)
-        return [(i, s) for i, s in pool if self.fits(self.catalog.get(i), state)][:n]
+        fit = self.fitting(state)
+        return [(i, s) for i, s in pool if i in fit][:n]
 
     def sequential(self, state: DialogueState, n: int,
                    history: Sequence[int] = ()) -> list[tuple[int, float]]:
@@ -125,9 +186,9 @@ class HybridRetriever:
         if self.sasrec is None or not sequence:
             return []
         scores = self.sasrec.scores(sequence)
-        out = []
+        fit, out = self.fitting(state), []
         for i in np.argsort(-scores, kind="stable").tolist():
-            if i in self.catalog and self.fits(self.catalog.get(i), state):
+            if i in fit:
                 out.append((i, float(scores[i])))
                 if len(out) == n:
                     break
@@ -135,35 +196,31 @@ class HybridRetriever:
 
     def content(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
         """Items whose catalog facts overlap the liked items': genre Jaccard, plus a
-        shared director (+0.5) or cast member (+0.25); popularity breaks ties."""
+        shared director (+0.5) or cast member (+0.25), averaged over the liked items;
+        popularity, then the id, breaks ties (higher first)."""
         liked = [self.catalog.get(i) for i in state.liked if i in self.catalog]
         liked += self.outside_films(state)
         if not liked:
             return []
-        scored = []
-        for it in self.catalog.items.values():
-            if not self.fits(it, state):
-                continue
-            score = 0.0
-            for lk in liked:
-                union = set(it.genres) | set(lk.genres)
-                score += len(set(it.genres) & set(lk.genres)) / len(union) if union else 0.0
-                score += 0.5 * bool(set(it.director) & set(lk.director))
-                score += 0.25 * bool(set(it.cast) & set(lk.cast))
-            if score > 0:
-                scored.append((score / len(liked), it.popularity, it.id))
-        scored.sort(reverse=True)
-        return [(i, s) for s, _, i in scored[:n]]
+        if self._facts is None:
+            self._facts = ContentFacts(list(self.catalog.items.values()))
+        score = self._facts.overlap(liked)
+        fit = self.fitting(state)
+        rows = [r for r in np.flatnonzero(score > 0) if self._facts.ids[r] in fit]
+        items = self.catalog.items
+        top = sorted(((float(score[r]), items[self._facts.ids[r]].popularity, self._facts.ids[r])
+                      for r in rows), reverse=True)[:n]
+        return [(i, s) for s, _, i in top]
 
     def popular(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
-        fits = [it for it in self.catalog.items.values() if self.fits(it, state)]
+        fits = [self.catalog.get(i) for i in self.fitting(state)]
         fits.sort(key=lambda it: (-it.popularity, it.id))
         return [(it.id, float(it.popularity)) for it in fits[:n]]
 
     def quality(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
         """The best-rated items that fit (``Catalog.quality``), for "surprise me"."""
         quality = self.catalog.quality
-        fits = [it for it in self.catalog.items.values() if self.fits(it, state)]
+        fits = [self.catalog.get(i) for i in self.fitting(state)]
         fits.sort(key=lambda it: (-quality[it.id], it.id))
         return [(it.id, quality[it.id]) for it in fits[:n]]
 

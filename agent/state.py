@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 from agent.datasets import ML_GENRES
 from agent.enrich import title_key
@@ -419,22 +420,35 @@ def _resolve(positions: tuple[int, ...], last: tuple[int, ...]) -> list[int]:
 
 def satisfies(item: Item, state: DialogueState) -> bool:
     """Whether ``item`` meets the hard constraints (the same rules as ``chroma_where``)."""
-    if item.id in state.liked or item.id in state.disliked or item.id in state.shown:
-        return False
-    if state.year_min is not None and (item.year is None or item.year < state.year_min):
-        return False
-    if state.year_max is not None and (item.year is None or item.year > state.year_max):
-        return False
-    if any(g in item.genres for g in state.excluded_genres):
-        return False
-    if state.genres and not (any if state.genre_or else all)(g in item.genres for g in state.genres):
-        return False
-    for group, avoid in mood_groups(state):
-        if not any(g in item.genres for g in group) or any(g in item.genres for g in avoid):
+    return constraint(state)(item)
+
+
+def constraint(state: DialogueState) -> Callable[[Item], bool]:
+    """``satisfies`` for one state, its sets and mood groups built once: a source that
+    tests every catalog item (a known user's ``shown`` is their whole history) calls it
+    per item instead of ``satisfies``."""
+    blocked = set(state.liked) | set(state.disliked) | set(state.shown)
+    lo, hi = state.year_min, state.year_max
+    excluded, genres, people = state.excluded_genres, state.genres, set(state.people)
+    need = any if state.genre_or else all
+    groups = mood_groups(state)
+
+    def fits(item: Item) -> bool:
+        if item.id in blocked:
             return False
-    if state.people and not set(state.people) & (set(item.director) | set(item.cast)):
-        return False
-    return True
+        if lo is not None and (item.year is None or item.year < lo):
+            return False
+        if hi is not None and (item.year is None or item.year > hi):
+            return False
+        if any(g in item.genres for g in excluded):
+            return False
+        if genres and not need(g in item.genres for g in genres):
+            return False
+        for group, avoid in groups:
+            if not any(g in item.genres for g in group) or any(g in item.genres for g in avoid):
+                return False
+        return not people or bool(people & (set(item.director) | set(item.cast)))
+    return fits
 
 
 YEAR_WIDENING = (10, 25)  # years added on each side of a bound, step by step
