@@ -124,7 +124,7 @@ class Recommender:
             top = self.rank(state, strict, diversity, notices)
             fits = {r.item_id for r in top}
             rest = [c for c in cands if c.item_id not in fits]
-            top += self.rank(used, rest, diversity, notices)[: self.top_k - len(top)]
+            top += self.rank(used, rest, diversity, notices, taken=top)[: self.top_k - len(top)]
         timings["rank"] = time.perf_counter() - t
         state = state.with_changes(shown=state.shown + tuple(r.item_id for r in top),
                                    last=tuple(r.item_id for r in top))
@@ -172,9 +172,10 @@ class Recommender:
                        "list of films, so I left it out.")
         return out
 
-    def rank(self, state: DialogueState, cands, diversity, notices: list[str]) -> list:
+    def rank(self, state: DialogueState, cands, diversity, notices: list[str],
+             taken=()) -> list:
         """The top ``top_k`` of ``cands``: the LLM ranker (retrieval order when it fails),
-        then the long-tail and diversity re-ranker."""
+        then the long-tail and diversity re-ranker; one film per title (``distinct``)."""
         try:
             ranked = self.ranker.rank(state, cands)
         except BackendError as e:  # backend boundary: a failing model degrades; a bug raises
@@ -188,7 +189,24 @@ class Recommender:
                 # least-watched first, which is obscure, not a gem.
                 tail = min(tail, LESSER_KNOWN_BOOST)
             ranked = self.reranker.rerank(ranked, tail_boost=tail, diversity=diversity)
-        return ranked[: self.top_k]
+        return self.distinct(ranked, state, taken)[: self.top_k]
+
+    def distinct(self, ranked, state: DialogueState, taken=()) -> list:
+        """``ranked`` without a title already picked, ``taken``, shown, liked or disliked
+        under another id (MovieLens-100K lists 18 films twice, e.g. two "Kull the
+        Conqueror (1997)"): a person sees the same film, not two items."""
+        items = self.catalog.items
+
+        def label(i):
+            return items[i].label if i in items else i
+        seen = {label(i) for i in (*state.shown, *state.liked, *state.disliked)}
+        seen |= {label(r.item_id) for r in taken}
+        out = []
+        for r in ranked:
+            if label(r.item_id) not in seen:
+                seen.add(label(r.item_id))
+                out.append(r)
+        return out
 
     def explain(self, facts: list[Facts], state, notices) -> tuple[list[str], list[str]]:
         templates = explain_picks(facts)

@@ -181,3 +181,19 @@ def test_terminal_chat_reports_bad_input_and_goes_on(catalog):
     assert chat_loop(rec, read=read, write=out.append) == 0
     assert out[1].startswith("! ") and not any(line.startswith("Picks: ") for line in out)
     assert "Looking for" in out[2] or "1." in out[2]
+
+
+def test_a_film_listed_twice_is_picked_once_and_never_again(catalog):
+    from dataclasses import replace
+
+    from agent.catalog import Catalog
+
+    twin = replace(catalog.get(3), id=13, popularity=94)  # Terminator 2 under a second id
+    both = Catalog([*catalog.items.values(), twin], catalog.meta, catalog.user, catalog.item,
+                   catalog.timestamp, catalog.head)
+    rec = make(both, FakeBackend(), explain="template")
+    first = rec.turn("sci-fi please")
+    labels = [r.item.label for r in first.recommendations]
+    assert labels[0] == "Terminator 2: Judgment Day (1991)" and len(set(labels)) == len(labels) == 2
+    later = rec.turn("more sci-fi", first.state)
+    assert "Terminator 2: Judgment Day (1991)" not in [r.item.label for r in later.recommendations]
