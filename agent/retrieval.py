@@ -50,6 +50,15 @@ def rrf_fuse(ranked_lists: dict[str, list[tuple[int, float]]], n: int,
                       raw[i].get("cowatch")) for i in order]
 
 
+def asks_for_standing(state: DialogueState) -> bool:
+    """Whether the user asked for films by their standing: well liked ("a must-see
+    classic"), lesser known ("hidden gems") or popular. The learned fusion learned from
+    histories what people watch next and knows nothing of such asks (its training states
+    have none), so these turns are fused by RRF, whose weights carry them: the quality
+    list, the tail filter, the popularity list at full weight."""
+    return state.well_liked or state.lesser_known or state.tail_boost == 0.0
+
+
 class ContentFacts:
     """The catalog's genres, directors and cast as 0/1 matrices, so that comparing every
     item with a liked one is a few matrix products, not a loop over the catalog."""
@@ -258,9 +267,10 @@ class HybridRetriever:
     def retrieve(self, state: DialogueState, n: int,
                  history: Sequence[int] = ()) -> list[Candidate]:
         """The best ``n`` of every source's lists (each ``POOL`` long, or ``n``), fused by
-        the learned fusion when there is one, else by weighted reciprocal rank."""
+        the learned fusion when there is one and the user did not ask for films by their
+        standing (``asks_for_standing``), else by weighted reciprocal rank."""
         lists = self.lists(state, max(n, POOL), history)
-        if self.fusion is None:
+        if self.fusion is None or asks_for_standing(state):
             return self.rrf(state, lists, n)
         return self.learned(state, lists, n, history)
 

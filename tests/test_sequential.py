@@ -1,6 +1,7 @@
 """The sequential candidate source (SASRec over the liked titles) inside the agent."""
 
 import numpy as np
+import pytest
 
 from agent.models.sasrec import (SASRecConfig, catalog_sequences, find_sasrec, model_dir,
                                  prepare_sasrec)
@@ -81,3 +82,16 @@ def test_the_learned_fusion_orders_the_candidates_when_there_is_one(catalog):
     assert 12 not in [c.item_id for c in r.learned(DialogueState(liked=(1,)), lists, 9)]
     plain = HybridRetriever(None, None, catalog).rrf(DialogueState(liked=(1,)), lists, 2)
     assert [c.item_id for c in plain] == [2, 3]  # first of their lists: a tie, lower id first
+
+
+@pytest.mark.parametrize("ask", [dict(well_liked=True), dict(lesser_known=True),
+                                 dict(tail_boost=0.0)])
+def test_an_ask_for_well_liked_hidden_or_popular_films_is_fused_by_rrf(catalog, ask):
+    r = HybridRetriever(None, None, catalog, fusion=ByItemId())
+    plain = HybridRetriever(None, None, catalog)
+    liked = DialogueState(liked=(1,), genres=("Sci-Fi",))
+    lists = {"content": [(2, 0.9), (7, 0.5)], "popular": [(3, 95.0)]}
+    r.lists = plain.lists = lambda state, pool, history=(): lists
+    assert [c.item_id for c in r.retrieve(liked, 3)] == [7, 3, 2]  # the fusion's order
+    asked = liked.with_changes(**ask)
+    assert [c.item_id for c in r.retrieve(asked, 3)] == [c.item_id for c in plain.retrieve(asked, 3)]
