@@ -134,14 +134,15 @@ class HybridRetriever:
     def fitting(self, state: DialogueState) -> frozenset[int]:
         """The ids of every catalog item that ``fits``; the sources of one turn share it
         (the last state's set is kept: a known user's state blocks their whole history,
-        and every source tests the whole catalog)."""
-        if self._fitting[0] is not state:
-            fits = constraint(state)
-            gems = state.lesser_known
-            self._fitting = (state, frozenset(
-                i for i, it in self.catalog.items.items()
-                if fits(it) and not (gems and not self.catalog.is_tail(i))))
-        return self._fitting[1]
+        and every source tests the whole catalog). Read once into a local: the API calls
+        the retriever from several threads, and another state may replace the cache."""
+        cached = self._fitting
+        if cached[0] is not state:
+            fits, gems = constraint(state), state.lesser_known
+            cached = (state, frozenset(i for i, it in self.catalog.items.items()
+                                       if fits(it) and not (gems and not self.catalog.is_tail(i))))
+            self._fitting = cached
+        return cached[1]
 
     def query_vector(self, state: DialogueState) -> np.ndarray | None:
         """Mean of the request text's embedding and the liked items' embeddings."""

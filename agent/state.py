@@ -459,8 +459,8 @@ def relaxations(state: DialogueState):
     order a turn tries them when too little fits: genres any-of instead of all-of, then
     well-known films allowed for "hidden gems", then the moods, then the genres of titles
     named outside the catalog, then the years (widened), and last, when a person was
-    named, the genres ("with Cary Grant" after "a mystery": his other films). Each step keeps the earlier ones, so every item the strict
-    state fits still fits.
+    named, the genres ("with Cary Grant" after "a mystery": his other films). Each step
+    keeps the earlier ones, so every item the strict state fits still fits.
 
     >>> [why.split(",")[0] for _, why in relaxations(DialogueState(genres=("Crime", "Western"),
     ...                                                             lesser_known=True))]

@@ -95,3 +95,13 @@ def test_an_ask_for_well_liked_hidden_or_popular_films_is_fused_by_rrf(catalog, 
     assert [c.item_id for c in r.retrieve(liked, 3)] == [7, 3, 2]  # the fusion's order
     asked = liked.with_changes(**ask)
     assert [c.item_id for c in r.retrieve(asked, 3)] == [c.item_id for c in plain.retrieve(asked, 3)]
+
+
+def test_the_shared_fitting_set_follows_the_state_it_is_asked_for(catalog):
+    from agent.state import satisfies
+
+    r = HybridRetriever(None, None, catalog)
+    older, newer = DialogueState(year_max=1985), DialogueState(year_min=1990)
+    for state in (older, newer, older):
+        want = {i for i, it in catalog.items.items() if satisfies(it, state)}
+        assert r.fitting(state) == want and want
