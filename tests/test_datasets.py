@@ -129,3 +129,25 @@ def test_prepare_dataset_from_zip_writes_normalized_files(tmp_path, film_db):
     assert [(i["id"], i["popularity"], i["head"]) for i in items] == [(1, 4, True), (2, 1, False)]
     with np.load(dest / "interactions.npz") as z:
         assert z["item"].tolist() == [1, 1, 1, 1, 2]
+
+
+def test_a_series_title_joins_by_its_series_name_or_subtitle_unless_ambiguous(tmp_path):
+    import sqlite3
+
+    from tests.conftest import write_film_db
+
+    db = write_film_db(tmp_path / "movies.db")
+    con = sqlite3.connect(db)
+    rows = [(90, "Star Wars: Episode V \u2013 The Empire Strikes Back", 1980, "Irvin Kershner",
+             "Harrison Ford", 124.0, "United States", "English", 1),
+            (91, "Twin Saga: Part One", 1990, "A", "X Y", 90.0, "US", "English", 1),
+            (92, "Twin Saga: Part Two", 1990, "B", "Z W", 90.0, "US", "English", 1)]
+    con.executemany("INSERT INTO omdb VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.commit()
+    con.close()
+    items = [{"title": "The Empire Strikes Back", "year": 1980},
+             {"title": "Twin Saga", "year": 1990}, {"title": "Heat", "year": 1995}]
+    enrich_items(items, load_film_facts(db))
+    assert items[0]["cast"] == ["Harrison Ford"]
+    assert "cast" not in items[1]  # two films share the alias in one year: neither is taken
+    assert items[2]["director"] == ["Michael Mann"]  # exact keys still win
