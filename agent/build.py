@@ -117,6 +117,13 @@ def build_recommender(settings: Settings, backend=None, log=print):
         model = state_backend(settings, settings.state_adapter) if settings.state_adapter \
             else backend
         extractor = StateExtractor(model, title_index, settings.state_llm, people, reference)
+    guesser = None
+    if settings.title_llm == "on":
+        from agent.reference import ReferenceFilms
+        from agent.title_guess import TitleGuesser
+
+        guesser = TitleGuesser(backend, {g for it in catalog.items.values() for g in it.genres})
+        reference = reference if reference is not None else ReferenceFilms({})
     sequential = find_sasrec(settings, catalog)
     fusion = None
     if sequential is None:
@@ -133,7 +140,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
                        ranker, backend,
                        n_candidates=settings.candidates, top_k=settings.top_k,
                        explain=settings.explain, extractor=extractor, people=people,
-                       reference=reference,
+                       reference=reference, guesser=guesser,
                        reranker=TailDiversityReranker(catalog, settings.tail_boost,
                                                       settings.diversity))
 

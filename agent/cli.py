@@ -27,6 +27,7 @@ SETTING_HELP = {
     "explain": "who writes explanations: template or llm",
     "state_llm": "LLM reading of each message: off, auto or always",
     "state_adapter": "a LoRA adapter for that reading (`tailor finetune --task state`)",
+    "title_llm": "on: the LLM guesses what an unknown title is like (off by default)",
     "candidates": "items retrieved per turn",
     "llm_candidates": "of those, how many the LLM reorders",
     "top_k": "picks per answer",
@@ -304,7 +305,26 @@ def _eval_dialogue_suite(settings: Settings, args) -> int:
     return 0  # a completed run is a measurement, whatever it measured
 
 
+def _eval_withheld(settings: Settings, args) -> int:
+    from eval.withheld import run_withheld
+
+    if args.out == EVAL_OUT:
+        args.out = "out/withheld"
+    report = run_withheld(settings, args.withheld, Path(args.out), log=_log,
+                          guess=args.guess_titles)
+    for arm in ("with_reference", "without_reference", "llm_guess", "constant_guess"):
+        if arm in report:
+            s = report[arm]["summary"]
+            _log(f"{arm}: said not in catalog {s['said_not_in_catalog']:.0%}, turns sharing a "
+                 f"genre {s['turns_sharing_a_genre']:.0%}, picks {s['picks_sharing_a_genre']:.0%}")
+    _log(f"report written to {args.out}/withheld.json, withheld.md "
+         f"({report['wall_time_s']:.0f}s)")
+    return 0
+
+
 def cmd_eval(settings: Settings, args) -> int:
+    if args.withheld:
+        return _eval_withheld(settings, args)
     if args.dialogue_suite:
         return _eval_dialogue_suite(settings, args)
     if args.understanding:
@@ -479,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "llm-lora-tail[:strength] "
                         "(default: popularity,itemknn,retrieval,hybrid,llm-zero,llm-few)")
     s.add_argument("--out", default=EVAL_OUT, help="report folder (default out/eval; "
-                   "out/understanding and out/dialogues for those two)")
+                   "out/understanding, out/dialogues and out/withheld for those)")
     s.add_argument("--users", type=int, help="evaluate a fixed-seed sample of N test users")
     s.add_argument("--seed", type=int, default=0,
                    help="random seed: the 99 sampled negatives of each test user and the "
@@ -502,6 +522,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of ranking, play scripted multi-turn dialogues and check each "
                         "turn's expectations; report the pass rate (default FILE: the packaged "
                         "eval/dialogues.json)")
+    s.add_argument("--withheld", type=int, nargs="?", const=50, default=None, metavar="N",
+                   help="instead of ranking, withhold the N (default 50) most-watched films "
+                        "the reference table knows and ask for 'something like' each: does the "
+                        "reply say it is not in the catalog, and do the picks resemble it")
+    s.add_argument("--guess-titles", action="store_true",
+                   help="with --withheld: also without the reference table, the configured "
+                        "LLM describing each title (TAILOR_TITLE_LLM), beside a constant guess")
     s.add_argument("--fake-llm", action="store_true",
                    help="with --dialogue-suite: rank with a backend that scores every candidate "
                         "alike (retrieval order), to test the rules without the model")

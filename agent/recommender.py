@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Iterator
 
 from agent.errors import BackendError, InputError
@@ -41,7 +42,7 @@ class Recommender:
     def __init__(self, catalog, title_index, retriever, ranker, backend=None, *,
                  n_candidates: int = 30, top_k: int = 3, explain: str = "llm",
                  known_people: set[str] | None = None, max_explain_tokens: int = 60,
-                 reranker=None, extractor=None, people=None, reference=None):
+                 reranker=None, extractor=None, people=None, reference=None, guesser=None):
         self.catalog, self.title_index = catalog, title_index
         self.retriever, self.ranker, self.backend = retriever, ranker, backend
         self.n_candidates, self.top_k, self.explain_mode = n_candidates, top_k, explain
@@ -50,6 +51,7 @@ class Recommender:
         self.extractor = extractor  # agent.extract.StateExtractor, or None (rules only)
         self.people = people  # agent.people.PeopleIndex: "films with Tom Hanks"
         self.reference = reference  # agent.reference.ReferenceFilms: titles outside the catalog
+        self.guesser = guesser  # agent.title_guess.TitleGuesser: titles the table lacks, or None
         self.known_people = known_people if known_people is not None else {
             p for it in catalog.items.values() for p in (*it.director, *it.cast)}
 
@@ -61,7 +63,23 @@ class Recommender:
     def parse(self, text: str):
         """The rules' parse of a message, refined by the LLM's JSON form when enabled."""
         parsed = parse_message(text, self.title_index, self.people, self.reference)
-        return parsed if self.extractor is None else self.extractor.refine(text, parsed)
+        if self.extractor is not None:
+            parsed = self.extractor.refine(text, parsed)
+        return self.guess_unknown(parsed)
+
+    def guess_unknown(self, parsed):
+        """Titles nothing knows, described by the LLM when a guesser is set: each guess
+        becomes an ``outside`` film (remembered by the reference so retrieval finds it),
+        the rest stay named as not found."""
+        if self.guesser is None or self.reference is None or not parsed.not_found:
+            return parsed
+        guessed, unknown = [], []
+        for title in parsed.not_found:
+            film = self.guesser.guess(title)
+            (guessed if film else unknown).append(film or title)
+        for film in guessed:
+            self.reference.remember(film)
+        return replace(parsed, outside=parsed.outside + tuple(guessed), not_found=tuple(unknown))
 
     def state_from(self, messages: list[str]) -> DialogueState:
         """The state earlier messages lead to, without ranking (stateless API callers
@@ -166,7 +184,12 @@ class Recommender:
         for film in parsed.outside:
             like = (f"I looked for {' or '.join(film.genres)} films instead" if film.genres
                     else "I could not tell what it is like")
-            out.append(f"{film.label} is not in the catalog{span}; {like}.")
+            if film.guessed:  # the model's word, not a fact: said as a guess
+                out.append(f"{film.label} is not in the catalog{span} or my reference list of "
+                           f"films; the language model guesses it is {' or '.join(film.genres)}"
+                           ", so I looked for those (a guess, it may be wrong).")
+            else:
+                out.append(f"{film.label} is not in the catalog{span}; {like}.")
         for title in parsed.not_found:
             out.append(f"I don't know \"{title}\": it is not in the catalog or my reference "
                        "list of films, so I left it out.")

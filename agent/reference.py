@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ CUES = re.compile(r"\b(?:like|liked|loved|love|enjoyed|adored|similar to|as good
 STOP = re.compile(r"\s*(?:[,.;!?\"“”]|\bbut\b|\bor\b|\bfrom\b|\bwith\b|\bin\b\s+"
                   r"(?:the\s+)?\d|\bbefore\b|\bafter\b|\bthat\b|\bwhich\b)", re.I)
 MAX_WORDS = 6
+MAX_GUESSES = 1024
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,12 @@ class ReferenceFilm:
     genres: tuple[str, ...]  # in the catalog's genre names
     director: tuple[str, ...] = ()
     cast: tuple[str, ...] = ()
+    guessed: bool = False  # the LLM's guess (agent.title_guess), not the table's facts
 
     @property
     def label(self) -> str:
-        return f"{self.title} ({self.year})" if self.year else self.title
+        # A guessed year is not shown as if it were known.
+        return f"{self.title} ({self.year})" if self.year and not self.guessed else self.title
 
     def as_item(self) -> Item:
         """The film as an item to compare catalog items with (id -1: never recommended)."""
@@ -50,6 +54,7 @@ class ReferenceFilms:
     def __init__(self, films: dict[str, ReferenceFilm]):
         self.films = films
         self.labels = {f.label: f for f in films.values()}
+        self.guesses: OrderedDict[str, ReferenceFilm] = OrderedDict()  # by label, bounded
 
     @classmethod
     def from_film_db(cls, db_path: Path, catalog_genres) -> ReferenceFilms:
@@ -78,7 +83,15 @@ class ReferenceFilms:
 
     def by_label(self, label: str) -> ReferenceFilm | None:
         """The film a state's ``outside`` entry names (its ``label``)."""
-        return self.labels.get(label)
+        return self.labels.get(label) or self.guesses.get(label)
+
+    def remember(self, film: ReferenceFilm) -> None:
+        """Keep a guessed film so later turns' retrieval finds it by label (the most
+        recent ``MAX_GUESSES``; a state naming an older one keeps its genres wish)."""
+        self.guesses[film.label] = film
+        self.guesses.move_to_end(film.label)
+        while len(self.guesses) > MAX_GUESSES:
+            self.guesses.popitem(last=False)
 
 
 def named_titles(text: str) -> list[tuple[int, int, str]]:

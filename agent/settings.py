@@ -45,6 +45,10 @@ class Settings:
     # A LoRA adapter for that form under <home>/adapters (`tailor finetune --task state`
     # trains "state-lora"); empty: the chat model fills it zero-shot.
     state_adapter: str = ""
+    # "on": the LLM describes a title that neither the catalog nor the reference film table
+    # knows (agent.title_guess), said back as a guess. The bundled 135M model knows almost
+    # no films (`tailor eval --withheld` measures it), so off by default: for larger models.
+    title_llm: str = "off"
     candidates: int = 30
     llm_candidates: int = 10  # what the LLM reorders; keeps the rank prompt near 300 tokens
     top_k: int = 3
@@ -79,6 +83,8 @@ class Settings:
             raise ConfigError(f"sasrec_epochs must be 0 (no cap) or more, not {self.sasrec_epochs}")
         if self.state_llm not in ("off", "auto", "always"):
             raise ConfigError(f"state_llm must be off, auto or always, not {self.state_llm!r}")
+        if self.title_llm not in ("off", "on"):
+            raise ConfigError(f"title_llm must be off or on, not {self.title_llm!r}")
         if not 1 <= self.top_k <= self.llm_candidates <= min(self.candidates, 26):
             raise ConfigError(
                 "need 1 <= top_k <= llm_candidates <= candidates and llm_candidates <= 26 "

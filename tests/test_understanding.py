@@ -135,11 +135,12 @@ def test_a_named_person_keeps_their_films_when_the_genre_runs_out():
 
 # --- whole turns --------------------------------------------------------------------------
 def make(catalog, **kw):
+    kw.setdefault("reference", REFERENCE)
     backend = FakeBackend()
     ranker = VerbalizerRanker(backend, catalog, n_llm=3, weight=1.0, few_shot=False)
     return Recommender(catalog, TitleIndex(tiny_items()), CatalogRetriever(catalog), ranker,
                        backend, n_candidates=5, top_k=2, explain="template",
-                       people=PeopleIndex(tiny_items()), reference=REFERENCE, **kw)
+                       people=PeopleIndex(tiny_items()), **kw)
 
 
 def test_off_topic_says_what_tailor_does(catalog):

@@ -9,7 +9,11 @@ def test_summary_counts_turns_and_picks():
     s = summarize(cases)
     assert s == {"titles": 2, "said_not_in_catalog": 0.5, "linked_to_another_title": 0.5,
                  "turns_sharing_a_genre": 0.5, "picks_sharing_a_genre": 0.5,
-                 "picks_cowatched": 0.25}
+                 "picks_cowatched": 0.25, "guess_shares_a_genre": None}
+    guessed = [WithheldCase(1, "A", True, False, [2], 1.0, 0.0, ("Drama", "War"), ("War",)),
+               WithheldCase(4, "B", True, False, [5], 0.0, 0.0, ("Comedy",), ()),
+               WithheldCase(6, "C", True, False, [7], 0.0, 0.0, ("Horror",), ("Drama",))]
+    assert summarize(guessed)["guess_shares_a_genre"] == pytest.approx(1 / 3)
 
 
 @pytest.mark.assets
