@@ -333,7 +333,8 @@ def cmd_eval(settings: Settings, args) -> int:
 
     report = run_evaluation(settings, args.systems or DEFAULT_SYSTEMS, Path(args.out), args.users,
                             args.seed, log=_log, conversation_users=args.dialogues,
-                            llm_users=args.llm_users, ablation=args.ablation)
+                            llm_users=args.llm_users, ablation=args.ablation,
+                            fusion_users=args.fusion_users)
     _log(f"report written to {args.out}/report.json, report.md, accuracy_vs_tail.png "
          f"({report['wall_time_s']:.0f}s)")
     return 0
@@ -510,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dialogues", type=int, default=20,
                    help="simulated users for the conversational test of hybrid, tailor and "
                         "llm-* (0 = skip)")
+    s.add_argument("--fusion-users", type=int, default=None, metavar="N",
+                   help="with a tailor system: its fusion learns from a fixed-seed sample of N "
+                        "users' cases instead of every user's (a quick run; the smoke test's)")
     s.add_argument("--ablation", action="store_true",
                    help="with a tailor system: retrain its fusion without each candidate "
                         "source and feature in turn and score it on the same users (the "

@@ -314,13 +314,16 @@ def shadow_sequential(before, truncated, sequences, cfg, cache_dir: Path | None 
 
 def shadow_examples(retriever, sequences: dict[int, Sequence[int]], base_catalog,
                     sequential_for, held: int = HELD_OUT, pool: int = 50, log=print,
-                    progress: bool = True) -> tuple[list[Example], list[dict], list[bool]]:
+                    progress: bool = True, users=None
+                    ) -> tuple[list[Example], list[dict], list[bool]]:
     """The fusion's training examples: for every held-out position of ``sequences``, the
     candidates that sources fitted on the truncated histories propose.
 
     ``retriever``: the serving retriever, whose Chroma collection and embedder are
     reused (they read item text, not interactions). ``sequential_for(before, truncated,
     sequences)``: the sequence model fitted on the truncated histories (None: none).
+    ``users``: only these users' held-out positions become examples (None: everyone's);
+    the shadow sources are still fitted on every user's truncated history.
     Returns the examples, each one's source lists, and whether its target is the
     user's last item."""
     from tqdm import tqdm
@@ -329,6 +332,8 @@ def shadow_examples(retriever, sequences: dict[int, Sequence[int]], base_catalog
     from agent.retrieval import HybridRetriever
 
     truncated, cases = shadow_split(sequences, held)
+    if users is not None:
+        cases = [c for c in cases if c[0] in users]
     before = catalog_from_histories(base_catalog, truncated,
                                     f"fusion training: last {held} items held out")
     shadow = HybridRetriever(retriever.collection, retriever.embedder, before,

@@ -42,9 +42,11 @@ def item_vectors(collection) -> dict:
             for m, e in zip(got["metadatas"], got["embeddings"])}
 
 
-def build_systems(specs, settings, split, collection, embedder, backend_factory, log=print):
+def build_systems(specs, settings, split, collection, embedder, backend_factory, log=print,
+                  fusion_users: int | None = None):
     """Instantiate the named systems over the training catalog of ``split`` (a
-    ``tailor`` system keeps its fusion's training cases as ``train_examples``)."""
+    ``tailor`` system keeps its fusion's training cases as ``train_examples``;
+    ``fusion_users``: its fusion learns from that many users' cases, None: all)."""
     from dataclasses import replace
 
     from agent.build import ranker_options
@@ -77,7 +79,8 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
         if "fusion" not in made:
             retriever = HybridRetriever(collection, embedder, cat, sequential=sasrec().model)
             made["fusion"] = (retriever, *train_two_stage(
-                cat, split, retriever, log, cache_dir=settings.models_dir), {})
+                cat, split, retriever, log, cache_dir=settings.models_dir,
+                users=fusion_users), {})
         retriever, fusion, report, examples, candidates = made["fusion"]
         name = "tailor" if arg is None else f"tailor:{tail_boost:g}"
         system = TwoStage(cat, retriever, fusion, TailDiversityReranker(
@@ -168,9 +171,12 @@ def run_conversations(built, split, collection, embedder, n_users: int, seed: in
 
 def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: int,
                    log=print, backend_factory=None, conversation_users: int = 0,
-                   llm_users: int | None = None, ablation: bool = False) -> dict:
+                   llm_users: int | None = None, ablation: bool = False,
+                   fusion_users: int | None = None) -> dict:
     """Evaluate ``systems`` on ``settings.dataset``; writes ``out/report.{json,md}`` and plots.
 
+    ``fusion_users``: a ``tailor`` system's fusion learns from a fixed-seed sample of
+    that many users' cases (a quick run; None: every user's).
     ``ablation``: also retrain the first ``tailor`` system's fusion without each source
     and feature in turn (``eval.ablation``) and score it on the same users."""
     from agent.catalog import Catalog
@@ -182,6 +188,8 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
     from eval.report import git_sha, write_report
 
     specs = parse_systems(systems)
+    if fusion_users is not None and fusion_users < 1:
+        raise ConfigError(f"--fusion-users must be 1 or more, not {fusion_users}")
     t0, sha = time.perf_counter(), git_sha()
     if settings.threads:
         import torch
@@ -202,7 +210,7 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
 
             return make_backend(replace(settings, adapter=adapter))
     built, vectors = build_systems(specs, settings, split, collection, embedder,
-                                   backend_factory, log)
+                                   backend_factory, log, fusion_users)
     # LLM systems cost a forward pass per user: they may run on a fixed-seed subset,
     # and every system's metrics on that same subset are reported beside its own.
     llm_cases = sample_users(cases, llm_users, seed) if llm_users else cases

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from agent.fusion import (HELD_OUT, Example, FusionConfig, FusionRanker, feature_names,
                           known_user_example, recall, shadow_examples, shadow_sequential,
                           train_fusion)
@@ -71,15 +73,17 @@ def source_recall(examples: list[Example], lists: list[dict], k: int = POOL) -> 
 
 
 def train_two_stage(catalog, split, retriever, log=print, cfg: FusionConfig | None = None,
-                    progress: bool = True, cache_dir=None, sequential_for=None
-                    ) -> tuple[FusionRanker, dict, list[Example]]:
+                    progress: bool = True, cache_dir=None, sequential_for=None,
+                    users: int | None = None) -> tuple[FusionRanker, dict, list[Example]]:
     """Fit the fusion on the last ``HELD_OUT`` items before each user's test item (the
     validation item among them), with sources fitted on the histories before those
     (``agent.fusion.shadow_examples``); returns it, a report (recall@50 of each source
     and of the union on the validation items, training info) and the training cases.
 
     ``sequential_for(before, truncated, sequences)``: the shadow sequence model; by
-    default a SASRec of the serving one's config, cached in ``cache_dir``."""
+    default a SASRec of the serving one's config, cached in ``cache_dir``.
+    ``users``: learn from a fixed-seed sample of this many users' cases (a quick run;
+    None: every user's)."""
     t0 = time.perf_counter()
     if sequential_for is None:
         sasrec = retriever.sasrec
@@ -91,15 +95,20 @@ def train_two_stage(catalog, split, retriever, log=print, cfg: FusionConfig | No
                                      catalog.meta.get("dataset", "data"), log, progress)
 
     sequences = {c.user: [*c.history, c.target] for c in split.valid}
+    sample = None
+    if users is not None and users < len(sequences):
+        rng = np.random.default_rng(0)
+        sample = set(rng.choice(sorted(sequences), size=users, replace=False).tolist())
     examples, lists, last = shadow_examples(retriever, sequences, catalog, sequential_for,
-                                            log=log, progress=progress)
+                                            log=log, progress=progress, users=sample)
     on_valid = [i for i, is_last in enumerate(last) if is_last]
     recalls = source_recall([examples[i] for i in on_valid], [lists[i] for i in on_valid])
     log(f"tailor: recall@50 on validation items (sources fitted {HELD_OUT} items earlier): "
         + ", ".join(f"{s} {v:.3f}" for s, v in recalls.items()))
     fusion = train_fusion(examples, feature_names(), cfg, log)
     report = {"recall@50_valid": recalls, "recall@50_train_cases": recall(examples),
-              "train_cases": len(examples), "held_out": HELD_OUT, "fusion": fusion.info,
+              "train_cases": len(examples), "train_users": len({e.user for e in examples}),
+              "held_out": HELD_OUT, "fusion": fusion.info,
               "importances": fusion.importances(),
               "mean_candidates": sum(len(e.ids) for e in examples) / max(1, len(examples)),
               "build_s": time.perf_counter() - t0}

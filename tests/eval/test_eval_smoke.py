@@ -84,7 +84,8 @@ def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
     env.setdefault("TAILOR_SASREC_EPOCHS", "30")  # the path, not the quality (as `make test`)
     run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--systems",
-                          "sasrec,tailor", "--users", "20", "--seed", "1", "--out", str(out)],
+                          "sasrec,tailor", "--users", "20", "--seed", "1", "--fusion-users",
+                          "150", "--out", str(out)],
                          capture_output=True, text=True, env=env, timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -96,4 +97,5 @@ def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
     recall = training["recall@50_valid"]
     assert recall["union"] >= max(v for k, v in recall.items() if k != "union") > 0
     assert abs(sum(training["importances"].values()) - 1.0) < 1e-6
+    assert training["train_users"] == 150  # --fusion-users: a quick fusion, not every user's
     assert "Recall@50 on the validation users" in (out / "report.md").read_text()
