@@ -254,7 +254,12 @@ class VerbalizerRanker:
         fused = zscore(retr) + self.weight * zscore(llm)
         order = np.argsort(-fused, kind="stable")
         out = [Ranked(head[k].item_id, float(fused[k]), head[k].score, float(llm[k])) for k in order]
+        # Candidates the LLM did not see stay below those it did, in retrieval order, on
+        # the head's retrieval z scale: the tail re-ranker reads score gaps, not positions.
         floor = min(r.score for r in out)
-        # Candidates the LLM did not see stay below those it did, in retrieval order.
-        out += [Ranked(c.item_id, floor - 1 - k, c.score, None) for k, c in enumerate(tail)]
+        sd = retr.std()
+        for k, c in enumerate(tail):
+            z = (c.score - retr.mean()) / sd if sd >= 1e-9 else floor - 1
+            floor = min(floor - 1e-6, z)
+            out.append(Ranked(c.item_id, float(floor), c.score, None))
         return out

