@@ -84,6 +84,7 @@ class StateOut(BaseModel):
     last: list[int]
     genre_or: bool = False
     people: list[str] = []
+    excluded_people: list[str] = []
     moods: list[str] = []
     like_genres: list[str] = []
     outside: list[str] = []

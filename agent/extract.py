@@ -258,7 +258,7 @@ def combine(rules: ParsedMessage, model: ParsedMessage) -> ParsedMessage:
         changes.update(liked=model.liked, outside=model.outside,
                        disliked=tuple(i for i in model.disliked if i not in model.liked),
                        not_found=tuple(t for t in rules.not_found if t not in found))
-    if not rules.people:
+    if not (rules.people or rules.excluded_people):  # a person the rules saw negated stays so
         changes["people"] = model.people
     if not (titles or rules.people or rules.genres or rules.excluded_genres or rules.moods):
         changes.update(genres=model.genres, moods=model.moods,

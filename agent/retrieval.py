@@ -169,7 +169,12 @@ class HybridRetriever:
         if state.people:
             people_items = (self.people.items_of(state.people) if self.people is not None else
                             {i for i, it in self.catalog.items.items() if self.fits(it, state)})
-        where = chroma_where(state, people_items)
+        unwanted = None
+        if state.excluded_people:
+            unwanted = (self.people.items_of(state.excluded_people) if self.people is not None
+                        else {i for i, it in self.catalog.items.items()
+                              if set(state.excluded_people) & {*it.director, *it.cast}})
+        where = chroma_where(state, people_items, unwanted)
         if vector is None:  # nothing to search by: the best-liked (or most popular) that fit
             return (self.quality(state, n) if state.well_liked or state.lesser_known
                     else self.popular(state, n))

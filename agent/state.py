@@ -110,6 +110,7 @@ class ParsedMessage:
     not_found: tuple[str, ...] = ()
     well_liked: bool = False
     off_topic: bool = False
+    excluded_people: tuple[str, ...] = ()  # "nothing by Quentin Tarantino"
 
 
 ORDINALS = {"first": 0, "1st": 0, "one": 0, "1": 0, "second": 1, "2nd": 1, "two": 1, "2": 1,
@@ -241,13 +242,12 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
     def blank(start, end):
         rest[start:end] = " " * (end - start)
 
-    named_people = []
+    named_people, unwanted_people = [], []
     if people is not None:
         titles = tuple((m.start, m.end) for m in index.find(text))
         for pm in people.find(text, is_title=lambda span: bool(index.by_key.get(title_key(span))),
                               titles=titles):
-            if not _negated(text, pm.start):
-                named_people.append(pm.name)
+            (unwanted_people if _negated(text, pm.start) else named_people).append(pm.name)
             blank(pm.start, pm.end)
     mentions = index.find("".join(rest))
     liked, disliked = [], []
@@ -283,8 +283,8 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
     rest_text = "".join(rest)
     query = content_words(REFERENCE.sub(" ", _without_negated(rest_text)))
     genre_or = len(wanted) >= 2 and bool(re.search(r"\bor\b|\beither\b", rest_text, re.I))
-    taste = (liked or disliked or wanted or excluded or named_people or moods or outside
-             or liked_refs or disliked_refs)
+    taste = (liked or disliked or wanted or excluded or named_people or unwanted_people
+             or moods or outside or liked_refs or disliked_refs)
     asks_else = find_phrases(text, vocab.off_topic) or ARITHMETIC.search(text)
     # A year alone does not make a question about films: "who won the world cup in 1998?"
     off_topic = bool(not taste and asks_else and not find_phrases(text, vocab.film_words))
@@ -297,7 +297,8 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
                          bool(OLDER.search(rest_text)), bool(NEWER.search(rest_text)),
                          bool(ANY_YEAR.search(rest_text)), bool(ANY_GENRE.search(rest_text)),
                          bool(wanted and ONLY.search(rest_text)), genre_or, tuple(dict.fromkeys(named_people)), tuple(moods),
-                         tuple(outside), tuple(not_found), well_liked, off_topic)
+                         tuple(outside), tuple(not_found), well_liked, off_topic,
+                         tuple(dict.fromkeys(unwanted_people)))
 
 
 ARITHMETIC = re.compile(r"\d+\s*(?:times|plus|minus|x|\*|\+|/|divided by)\s*\d+", re.I)
@@ -407,7 +408,12 @@ def merge(state: DialogueState, parsed: ParsedMessage,
         genres=tuple(dict.fromkeys(genres)), excluded_genres=tuple(dict.fromkeys(excluded)),
         year_min=year_min, year_max=year_max, query=parsed.query, tail_boost=tail,
         genre_or=parsed.genre_or if parsed.genres else state.genre_or and not parsed.any_genre,
-        people=tuple(dict.fromkeys(state.people + parsed.people)), moods=tuple(moods),
+        people=tuple(dict.fromkeys(p for p in state.people + parsed.people
+                                   if p not in parsed.excluded_people)),
+        excluded_people=tuple(dict.fromkeys(
+            [p for p in state.excluded_people if p not in parsed.people]
+            + list(parsed.excluded_people))),
+        moods=tuple(moods),
         like_genres=like_genres, outside=outside, not_found=parsed.not_found,
         lesser_known=tail is not None and tail >= 0.5,
         well_liked=parsed.well_liked or state.well_liked)
@@ -430,6 +436,7 @@ def constraint(state: DialogueState) -> Callable[[Item], bool]:
     blocked = set(state.liked) | set(state.disliked) | set(state.shown)
     lo, hi = state.year_min, state.year_max
     excluded, genres, people = state.excluded_genres, state.genres, set(state.people)
+    unwanted = set(state.excluded_people)
     need = any if state.genre_or else all
     groups = mood_groups(state)
 
@@ -447,11 +454,14 @@ def constraint(state: DialogueState) -> Callable[[Item], bool]:
         for group, avoid in groups:
             if not any(g in item.genres for g in group) or any(g in item.genres for g in avoid):
                 return False
-        return not people or bool(people & (set(item.director) | set(item.cast)))
+        credits = set(item.director) | set(item.cast)
+        if unwanted & credits:
+            return False
+        return not people or bool(people & credits)
     return fits
 
 
-YEAR_WIDENING = (10, 25)  # years added on each side of a bound, step by step
+YEAR_WIDENING = (10, 25, 50)  # years added on each side of a bound, step by step
 
 
 def relaxations(state: DialogueState):
@@ -512,12 +522,15 @@ def genre_field(genre: str) -> str:
     return "g_" + re.sub(r"[^a-z]+", "_", genre.lower()).strip("_")
 
 
-def chroma_where(state: DialogueState, people_items: set[int] | None = None) -> dict | None:
+def chroma_where(state: DialogueState, people_items: set[int] | None = None,
+                 unwanted_items: set[int] | None = None) -> dict | None:
     """A Chroma ``where`` filter equivalent to ``satisfies`` (plus ``lesser_known``, which
-    needs the catalog's head/tail split). ``people_items``: the items of ``state.people``
-    (Chroma metadata holds no cast lists)."""
+    needs the catalog's head/tail split). ``people_items``: the items of ``state.people``;
+    ``unwanted_items``: those of ``state.excluded_people`` (Chroma metadata holds no cast
+    lists)."""
     clauses: list[dict] = []
-    excluded_ids = list(dict.fromkeys(state.liked + state.disliked + state.shown))
+    excluded_ids = list(dict.fromkeys(state.liked + state.disliked + state.shown
+                                      + tuple(sorted(unwanted_items or ()))))
     if excluded_ids:
         clauses.append({"item_id": {"$nin": excluded_ids}})
     if state.year_min is not None:
@@ -552,6 +565,8 @@ def describe(state: DialogueState, items: dict[int, Item]) -> str:
         parts.append((" or " if state.genre_or else " and ").join(state.genres))
     if state.people:
         parts.append("with " + " or ".join(state.people))
+    if state.excluded_people:
+        parts.append("nothing with " + " or ".join(state.excluded_people))
     if state.year_min is not None and state.year_max is not None:
         parts.append(str(state.year_min) if state.year_min == state.year_max
                      else f"released {state.year_min}-{state.year_max}")

@@ -71,6 +71,7 @@ class DialogueState:
     last: tuple[int, ...] = ()  # the last answer's picks, in order ("the second one")
     genre_or: bool = False  # "comedy or drama": any of ``genres``; by default all of them
     people: tuple[str, ...] = ()  # credited directors/cast asked for (any of them)
+    excluded_people: tuple[str, ...] = ()  # "nothing by Tarantino": none of their films
     moods: tuple[str, ...] = ()  # vocabulary moods ("cozy"): each is an any-of genre group
     like_genres: tuple[str, ...] = ()  # any of these: genres of named titles outside the catalog
     outside: tuple[str, ...] = ()  # those titles, as found in the reference film table

@@ -11,7 +11,7 @@ from agent.ranking import VerbalizerRanker
 from agent.recommender import CLARIFY, OFF_TOPIC, Recommender
 from agent.reference import ReferenceFilm, ReferenceFilms
 from agent.enrich import title_key
-from agent.state import merge, parse_message, relaxations, satisfies
+from agent.state import describe, merge, parse_message, relaxations, satisfies
 from agent.types import DialogueState
 from tests.conftest import tiny_items
 from tests.test_recommender import CatalogRetriever
@@ -125,6 +125,14 @@ def test_relaxations_only_loosen(people):
     # Genres are let go last, and only for a named person; the person never is.
     assert (steps[-1][0].genres == ()) == bool(people)
     assert all(looser.people == people for looser, _ in steps)
+
+
+def test_years_widen_in_steps_and_stay_on_their_side():
+    """"Something older" after M (1931) is year_max 1930; with "no dramas" on top, +25
+    years left one crime film in ML-100K, so a last step widens by 50."""
+    steps = [s for s, _ in relaxations(DialogueState(genres=("Crime",), year_max=1930))]
+    assert [(s.year_min, s.year_max) for s in steps] == [(None, 1940), (None, 1955),
+                                                          (None, 1980)]
 
 
 def test_a_named_person_keeps_their_films_when_the_genre_runs_out():
@@ -315,3 +323,28 @@ def test_years_are_loosened_last_and_said(catalog):
     r = make(catalog).turn("a crime film before 1980")  # crime exists, but not that early
     assert r.recommendations and "years around them" in r.text
     assert all(x.item.year <= 1979 + 25 for x in r.recommendations)
+
+
+def test_a_negated_person_excludes_their_films(index, people):
+    s = state_of("a sci-fi film, nothing with Sigourney Weaver", index, people)
+    assert s.excluded_people == ("Sigourney Weaver",) and s.people == ()
+    assert "Sci-Fi" in s.genres
+    fits = {it.id for it in tiny_items() if satisfies(it, s)}
+    assert fits and not fits & {1, 7, 11}  # Alien, Alien 3, Aliens credit her
+    assert "nothing with Sigourney Weaver" in describe(s, {it.id: it for it in tiny_items()})
+    s2 = state_of("actually, films with Sigourney Weaver", index, people, s)
+    assert s2.people == ("Sigourney Weaver",) and s2.excluded_people == ()
+
+
+def test_a_negated_person_is_kept_out_of_the_chroma_filter_too():
+    from agent.state import chroma_where
+
+    s = DialogueState(shown=(3,), excluded_people=("Sigourney Weaver",))
+    where = chroma_where(s, None, {1, 7, 11})
+    assert where == {"item_id": {"$nin": [3, 1, 7, 11]}}
+
+
+def test_a_turn_never_picks_a_film_of_a_negated_person(catalog):
+    r = make(catalog).turn("a sci-fi action film, nothing with Sigourney Weaver")
+    assert r.recommendations
+    assert all("Sigourney Weaver" not in x.item.cast for x in r.recommendations)

@@ -145,6 +145,24 @@ def test_a_loosened_pick_passes_a_pick_check_only_when_said_and_the_fits_ran_out
     assert "Aliens" in check(1990, _weaver_90s((alien3, aliens), state=loose))
 
 
+def test_nothing_older_left_passes_older_only_when_said_and_nothing_older_fits():
+    """The tiny catalog's oldest Sci-Fi film is 2001 (1968); after it, "something older"
+    (year_max 1967) has nothing, and the turn widens the years and says so."""
+    from agent.state import relaxations
+
+    state = DS(genres=("Sci-Fi",), year_max=1967, shown=(9,))
+    why = [w for _, w in relaxations(state) if "years" in w][0]
+    said = Seen(text=why[0].upper() + why[1:] + ".\nLooking for: x.", picks=(ALIEN,),
+                state=state, items=ITEMS, previous=(ITEMS[9],))
+    check = CHECKS["picks_older_than_previous"].fn
+    assert ITEMS[9].year == 1968 and check(True, said) == ""
+    assert "1979" in check(True, replace(said, text="Looking for: x."))  # not said
+    # An older Sci-Fi film exists once 2001 is not the oldest: then it had to be picked.
+    older = replace(said, state=replace(state, year_max=1985), previous=(ITEMS[2],))
+    assert check(True, older) == ""  # Alien (1979) is older than Blade Runner (1982)
+    assert "Toy Story" in check(True, replace(older, picks=(TOY,)))  # Alien fit: not loosened
+
+
 def test_relaxed_holds_without_the_sentence_when_enough_fit_and_were_picked():
     state = DS(genres=("Sci-Fi",))  # five Sci-Fi films in the tiny catalog
     enough = Seen(text="Looking for: Sci-Fi.", picks=(ITEMS[2], ITEMS[3]), state=state,
