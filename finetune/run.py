@@ -47,6 +47,10 @@ def prepare_run(settings, config: FinetuneConfig, fresh: bool) -> Path:
     return out
 
 
+def trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def start_lora(settings, config: FinetuneConfig, out: Path, n_train: int, unit: str, log):
     """The base model with a fresh LoRA attached, its config saved beside the checkpoint.
     Returns ``(base location, model, tokenizer)``."""
@@ -58,8 +62,7 @@ def start_lora(settings, config: FinetuneConfig, out: Path, n_train: int, unit: 
     model = attach_lora(model, config)
     (out / "checkpoint").mkdir(parents=True, exist_ok=True)
     (out / "checkpoint" / "config.json").write_text(json.dumps(config.to_json(), indent=1))
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"training {n_params:,} LoRA parameters on {n_train} {unit} "
+    log(f"training {trainable_parameters(model):,} LoRA parameters on {n_train} {unit} "
         f"({config.epochs:g} epochs, budget {config.max_minutes:g} min)")
     return base, model, tokenizer
 
@@ -159,7 +162,7 @@ def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = Fals
                  "include_feedback": include_feedback,
                  "valid_examples": len(val_set), "train_hash": examples_hash(train_set)},
         "prompt_hashes": prompt_hashes(RANK_PROMPTS), "config": config.to_json(),
-        "heuristics_ndcg@10": heuristics, "trainable_parameters": n_params,
+        "heuristics_ndcg@10": heuristics, "trainable_parameters": trainable_parameters(model),
         "best": state.best, "learning_curve": [{k: v for k, v in p.items() if k != "validation"}
                                                for p in state.curve],
         "zero_shot_validation": state.curve[0]["validation"],
@@ -263,7 +266,8 @@ def run_state_finetune(settings, config: FinetuneConfig, log=print, fresh: bool 
                  "skills": skill_counts(train_set)},
         "prompt_hashes": prompt_hashes(STATE_PROMPTS),
         "schema_sha256": hashlib.sha256(json.dumps(state_schema()).encode()).hexdigest(),
-        "config": config.to_json(), "trainable_parameters": n_params, "best": state.best,
+        "config": config.to_json(), "trainable_parameters": trainable_parameters(model),
+        "best": state.best,
         "learning_curve": state.curve, "train_minutes": round(state.minutes, 1),
         "wall_minutes": round((time.perf_counter() - t0) / 60, 1),
     }
