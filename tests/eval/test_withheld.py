@@ -28,3 +28,31 @@ def test_withheld_titles_are_said_and_resembled(real_settings, tmp_path):
     assert (tmp_path / "withheld.md").read_text().startswith("# Titles outside the catalog")
     for case in report["with_reference"]["cases"]:
         assert case["item_id"] not in case["picks"]  # withheld means never recommended
+
+
+@pytest.mark.assets
+def test_tailor_eval_withheld_with_guesses_writes_four_arms(real_settings, tmp_path):
+    """The command line, with the LLM guessing: four arms, a guess per case, and the
+    guessed genres are catalog genres only (the schema's enum)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
+    run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--withheld", "2",
+                          "--guess-titles", "--out", str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "withheld.json").read_text())
+    arms = ("with_reference", "without_reference", "llm_guess", "constant_guess")
+    assert all(report[a]["summary"]["titles"] == 2 for a in arms)
+    genres = {"Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+              "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+              "Romance", "Sci-Fi", "Thriller", "War", "Western"}
+    for case in report["llm_guess"]["cases"]:
+        assert case["guessed_genres"] is not None and set(case["guessed_genres"]) <= genres
+    assert all(c["guessed_genres"] == report["constant_guess_genres"]
+               for c in report["constant_guess"]["cases"])
+    header = (tmp_path / "withheld.md").read_text().split("\n")[4]
+    assert header.endswith("| llm guess | constant guess |"), header
