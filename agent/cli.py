@@ -306,8 +306,11 @@ def _eval_dialogue_suite(settings: Settings, args) -> int:
 
 
 def _eval_withheld(settings: Settings, args) -> int:
+    from agent.errors import ConfigError
     from eval.withheld import run_withheld
 
+    if args.withheld < 1:
+        raise ConfigError(f"--withheld needs 1 or more titles, not {args.withheld}")
     if args.out == EVAL_OUT:
         args.out = "out/withheld"
     report = run_withheld(settings, args.withheld, Path(args.out), log=_log,
@@ -323,7 +326,7 @@ def _eval_withheld(settings: Settings, args) -> int:
 
 
 def cmd_eval(settings: Settings, args) -> int:
-    if args.withheld:
+    if args.withheld is not None:
         return _eval_withheld(settings, args)
     if args.dialogue_suite:
         return _eval_dialogue_suite(settings, args)

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from agent.cli import main
 
 
@@ -29,6 +31,18 @@ def test_unknown_setting_is_reported(monkeypatch, capsys):
     monkeypatch.setenv("TAILOR_MODLE", "x")
     assert main(["ask", "hi"]) == 2
     assert "unknown setting TAILOR_MODLE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["eval", "--withheld", "0"], "--withheld needs 1 or more titles, not 0"),
+    (["eval", "--systems", "tailor", "--fusion-users", "0"], "--fusion-users must be 1 or more"),
+])
+def test_eval_counts_below_one_are_clear_errors_before_any_work(tmp_path, capsys, monkeypatch,
+                                                                 args, says):
+    monkeypatch.setenv("TAILOR_HOME", str(tmp_path))
+    assert main(args) == 2
+    assert says in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing was written
 
 
 def test_missing_data_names_the_fix(tmp_path, capsys, monkeypatch):
