@@ -11,7 +11,7 @@ from agent.settings import Settings
 
 def model_location(settings: Settings) -> str:
     """The configured chat model as a local folder (bundled, verified) or a Hugging Face id."""
-    from agent.assets import DEFAULT_MODEL, verify_manifest
+    from agent.data.assets import DEFAULT_MODEL, verify_manifest
 
     if settings.model != DEFAULT_MODEL:
         return settings.model
@@ -67,8 +67,8 @@ def make_backend(settings: Settings):
 def reference_films(settings: Settings, catalog, log=print):
     """The reference film table for titles outside the catalog, or None (with a note)
     when it cannot be had: the turn then names such titles as not found."""
-    from agent.datasets import film_db_path
-    from agent.reference import ReferenceFilms
+    from agent.domain.movielens.loaders import film_db_path
+    from agent.domain.movielens.reference import ReferenceFilms
 
     genres = {g for it in catalog.items.values() for g in it.genres}
     try:
@@ -85,19 +85,19 @@ def build_recommender(settings: Settings, backend=None, log=print):
     Args:
         backend: a ``ChatBackend`` to use instead of the one the settings configure.
     """
-    from agent.assets import prepare_embedder
-    from agent.catalog import Catalog
-    from agent.embeddings import SentenceEmbedder
-    from agent.index import make_client, open_collection
-    from agent.linking import TitleIndex
-    from agent.fusion import find_fusion
+    from agent.data.assets import prepare_embedder
+    from agent.data.catalog import Catalog
     from agent.models.sasrec import find_sasrec, sasrec_dir
-    from agent.people import PeopleIndex
-    from agent.ranking import VerbalizerRanker
+    from agent.rank.fusion import find_fusion
+    from agent.rank.rerank import TailDiversityReranker
+    from agent.rank.verbalizer import VerbalizerRanker
     from agent.recommender import Recommender
-    from agent.rerank import TailDiversityReranker
-    from agent.retrieval import HybridRetriever
-    from agent.vocabulary import load_vocabulary
+    from agent.retrieve.embeddings import SentenceEmbedder
+    from agent.retrieve.index import make_client, open_collection
+    from agent.retrieve.sources import HybridRetriever
+    from agent.understand.linking import TitleIndex
+    from agent.understand.people import PeopleIndex
+    from agent.understand.vocabulary import load_vocabulary
 
     catalog = Catalog.load(settings.data_dir())
     embedder = SentenceEmbedder(str(prepare_embedder(settings, log)))
@@ -110,7 +110,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
     reference = reference_films(settings, catalog, log)
     extractor = None
     if settings.state_llm != "off":
-        from agent.extract import StateExtractor, state_backend
+        from agent.understand.extract import StateExtractor, state_backend
 
         # A state adapter runs on its own copy of the small model; without one the
         # configured backend fills the form zero-shot.
@@ -119,8 +119,8 @@ def build_recommender(settings: Settings, backend=None, log=print):
         extractor = StateExtractor(model, title_index, settings.state_llm, people, reference)
     guesser = None
     if settings.title_llm == "on":
-        from agent.reference import ReferenceFilms
-        from agent.title_guess import TitleGuesser
+        from agent.domain.movielens.reference import ReferenceFilms
+        from agent.understand.title_guess import TitleGuesser
 
         guesser = TitleGuesser(backend, {g for it in catalog.items.values() for g in it.genres})
         reference = reference if reference is not None else ReferenceFilms({})

@@ -8,10 +8,12 @@ from dataclasses import replace
 from typing import Iterator
 
 from agent.errors import BackendError, InputError
-from agent.explain import (Facts, check_explanation, explain_picks, explanation_messages,
-                           gather_facts, whole_sentences)
-from agent.state import MAX_MESSAGE_CHARS, describe, merge, parse_message, relaxations
+from agent.explain.check import check_explanation, whole_sentences
+from agent.explain.facts import Facts, gather_facts
+from agent.explain.writer import explain_picks, explanation_messages
 from agent.types import DialogueState, Recommendation, Reply, TurnEvent
+from agent.understand.parse import MAX_MESSAGE_CHARS, parse_message
+from agent.understand.state import describe, merge, relaxations
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,11 @@ class Recommender:
         self.retriever, self.ranker, self.backend = retriever, ranker, backend
         self.n_candidates, self.top_k, self.explain_mode = n_candidates, top_k, explain
         self.max_explain_tokens = max_explain_tokens
-        self.reranker = reranker  # agent.rerank.TailDiversityReranker, or None
-        self.extractor = extractor  # agent.extract.StateExtractor, or None (rules only)
-        self.people = people  # agent.people.PeopleIndex: "films with Tom Hanks"
-        self.reference = reference  # agent.reference.ReferenceFilms: titles outside the catalog
-        self.guesser = guesser  # agent.title_guess.TitleGuesser: titles the table lacks, or None
+        self.reranker = reranker  # agent.rank.rerank.TailDiversityReranker, or None
+        self.extractor = extractor  # agent.understand.extract.StateExtractor, or None (rules only)
+        self.people = people  # agent.understand.people.PeopleIndex: "films with Tom Hanks"
+        self.reference = reference  # ReferenceFilms: titles outside the catalog
+        self.guesser = guesser  # TitleGuesser: titles the reference table lacks, or None
         self.known_people = known_people if known_people is not None else {
             p for it in catalog.items.values() for p in (*it.director, *it.cast)}
 

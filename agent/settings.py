@@ -37,8 +37,8 @@ class Settings:
     # "template" (facts phrased by rule) or "llm" (the model writes, every claim is checked,
     # template on failure). The bundled 135M model fails the checks, so template is default.
     explain: str = "template"
-    # LLM state extraction (agent.extract): "off", "auto" (when the rules leave words of a
-    # message unexplained) or "always". Zero-shot the bundled 135M model fills the JSON form
+    # LLM state extraction (agent.understand.extract): "off", "auto" (when the rules leave
+    # words of a message unexplained) or "always". Zero-shot the bundled 135M model fills the JSON form
     # with inventions; with the state-lora adapter the 200 held-out requests score 84.5%
     # against the rules' 85.5%, at ~1.1 s a message on 2 cores (README), so off by default.
     state_llm: str = "off"
@@ -46,14 +46,14 @@ class Settings:
     # trains "state-lora"); empty: the chat model fills it zero-shot.
     state_adapter: str = ""
     # "on": the LLM describes a title that neither the catalog nor the reference film table
-    # knows (agent.title_guess), said back as a guess. The bundled 135M model knows almost
-    # no films (`tailor eval --withheld` measures it), so off by default: for larger models.
+    # knows (agent.understand.title_guess), said back as a guess. The bundled 135M model
+    # knows almost no films (`tailor eval --withheld` measures it), so off by default: for larger models.
     title_llm: str = "off"
     candidates: int = 30
     llm_candidates: int = 10  # what the LLM reorders; keeps the rank prompt near 300 tokens
     top_k: int = 3
-    # Re-ranking (agent.rerank): 0 = accuracy only ... 1 = least-watched retrieved items first;
-    # MMR genre diversity 0..1. A user's "hidden gems" / "popular" overrides tail_boost.
+    # Re-ranking (agent.rank.rerank): 0 = accuracy only ... 1 = least-watched retrieved items
+    # first; MMR genre diversity 0..1. A user's "hidden gems" / "popular" overrides tail_boost.
     # Relevance is the ranker's score, min-max scaled over the list. Default 0.2: chosen on
     # ML-100K validation cases (out-of-fold fusion, never the test users) as the least boost
     # whose tail share and coverage@10 reach SASRec's (README, "Two stages").

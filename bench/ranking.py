@@ -38,7 +38,7 @@ def ranking_prompts(recommender, dialogues) -> list[RankPrompt]:
     States are rebuilt from the messages alone, so a reference to the last picks ("more
     like the second one") can leave a state, and its prompt, unchanged: such repeats are
     dropped, because a server's prefix cache would answer them from memory."""
-    from agent.ranking import LABELS
+    from agent.rank.verbalizer import LABELS
 
     ranker = recommender.ranker
     out, seen = [], set()

@@ -2,7 +2,7 @@
 time to build an index.
 
 The synthetic catalog has the real index's metadata (year, popularity, head/tail,
-one flag per genre, from ``agent.index.item_metadata``), random unit vectors of the
+one flag per genre, from ``agent.retrieve.index.item_metadata``), random unit vectors of the
 embedder's dimension instead of embedded text, and interactions drawn by a Zipf
 popularity, so the agent's own ``HybridRetriever`` runs on it unchanged: Chroma
 query with ``where`` filters, co-watching, content overlap and popularity.
@@ -78,8 +78,8 @@ def time_semantic_query(collection, vectors: np.ndarray, wheres: list, n: int) -
 
 def synthetic_catalog(n_items: int, n_users: int, per_user: int, seed: int = 0):
     """A ``Catalog`` of ``n_items`` invented films and Zipf-popular interactions."""
-    from agent.catalog import Catalog
-    from agent.datasets import ML_GENRES
+    from agent.data.catalog import Catalog
+    from agent.domain.movielens.loaders import ML_GENRES
     from agent.types import Item
 
     rng = np.random.default_rng(seed)
@@ -112,7 +112,7 @@ def random_unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
 
 def build_synthetic_collection(client, catalog, dim: int, seed: int = 0):
     """A cosine HNSW collection of the catalog's items: random vectors, real metadata."""
-    from agent.index import item_metadata
+    from agent.retrieve.index import item_metadata
 
     col = client.create_collection("tailor-synthetic-items", metadata={"hnsw:space": "cosine"},
                                    embedding_function=None)
@@ -131,8 +131,8 @@ def measure_synthetic(embedder, workdir, n_items: int, n_queries: int, n_candida
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from agent.retrieval import HybridRetriever
-    from agent.state import chroma_where
+    from agent.retrieve.sources import HybridRetriever
+    from agent.understand.state import chroma_where
 
     t0 = time.perf_counter()
     catalog = synthetic_catalog(n_items, n_users=max(1000, n_items // 10), per_user=20)
@@ -158,13 +158,13 @@ def measure_synthetic(embedder, workdir, n_items: int, n_queries: int, n_candida
 
 
 def measure_index_build(catalog, embedder, dataset: str, workdir, max_items: int | None) -> dict:
-    """Time ``agent.index.build_index`` into a fresh store under ``workdir`` (the data
+    """Time ``agent.retrieve.index.build_index`` into a fresh store under ``workdir`` (the data
     home's index is never touched), on the first ``max_items`` items if given. The
     embedder is already loaded, so this is embedding the documents plus inserting."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from agent.index import build_index
+    from agent.retrieve.index import build_index
 
     if max_items is not None and max_items < len(catalog.items):
         ids = sorted(catalog.items)[:max_items]

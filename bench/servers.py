@@ -1,4 +1,4 @@
-"""The servers the benchmark starts: vLLM (``agent.serving``) and ``tailor serve``.
+"""The servers the benchmark starts: vLLM (``agent.llm.serving``) and ``tailor serve``.
 
 Both run in their own process group with a bounded start-up wait and are stopped
 by process group on exit, whatever happened in between.
@@ -34,8 +34,8 @@ def vllm_server(settings, workdir: Path, wait_s: float, log=print) -> Iterator[d
     port, started like ``tailor serve-llm --eager`` and warmed the same way. Yields
     ``{"url", "model", "pid", "start_s", "log"}``."""
     from agent.build import adapter_location, model_location
-    from agent.serving import (ServerSpec, VLLMServer, served_name, server_env, vllm_flavour,
-                               warm_up)
+    from agent.llm.serving import (
+        ServerSpec, VLLMServer, served_name, server_env, vllm_flavour, warm_up)
 
     model = model_location(settings)
     adapters = {settings.adapter: adapter_location(settings)} if settings.adapter else {}
@@ -70,7 +70,7 @@ def cold_prefix_cache(server: dict, settings, timeout: float = 120.0) -> None:
     import urllib.error
     import urllib.request
 
-    from agent.serving import warm_up
+    from agent.llm.serving import warm_up
 
     req = urllib.request.Request(server["root"] + "/reset_prefix_cache", data=b"", method="POST")
     try:
@@ -123,7 +123,7 @@ def api_server(settings, workdir: Path, llm_url: str, llm_model: str, base_env: 
                log_path: Path, wait_s: float = 300, log=print) -> Iterator[dict]:
     """``tailor serve`` on 127.0.0.1 in a child process, ranking through ``llm_url``, its
     data home under ``workdir`` (see ``api_home``). Yields ``{"url", "pid", "start_s", "log"}``."""
-    from agent.serving import http_ok
+    from agent.llm.serving import http_ok
 
     home = api_home(settings, workdir)
     port = free_port()
@@ -133,7 +133,7 @@ def api_server(settings, workdir: Path, llm_url: str, llm_model: str, base_env: 
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--port", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
     try:

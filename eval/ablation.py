@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from agent.fusion import SOURCES, Example, FusionConfig, feature_names, train_fusion
+from agent.rank.fusion import SOURCES, Example, FusionConfig, feature_names, train_fusion
 
 ABLATED_SOURCES = ("sequential", "cowatch", "semantic", "content", "popular")
 ABLATED_FEATURES = ("rrf", "log_popularity", "history_len", "year")
@@ -31,7 +31,7 @@ def drop_source(e: Example, source: str, features: Sequence[str] | None = None) 
     >>> d.ids, float(d.X[0, F.index("n_sources")]), round(float(d.X[0, F.index("rrf")]), 5)
     ([8], 1.0, 0.01639)
     """
-    from agent.retrieval import RRF_K, SOURCE_WEIGHTS
+    from agent.retrieve.sources import RRF_K, SOURCE_WEIGHTS
 
     F = list(features or feature_names())
     X = e.X.copy()

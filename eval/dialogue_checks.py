@@ -228,7 +228,7 @@ def picks_against_previous(older: bool, seen: Seen) -> str:
 
 def _fitting(seen: Seen) -> list[Item]:
     """The catalog items not shown earlier that fit the whole request (the new state)."""
-    from agent.state import satisfies
+    from agent.understand.state import satisfies
 
     state = seen.state.with_changes(shown=tuple(seen.earlier))
     return [it for it in seen.items.values() if satisfies(it, state)
@@ -238,7 +238,7 @@ def _fitting(seen: Seen) -> list[Item]:
 def picks_fit_first(_, seen: Seen) -> str:
     """Items that fit the whole request come first: when at least as many fit as were
     picked, every pick fits; when fewer fit, each of them is picked (the rest may be
-    looser). "Fits" is ``agent.state.satisfies`` on the new state, with "hidden gems"
+    looser). "Fits" is ``agent.understand.state.satisfies`` on the new state, with "hidden gems"
     meaning no head item.
 
     >>> a, b = Item(1, "A", 1985, ("Comedy", "Sci-Fi")), Item(2, "B", 1983, ("Sci-Fi",))
@@ -284,12 +284,12 @@ def asks(what: str, seen: Seen) -> str:
 
 def relaxed(want: bool, seen: Seen) -> str:
     """The reply says (``want``) or does not say that a constraint was loosened: one of
-    the sentences ``agent.state.relaxations`` gives for the state is in the text.
+    the sentences ``agent.understand.state.relaxations`` gives for the state is in the text.
 
     A dialogue expects loosening where the catalog runs out of fits, which depends on
     what earlier turns showed: when as many unshown items fit as were picked, and the
     picks are those fits, not loosening is right too."""
-    from agent.state import relaxations
+    from agent.understand.state import relaxations
 
     text = seen.text.lower()
     said = [why for _, why in relaxations(seen.state) if why.lower() in text]

@@ -61,7 +61,7 @@ class _Where:
 
 def catalog_names(catalog) -> dict:
     """What values may name: title and label -> item ids, genres, people, moods."""
-    from agent.vocabulary import load_vocabulary
+    from agent.understand.vocabulary import load_vocabulary
 
     titles: dict[str, list[int]] = {}
     for it in catalog.items.values():
@@ -185,7 +185,7 @@ def quality_shares(catalog) -> dict[int, float]:
 
 def run_dialogue(rec, dialogue: Dialogue, catalog, shares, bar=None) -> dict:
     """Play ``dialogue`` through ``rec``; a turn that raises fails and ends the dialogue."""
-    from agent.sessions import apply_feedback
+    from agent.interfaces.sessions import apply_feedback
 
     items, state, shown, turns = catalog.items, DialogueState(), set(), []
     head = frozenset(catalog.head)
@@ -275,7 +275,7 @@ def run_suite(settings, path: Path, out: Path | None, fake_llm: bool = False, lo
     """
     from tqdm import tqdm
 
-    from agent.ranking import RANK_PROMPTS
+    from agent.rank.verbalizer import RANK_PROMPTS
     from eval.report import git_sha
     from prompts import prompt_hashes
 
@@ -283,7 +283,7 @@ def run_suite(settings, path: Path, out: Path | None, fake_llm: bool = False, lo
     settings = replace(settings, explain="template")
     if recommender is None:
         from agent.build import build_recommender
-        from agent.catalog import Catalog
+        from agent.data.catalog import Catalog
 
         load_suite(path, Catalog.load(settings.data_dir()))  # fail before the model loads
         backend = None

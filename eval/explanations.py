@@ -17,8 +17,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from agent.explain import (check_explanation, explain_picks, explanation_messages,
-                           gather_facts, whole_sentences)
+from agent.explain.check import check_explanation, whole_sentences
+from agent.explain.facts import gather_facts
+from agent.explain.writer import explain_picks, explanation_messages
 
 SHAPES = ("I loved {a} and {b}", "something like {a}", "I liked {a}, something from the {decade}s",
           "I enjoyed {a}, any {genre} film", "{a} and {b} are favourites of mine")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.catalog import Catalog, catalog_from_histories  # noqa: F401  (re-exported)
-from agent.enrich import group_by_user, head_tail_split, popularity_counts
+from agent.data.catalog import Catalog, catalog_from_histories
+from agent.data.stats import group_by_user, head_tail_split, popularity_counts
 
 
 @dataclass(frozen=True)

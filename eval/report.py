@@ -25,7 +25,7 @@ def write_report(out: Path, settings, specs, split, cases, results, seed, users,
     """``sha``: the commit the run started at (a commit made while it ran is not its code).
     ``training``: what trained systems report of their training (recall of each
     candidate source, the fusion's feature importances)."""
-    from agent.ranking import RANK_PROMPTS
+    from agent.rank.verbalizer import RANK_PROMPTS
     from prompts import prompt_hashes
 
     out.mkdir(parents=True, exist_ok=True)

@@ -50,9 +50,9 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
     from dataclasses import replace
 
     from agent.build import ranker_options
-    from agent.ranking import VerbalizerRanker
-    from agent.rerank import TailDiversityReranker, check_knob
-    from agent.retrieval import HybridRetriever
+    from agent.rank.rerank import TailDiversityReranker, check_knob
+    from agent.rank.verbalizer import VerbalizerRanker
+    from agent.retrieve.sources import HybridRetriever
     from eval import systems as S
 
     cat = split.train_catalog
@@ -130,7 +130,7 @@ class RetrievalOrder:
     """A ranker that keeps the retriever's order (the ``hybrid`` system in dialogue)."""
 
     def rank(self, state, cands):
-        from agent.ranking import Ranked
+        from agent.rank.verbalizer import Ranked
 
         return [Ranked(c.item_id, c.score, c.score, None) for c in cands]
 
@@ -140,9 +140,9 @@ def run_conversations(built, split, collection, embedder, n_users: int, seed: in
     """Simulated dialogues against the agent for each conversational system."""
     from tqdm import tqdm
 
-    from agent.linking import TitleIndex
     from agent.recommender import Recommender
-    from agent.retrieval import HybridRetriever
+    from agent.retrieve.sources import HybridRetriever
+    from agent.understand.linking import TitleIndex
     from eval.protocols import sample_users
     from eval.simulator import simulate, summarize
 
@@ -179,10 +179,10 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
     that many users' cases (a quick run; None: every user's).
     ``ablation``: also retrain the first ``tailor`` system's fusion without each source
     and feature in turn (``eval.ablation``) and score it on the same users."""
-    from agent.catalog import Catalog
-    from agent.embeddings import SentenceEmbedder
-    from agent.assets import prepare_embedder
-    from agent.index import make_client, open_collection
+    from agent.data.assets import prepare_embedder
+    from agent.data.catalog import Catalog
+    from agent.retrieve.embeddings import SentenceEmbedder
+    from agent.retrieve.index import make_client, open_collection
     from eval.experiment import evaluate_system
     from eval.protocols import make_split, sample_users
     from eval.report import git_sha, write_report
@@ -257,8 +257,10 @@ def run_ablation(built, cases, log=print) -> None:
 def make_explainer(catalog):
     """Checks the explanations the agent would show for the top 3 (rule-based ones
     here; ``TAILOR_EXPLAIN=llm`` explanations are checked in the agent itself)."""
-    from agent.explain import check_explanation, gather_facts, template_explanation
-    from agent.linking import TitleIndex
+    from agent.explain.check import check_explanation
+    from agent.explain.facts import gather_facts
+    from agent.explain.writer import template_explanation
+    from agent.understand.linking import TitleIndex
     from eval.systems import case_state
 
     index = TitleIndex(list(catalog.items.values()))

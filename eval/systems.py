@@ -14,7 +14,7 @@ import numpy as np
 from agent.types import DialogueState
 from eval.protocols import Case
 
-from agent.state import known_user_state
+from agent.understand.state import known_user_state
 
 
 class System(Protocol):
@@ -190,14 +190,14 @@ class LLMRerank(PoolSystem):
 
 
 class _Entry:
-    """An id (and its score, when the system has one) for ``agent.rerank``."""
+    """An id (and its score, when the system has one) for ``agent.rank.rerank``."""
 
     def __init__(self, item_id: int, score: float | None = None):
         self.item_id, self.score = item_id, score
 
 
 class TailRerank(PoolSystem):
-    """Another pool system's list re-ranked by ``agent.rerank`` at one ``tail_boost``
+    """Another pool system's list re-ranked by ``agent.rank.rerank`` at one ``tail_boost``
     (``llm-lora-tail:0.5``): one point of the accuracy vs long-tail frontier."""
 
     def __init__(self, base: PoolSystem, reranker, tail_boost: float):

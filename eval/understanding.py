@@ -7,8 +7,8 @@ only those that are not at their default; ``accept`` holds other readings a pers
 would also agree with. The slots (``SLOTS``): ``liked``/``disliked`` (catalog titles as
 in ``Item.title``), ``genres``, ``genre_or`` (true only for "X or Y"),
 ``excluded_genres``, ``year_min``, ``year_max``, ``people`` (as credited), ``moods``
-(keys of ``agent/vocabulary.json``), ``outside`` (titles the reference film table knows
-but the catalog lacks, as the user named them), ``not_found`` (titles nothing knows),
+(keys of ``agent/domain/movielens/vocabulary.json``), ``outside`` (titles the reference film
+table knows but the catalog lacks, as the user named them), ``not_found`` (titles nothing knows),
 ``lesser_known``, ``well_liked``, ``popular`` ("something everyone has seen": the state's
 ``tail_boost == 0``), ``off_topic`` and ``vague`` (nothing usable: Tailor asks back).
 
@@ -49,7 +49,7 @@ list slot counts; a scalar counts one value when it is not at its default, so a 
 year is one false positive and one false negative.
 
 Fit. ``Recommender.turn`` answers the message, and its picks are checked against the
-resolved expectation as a ``DialogueState`` (``agent.state.satisfies``), plus:
+resolved expectation as a ``DialogueState`` (``agent.understand.state.satisfies``), plus:
 lesser_known, no head item; popular, only head items; well_liked, only films rated
 ``WELL_LIKED_MEAN`` or more on average by ``WELL_LIKED_RATINGS`` or more users; outside
 titles, a genre shared with one of them (their genres in the reference table). Vague and
@@ -71,7 +71,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent.enrich import title_key
+from agent.domain.movielens.facts import title_key
 
 HELDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "requests_heldout.jsonl"
 TARGET = 0.85  # issue 15: share of held-out requests that agree and whose picks fit
@@ -274,7 +274,7 @@ class PickJudge:
     items: dict  # id -> Item
     head: set  # widely watched item ids
     well_liked: set  # ids rated WELL_LIKED_MEAN+ by WELL_LIKED_RATINGS+ users
-    reference: object = None  # agent.reference.ReferenceFilms: genres of outside titles
+    reference: object = None  # ReferenceFilms (agent.domain.movielens): outside titles' genres
     top_k: int = 3
 
     def __post_init__(self):
@@ -301,7 +301,7 @@ class PickJudge:
         return film.genres if film is not None else ()
 
     def meets(self, item, state, want) -> bool:
-        from agent.state import satisfies
+        from agent.understand.state import satisfies
 
         return satisfies(item, state) and not self._flag_problems(item, want)
 
@@ -317,8 +317,8 @@ class PickJudge:
 
     def problems(self, item, state, want) -> list[str]:
         """What a pick breaks, one name per constraint (``satisfies`` on each alone)."""
-        from agent.state import satisfies
         from agent.types import DialogueState
+        from agent.understand.state import satisfies
 
         parts = {"liked/disliked": DialogueState(liked=state.liked, disliked=state.disliked),
                  "years": DialogueState(year_min=state.year_min, year_max=state.year_max),
@@ -420,8 +420,8 @@ def score_case(request: dict, got: dict, picks: list, judge: PickJudge) -> dict:
 
 def run_case(request: dict, rec, judge: PickJudge) -> dict:
     """Parse the request and run the turn, timing both, then score them."""
-    from agent.state import merge
     from agent.types import DialogueState
+    from agent.understand.state import merge
 
     t0 = time.perf_counter()
     parsed = rec.parse(request["text"])

@@ -8,7 +8,7 @@ whether its picks resemble the withheld film: the share that share a genre with 
 its real viewers went on to watch; the interactions were never shown to the parser).
 Run with the reference film table and without it, so the table's part is visible; with
 ``guess`` also without the table but with the LLM describing each title
-(``agent.title_guess``), beside a guesser that always names the catalog's two most
+(``agent.understand.title_guess``), beside a guesser that always names the catalog's two most
 common genres, so the model's knowledge is told apart from base rates.
 """
 
@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent.linking import TitleIndex
-from agent.reference import ReferenceFilms
+from agent.domain.movielens.reference import ReferenceFilms
 from agent.types import DialogueState
+from agent.understand.linking import TitleIndex
 
 REQUEST = "something like {title}"
 COWATCH_TOP = 50
@@ -114,7 +114,7 @@ def run_withheld(settings, n: int, out: Path, log=print, guess: bool = False) ->
 
     from agent.build import build_recommender, make_backend
     from agent.llm.fake import FakeBackend
-    from agent.title_guess import TitleGuesser
+    from agent.understand.title_guess import TitleGuesser
 
     # The turn's parsing and retrieval are what is measured; ranking by the LLM would
     # only reorder the same candidates, so a fake backend keeps this a CPU-minute job.

@@ -101,8 +101,8 @@ def main(argv: list[str]) -> int:
     from langchain_openai import ChatOpenAI
 
     from agent.build import build_recommender
+    from agent.interfaces.tools import make_tailor_tool
     from agent.settings import Settings
-    from agent.tools import make_tailor_tool
 
     tool = make_tailor_tool(build_recommender(Settings.from_env()))
     model = ChatOpenAI(model=args.model, temperature=0, base_url=args.url,

@@ -68,7 +68,7 @@ class FinetuneConfig:
 
     def data_key(self) -> str:
         """Hash of what the training examples depend on (so cached examples are reused)."""
-        from agent.ranking import DETAILS, MAX_PROMPT_TOKENS, RANK_PROMPTS
+        from agent.rank.verbalizer import DETAILS, MAX_PROMPT_TOKENS, RANK_PROMPTS
         from prompts import prompt_hashes
 
         if self.task == "state":

@@ -27,8 +27,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from agent.catalog import Catalog
-from agent.ranking import VerbalizerRanker, decade
+from agent.data.catalog import Catalog
+from agent.rank.verbalizer import VerbalizerRanker, decade
 from agent.types import DialogueState
 from eval.protocols import Case, Split, catalog_from_histories, leave_one_out
 from eval.systems import case_state

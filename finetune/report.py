@@ -45,10 +45,10 @@ def compare_on_test(settings, adapter: str, out: Path, users: int | None = None,
     from tqdm import tqdm
 
     from agent.build import adapter_location, model_location
-    from agent.catalog import Catalog
+    from agent.data.catalog import Catalog
     from agent.llm.local import LocalBackend
-    from agent.ranking import VerbalizerRanker, zscore
-    from agent.retrieval import HybridRetriever
+    from agent.rank.verbalizer import VerbalizerRanker, zscore
+    from agent.retrieve.sources import HybridRetriever
     from eval.protocols import make_split, sample_users
     from eval.systems import case_state
     from finetune.data import chance_ndcg

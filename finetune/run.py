@@ -17,9 +17,9 @@ HEURISTICS = ("retriever", "reverse", "least_popular")
 
 def open_retrieval(settings, log):
     """The agent's embedder and Chroma collection (the retriever is rebuilt per catalog)."""
-    from agent.assets import prepare_embedder
-    from agent.embeddings import SentenceEmbedder
-    from agent.index import make_client, open_collection
+    from agent.data.assets import prepare_embedder
+    from agent.retrieve.embeddings import SentenceEmbedder
+    from agent.retrieve.index import make_client, open_collection
 
     embedder = SentenceEmbedder(str(prepare_embedder(settings, log)))
     return open_collection(make_client(settings), embedder, settings.dataset), embedder
@@ -75,8 +75,8 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
     ``include_feedback`` adds each stored session's likes (``tailor serve``, the UI)
     as one more user history to learn from; validation stays MovieLens users only."""
     from agent.build import model_location
-    from agent.catalog import Catalog
-    from agent.retrieval import HybridRetriever
+    from agent.data.catalog import Catalog
+    from agent.retrieve.sources import HybridRetriever
     from eval.protocols import leave_one_out, make_split, sample_users
     from finetune import data as D
 
@@ -86,7 +86,7 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
     key = config.data_key()
     source = catalog
     if include_feedback:
-        from agent.sessions import SessionStore
+        from agent.interfaces.sessions import SessionStore
 
         feedback = SessionStore(settings.sessions_db).feedback()
         source = D.with_feedback(catalog, feedback)
@@ -135,7 +135,7 @@ def run_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = Fals
     if config.task == "state":
         return run_state_finetune(settings, config, log, fresh, progress)
 
-    from agent.ranking import RANK_PROMPTS
+    from agent.rank.verbalizer import RANK_PROMPTS
     from finetune.data import examples_hash
     from finetune.train import train
     from prompts import prompt_hashes
@@ -215,8 +215,8 @@ def build_state_examples(settings, config: FinetuneConfig, log):
     the data home; validation asks about titles and people training never saw.
     Returns ``(train, valid, cache_dir)``."""
     from agent.build import reference_films
-    from agent.catalog import Catalog
-    from agent.datasets import film_db_path
+    from agent.data.catalog import Catalog
+    from agent.domain.movielens.loaders import film_db_path
     from finetune import state_data as S
 
     cache = settings.home / "finetune" / f"{settings.dataset}-{config.data_key()}"
@@ -244,8 +244,9 @@ def build_state_examples(settings, config: FinetuneConfig, log):
 def run_state_finetune(settings, config: FinetuneConfig, log=print, fresh: bool = False,
                        progress: bool = True) -> dict:
     """Synthesise requests, train the state adapter, write ``adapters/<name>`` with its
-    ``tailor.json`` (``"task": "state"``; load it with ``agent.extract.state_backend``)."""
-    from agent.extract import STATE_PROMPTS, STATE_TASK, state_schema
+    ``tailor.json`` (``"task": "state"``; load it with
+    ``agent.understand.extract.state_backend``)."""
+    from agent.understand.extract import STATE_PROMPTS, STATE_TASK, state_schema
     from finetune.state_data import skill_counts
     from finetune.state_train import examples_hash, train_state
     from prompts import prompt_hashes

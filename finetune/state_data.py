@@ -5,11 +5,11 @@ Each example is one message a person might send, built from the phrasings in
 well-known ones the catalog lacks), credited people, genres (alone, compound, in
 French, Spanish or German), vocabulary moods, negated genres and concepts ("no
 violence"), decades and year bounds. Noise a real user adds: misspellings, lower
-case, filler, no punctuation. The answer is the JSON form of ``agent.extract`` as
+case, filler, no punctuation. The answer is the JSON form of ``agent.understand.extract`` as
 the grammar writes it (``form_text``), and the prompt is the agent's own
 (``extraction_messages``, from the prompt files), so the adapter learns exactly
 what it will be asked. Titles and people are copied as written (misspelled ones
-too) and only kept when ``agent.extract`` resolves them back to the intended
+too) and only kept when ``agent.understand.extract`` resolves them back to the intended
 catalog value. Everything is seeded; the held-out requests in tests/data are
 never read here.
 """
@@ -22,8 +22,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agent.datasets import ML_GENRES
-from agent.extract import extraction_messages, form_text
+from agent.domain.movielens.loaders import ML_GENRES
+from agent.understand.extract import extraction_messages, form_text
 
 TEMPLATES_FILE = Path(__file__).with_name("state_templates.json")
 KINDS = ("liked", "disliked", "outside", "person", "director", "genre", "excluded", "concept",
@@ -61,9 +61,9 @@ class Sources:
     people: tuple[str, ...]  # cast
     directors: tuple[str, ...]
     outside: tuple[str, ...]  # well-known titles the catalog lacks
-    title_index: object  # agent.linking.TitleIndex over the whole catalog
-    people_index: object  # agent.people.PeopleIndex
-    reference: object = None  # agent.reference.ReferenceFilms for ``outside``
+    title_index: object  # agent.understand.linking.TitleIndex over the whole catalog
+    people_index: object  # agent.understand.people.PeopleIndex
+    reference: object = None  # agent.domain.movielens.reference.ReferenceFilms for ``outside``
 
 
 def load_templates(path: Path = TEMPLATES_FILE) -> dict:
@@ -73,8 +73,8 @@ def load_templates(path: Path = TEMPLATES_FILE) -> dict:
 def catalog_sources(items, outside=(), reference=None, min_films: int = 2) -> Sources:
     """Titles and people from ``items``; people need ``min_films`` films (a name a user
     would know). The most watched titles and people appear more often."""
-    from agent.linking import TitleIndex
-    from agent.people import PeopleIndex
+    from agent.understand.linking import TitleIndex
+    from agent.understand.people import PeopleIndex
 
     titles, people, directors = [], {}, {}
     for it in items:
@@ -106,7 +106,7 @@ def split_sources(src: Sources, val_share: float, seed: int) -> tuple[Sources, S
 
 def synthesise(src: Sources, n: int, seed: int, templates: dict | None = None) -> list[StateExample]:
     """``n`` examples (seeded). A message whose values do not resolve back is redrawn."""
-    from agent.vocabulary import load_vocabulary
+    from agent.understand.vocabulary import load_vocabulary
 
     t = templates or load_templates()
     rng = random.Random(seed)
@@ -197,7 +197,7 @@ def _head(rng, src, t, vocab, kinds, form, skills) -> str:
 def _person_name(rng, src, kind, skills) -> str:
     """A credited name as a user would write it: in full, or the surname alone when it
     names one person with several films ("Bogart", "Hitchcock"), maybe misspelled."""
-    from agent.people import name_key
+    from agent.understand.people import name_key
 
     name = rng.choice(src.directors if kind == "director" else src.people)
     surname = name_key(name).split()[-1] if name_key(name) else ""
@@ -321,7 +321,7 @@ def _foreign(rng, src, t, lang) -> StateExample | None:
 
 def _mood_word(rng, vocab, adjective: bool):
     """``(mood name, one of its words)``; ``adjective``: a word that fits "a ___ comedy"."""
-    from agent.state import GENRE_WORDS
+    from agent.understand.parse import GENRE_WORDS
 
     genre_words = {w for ws in GENRE_WORDS.values() for w in ws}
     name = rng.choice(list(vocab.moods))
@@ -383,9 +383,9 @@ def _consistent(form: dict) -> bool:
 
 
 def _resolves(ex: StateExample, src: Sources) -> bool:
-    """Whether ``agent.extract`` reads the answer back as meant: every title and person
+    """Whether ``agent.understand.extract`` reads the answer back as meant: every title and person
     resolves (a misspelled short title, say, would not) and the years count as named."""
-    from agent.extract import parse_extraction
+    from agent.understand.extract import parse_extraction
 
     parsed = parse_extraction(ex.answer, ex.text, src.title_index, people=src.people_index,
                               reference=src.reference)
@@ -422,8 +422,8 @@ def data_fingerprint(n_train: int, n_val: int, seed: int) -> str:
     templates and vocabulary (so cached examples are reused only when all match)."""
     import hashlib
 
-    from agent.extract import STATE_PROMPTS, state_schema
-    from agent.vocabulary import VOCABULARY_FILE
+    from agent.understand.extract import STATE_PROMPTS, state_schema
+    from agent.understand.vocabulary import VOCABULARY_FILE
     from prompts import prompt_hashes
 
     blob = json.dumps({"n": [n_train, n_val, seed], "prompts": prompt_hashes(STATE_PROMPTS),
@@ -437,7 +437,7 @@ def outside_titles(db_path, title_index) -> list[str]:
     the reference film table."""
     import sqlite3
 
-    from agent.enrich import title_key
+    from agent.domain.movielens.facts import title_key
 
     con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.ranking import LABELS, zscore
+from agent.rank.verbalizer import LABELS, zscore
 from finetune.config import FinetuneConfig
 from finetune.data import Example, position_ndcg
 

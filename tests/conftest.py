@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.catalog import Catalog
+from agent.data.catalog import Catalog
 from agent.types import Item
 
 # RecBole atomic files as the ml-100k wheel ships them (tab-separated, typed headers).

@@ -3,9 +3,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.api import create_app
+from agent.interfaces.api import create_app
+from agent.interfaces.sessions import SessionStore
 from agent.llm.fake import FakeBackend
-from agent.sessions import SessionStore
 from tests.test_recommender import make
 
 KEY = "s3cret-key"
@@ -181,8 +181,8 @@ def test_openapi_schema_lists_the_contract(catalog, db):
 
 
 def test_serve_refuses_a_public_address_without_a_key(tmp_path):
-    from agent.api import serve
     from agent.errors import ConfigError
+    from agent.interfaces.api import serve
     from agent.settings import Settings
 
     with pytest.raises(ConfigError, match="TAILOR_API_KEY"):

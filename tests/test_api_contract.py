@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
-from agent.api import create_app
+from agent.interfaces.api import create_app
+from agent.interfaces.sessions import SessionStore
 from agent.llm.fake import FakeBackend
-from agent.sessions import SessionStore
 from tests.test_recommender import make
 
 KEY = "contract-key"

@@ -1,8 +1,8 @@
 """The UI's handlers as plain functions (the browser test drives the real page)."""
 
-from agent.app import ChatSession, card_html, new_session
+from agent.interfaces.app import ChatSession, card_html, new_session
+from agent.interfaces.sessions import SessionStore
 from agent.llm.fake import FakeBackend
-from agent.sessions import SessionStore
 from tests.test_recommender import make
 
 
@@ -80,8 +80,8 @@ def test_picks_show_before_their_explanations_which_then_stream_in(catalog):
 def test_the_ui_refuses_a_public_address_without_a_key(catalog, tmp_path):
     import pytest
 
-    from agent.app import launch
     from agent.errors import ConfigError
+    from agent.interfaces.app import launch
     from agent.settings import Settings
 
     with pytest.raises(ConfigError, match="TAILOR_API_KEY"):
@@ -89,7 +89,7 @@ def test_the_ui_refuses_a_public_address_without_a_key(catalog, tmp_path):
 
 
 def test_no_rateable_cards_before_the_first_picks(catalog):
-    from agent.app import build_app
+    from agent.interfaces.app import build_app
 
     app = build_app(make(catalog, FakeBackend()), n_cards=3)
     groups = [b for b in app.blocks.values() if str(getattr(b, "elem_id", "")).startswith("pick-")]
@@ -97,7 +97,7 @@ def test_no_rateable_cards_before_the_first_picks(catalog):
 
 
 def test_only_real_picks_get_a_card_and_rating_buttons(catalog):
-    from agent.app import card_updates, hidden_cards
+    from agent.interfaces.app import card_updates, hidden_cards
 
     _, _, cards = run(ChatSession(make(catalog, FakeBackend())), "I loved Alien", [], new_session())
     assert len(cards) == 2  # top_k=2 here, the page has 3 slots

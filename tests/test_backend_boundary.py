@@ -5,10 +5,10 @@ while a bug on our side of the boundary (building a prompt, reading a reply) rai
 import pytest
 
 from agent.errors import BackendError
-from agent.extract import StateExtractor
 from agent.llm.fake import FakeBackend
-from agent.ranking import VerbalizerRanker
+from agent.rank.verbalizer import VerbalizerRanker
 from agent.recommender import DEGRADED_EXPLAIN, DEGRADED_RANKING
+from agent.understand.extract import StateExtractor
 from tests.test_recommender import make
 
 ASK = "I loved Alien, sci-fi from the 90s"

@@ -268,7 +268,7 @@ def test_an_unreachable_api_is_counted_as_errors_and_still_ends():
 @pytest.mark.slow
 def test_tailor_bench_quick_writes_every_required_figure(real_settings, tmp_path):
     out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "agent.cli", "bench", "--quick", "--no-vllm",
+    done = subprocess.run([sys.executable, "-m", "agent", "bench", "--quick", "--no-vllm",
                            "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((out / "bench.json").read_text())

@@ -27,7 +27,7 @@ def demo_url(real_settings, tmp_path_factory):
     home = real_settings.home
     env = dict(os.environ, TAILOR_HOME=str(home), GRADIO_ANALYTICS_ENABLED="False")
     log = open(tmp_path_factory.mktemp("demo") / "demo.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "demo", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "demo", "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 240

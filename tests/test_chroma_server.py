@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.index import build_index, make_client, open_collection
+from agent.retrieve.index import build_index, make_client, open_collection
 from agent.settings import Settings
 from tests.test_index import HashEmbedder
 

@@ -3,18 +3,18 @@ import sys
 
 import pytest
 
-from agent.cli import main
+from agent.interfaces.cli import main
 
 
 def test_help_explains():
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "agent", "--help"], capture_output=True,
                          text=True, check=True).stdout
     for word in ("ask", "chat", "demo", "setup", "TAILOR_HOME", "TAILOR_MODEL"):
         assert word in out
 
 
 def test_help_imports_no_heavy_library():
-    code = ("import sys; from agent.cli import build_parser; build_parser(); "
+    code = ("import sys; from agent.interfaces.cli import build_parser; build_parser(); "
             "print([m for m in ('torch', 'transformers', 'chromadb', 'gradio') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -52,7 +52,7 @@ def test_missing_data_names_the_fix(tmp_path, capsys, monkeypatch):
 
 
 def test_dataset_and_adapter_also_follow_the_command():
-    from agent.cli import build_parser
+    from agent.interfaces.cli import build_parser
 
     parse = build_parser().parse_args
     assert parse(["eval", "--dataset", "ml-1m"]).dataset == "ml-1m"
@@ -70,7 +70,7 @@ def test_help_lists_every_setting():
 
     from agent.settings import Settings
 
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "agent", "--help"], capture_output=True,
                          text=True, check=True).stdout
     for f in fields(Settings):
         assert f"TAILOR_{f.name.upper()}" in out
@@ -88,7 +88,7 @@ def test_eval_help_explains_the_seed_and_shows_defaults(capsys):
 
 
 def test_global_options_go_before_or_after_any_command():
-    from agent.cli import GLOBAL_OPTIONS, build_parser
+    from agent.interfaces.cli import GLOBAL_OPTIONS, build_parser
 
     parse = build_parser().parse_args
     assert parse(["chat", "--explain", "llm"]).explain == "llm"  # as the README writes it
@@ -113,12 +113,12 @@ def test_global_options_go_before_or_after_any_command():
 def test_chat_ends_on_quit_words_and_eof(catalog, monkeypatch, capsys, tmp_path):
     import io
 
-    import agent.cli as cli
+    import agent.interfaces.commands as commands
     from agent.llm.fake import FakeBackend
     from tests.test_recommender import make
 
     monkeypatch.setenv("TAILOR_HOME", str(tmp_path))
-    monkeypatch.setattr(cli, "_recommender", lambda settings: make(catalog, FakeBackend()))
+    monkeypatch.setattr(commands, "_recommender", lambda settings: make(catalog, FakeBackend()))
     for word in ("quit", "  EXIT ", ":q", "Bye", "QUIT"):
         monkeypatch.setattr(sys, "stdin", io.StringIO(f"I loved Alien\n{word}\nsci-fi please\n"))
         assert main(["chat"]) == 0
@@ -131,7 +131,7 @@ def test_chat_ends_on_quit_words_and_eof(catalog, monkeypatch, capsys, tmp_path)
     assert captured.out.count("Looking for") == 2 and "Traceback" not in captured.err
     # a message that merely contains a quit word is still a request
     echo = Echo()
-    monkeypatch.setattr(cli, "_recommender", lambda settings: echo)
+    monkeypatch.setattr(commands, "_recommender", lambda settings: echo)
     monkeypatch.setattr(sys, "stdin", io.StringIO("a film to quit my job over\n"))
     assert main(["chat"]) == 0 and echo.asked == ["a film to quit my job over"]
 
@@ -152,7 +152,7 @@ class Echo:
 
 
 def test_the_bitsandbytes_kernels_warning_is_silenced_and_no_other():
-    code = ("import logging, sys, agent.cli as c\n"
+    code = ("import logging, sys, agent.interfaces.cli as c\n"
             "def fake(settings, args):\n"
             "    import bitsandbytes\n"
             "    logging.getLogger('bitsandbytes.backends.cpu.ops').warning('another warning')\n"

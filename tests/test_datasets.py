@@ -5,9 +5,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from agent.datasets import (load_grouplens_100k, load_grouplens_1m, load_recbole,
-                            open_grouplens_zip, prepare_dataset)
-from agent.enrich import cowatch_matrix, enrich_items, head_tail_split, load_film_facts, title_key
+from agent.domain.movielens.loaders import (
+    load_grouplens_100k, load_grouplens_1m, load_recbole, open_grouplens_zip, prepare_dataset)
+from agent.data.stats import cowatch_matrix, head_tail_split
+from agent.domain.movielens.facts import enrich_items, load_film_facts, title_key
 from agent.errors import AssetError
 from tests.conftest import RECBOLE_100K, RECBOLE_1M
 

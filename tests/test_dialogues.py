@@ -1,11 +1,11 @@
 """Scripted multi-turn dialogues: the state after each turn, constraints respected,
 no item shown twice, and feedback that changes the next answer."""
 
-from agent.recommender import CLARIFY
-from agent.sessions import apply_feedback
-from agent.state import satisfies
-from agent.types import DialogueState
+from agent.interfaces.sessions import apply_feedback
 from agent.llm.fake import FakeBackend
+from agent.recommender import CLARIFY
+from agent.types import DialogueState
+from agent.understand.state import satisfies
 from tests.test_recommender import make
 
 
@@ -132,11 +132,11 @@ def test_a_dislike_from_feedback_changes_the_next_recommendations(catalog, tmp_p
     import chromadb
     from chromadb.config import Settings
 
-    from agent.index import build_index, open_collection
-    from agent.linking import TitleIndex
-    from agent.ranking import VerbalizerRanker
+    from agent.rank.verbalizer import VerbalizerRanker
     from agent.recommender import Recommender
-    from agent.retrieval import HybridRetriever
+    from agent.retrieve.index import build_index, open_collection
+    from agent.retrieve.sources import HybridRetriever
+    from agent.understand.linking import TitleIndex
     from tests.conftest import tiny_items
     from tests.test_index import HashEmbedder
 

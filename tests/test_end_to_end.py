@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from agent.explain import check_explanation, explain_picks, gather_facts
+from agent.explain.check import check_explanation
+from agent.explain.facts import gather_facts
+from agent.explain.writer import explain_picks
 
 pytestmark = pytest.mark.assets
 ISSUE_QUERY = "I loved Alien and Blade Runner, something from the 90s"
@@ -30,7 +32,7 @@ def assert_faithful(rec, reply):
 
 
 def test_assets_are_verified(real_settings):
-    from agent.assets import verify_manifest
+    from agent.data.assets import verify_manifest
 
     assert verify_manifest(real_settings.models_dir / "smollm2-135m-instruct")
     assert verify_manifest(real_settings.models_dir / "all-minilm-l6-v2")
@@ -38,7 +40,7 @@ def test_assets_are_verified(real_settings):
 
 def test_cli_ask_json_answers_the_issue_example(real_settings):
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "ask", ISSUE_QUERY, "--json"],
+    out = subprocess.run([sys.executable, "-m", "agent", "ask", ISSUE_QUERY, "--json"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     reply = json.loads(out.stdout)
@@ -130,7 +132,7 @@ def test_streamed_turn_with_llm_explanations_ends_as_a_faithful_reply(recommende
 
 
 def test_the_real_model_answers_under_a_json_schema(recommender):
-    from agent.extract import extraction_messages, state_schema
+    from agent.understand.extract import extraction_messages, state_schema
 
     full = state_schema()["properties"]
     schema = {"type": "object", "properties": {k: full[k] for k in ("genres", "year_min")},
@@ -146,7 +148,7 @@ def test_session_continues_across_invocations(real_settings, tmp_path):
     sid = f"e2e-{os.getpid()}"
     shown = []
     for message in ("something like Toy Story", "more please, but from before 1995"):
-        out = subprocess.run([sys.executable, "-m", "agent.cli", "ask", message, "--session", sid,
+        out = subprocess.run([sys.executable, "-m", "agent", "ask", message, "--session", sid,
                               "--json"], capture_output=True, text=True, env=env, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         reply = json.loads(out.stdout)

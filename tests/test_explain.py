@@ -3,11 +3,12 @@ import re
 
 import pytest
 
-from agent.datasets import ML_GENRES
-from agent.explain import (FRAMES, check_explanation, explain_picks, gather_facts,
-                           template_explanation, write_picks)
-from agent.linking import TitleIndex
+from agent.domain.movielens.loaders import ML_GENRES
+from agent.explain.check import check_explanation
+from agent.explain.facts import gather_facts
+from agent.explain.writer import FRAMES, explain_picks, template_explanation, write_picks
 from agent.types import DialogueState
+from agent.understand.linking import TitleIndex
 from tests.conftest import tiny_items
 
 

@@ -5,13 +5,13 @@ import json
 import pytest
 
 from agent.errors import BackendError
-from agent.extract import (FIELDS, StateExtractor, combine, form_text, parse_extraction,
-                           state_backend, state_schema)
-from agent.linking import TitleIndex
-from agent.people import PeopleIndex
-from agent.reference import ReferenceFilm, ReferenceFilms
+from agent.understand.extract import (
+    FIELDS, StateExtractor, combine, form_text, parse_extraction, state_backend, state_schema)
+from agent.domain.movielens.reference import ReferenceFilm, ReferenceFilms
 from agent.llm.fake import FakeBackend
-from agent.state import ParsedMessage, parse_message
+from agent.understand.linking import TitleIndex
+from agent.understand.parse import ParsedMessage, parse_message
+from agent.understand.people import PeopleIndex
 from tests.conftest import tiny_items
 from tests.test_recommender import make
 

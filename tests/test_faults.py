@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from agent.errors import AssetError, BackendError
-from agent.linking import TitleIndex
+from agent.interfaces.sessions import SessionStore
 from agent.llm.openai_backend import OpenAIBackend
-from agent.ranking import VerbalizerRanker
+from agent.rank.verbalizer import VerbalizerRanker
 from agent.recommender import DEGRADED_EXPLAIN, DEGRADED_RANKING, Recommender
-from agent.sessions import SessionStore
+from agent.understand.linking import TitleIndex
 from tests.conftest import tiny_items
 from tests.test_chroma_server import free_port
 from tests.test_end_to_end import ISSUE_QUERY
@@ -253,7 +253,7 @@ def test_tailor_ask_answers_when_the_llm_server_is_killed_mid_ranking(real_setti
     server = dying_llm("rank")
     env = subprocess_env(real_settings.home, TAILOR_LLM_URL=server.url,
                          TAILOR_LLM_MODEL="served-name", TAILOR_LLM_TIMEOUT="60")
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "ask", ISSUE_QUERY, "--json"],
+    out = subprocess.run([sys.executable, "-m", "agent", "ask", ISSUE_QUERY, "--json"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert server.hung_at == "rank" and server.killed_at is not None
@@ -297,8 +297,8 @@ DAMAGE = {  # what is done to the index folder -> the fix the error must name
 
 @pytest.fixture(scope="module")
 def real_embedder(real_settings):
-    from agent.assets import prepare_embedder
-    from agent.embeddings import SentenceEmbedder
+    from agent.data.assets import prepare_embedder
+    from agent.retrieve.embeddings import SentenceEmbedder
 
     return SentenceEmbedder(str(prepare_embedder(real_settings, log=lambda m: None)))
 
@@ -308,7 +308,7 @@ def real_embedder(real_settings):
 def test_a_missing_or_damaged_index_is_an_asset_error_naming_the_fix(real_settings,
                                                                      real_embedder, tmp_path,
                                                                      damage):
-    from agent.index import make_client, open_collection
+    from agent.retrieve.index import make_client, open_collection
 
     home = home_with_index_copy(tmp_path, real_settings.home)
     harm, fix = DAMAGE[damage]
@@ -327,7 +327,7 @@ def test_tailor_ask_on_a_damaged_index_exits_2_with_the_fix_and_no_trace(real_se
     home = home_with_index_copy(tmp_path, real_settings.home)
     harm, fix = DAMAGE[damage]
     harm(home / "index")
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "ask", ISSUE_QUERY],
+    out = subprocess.run([sys.executable, "-m", "agent", "ask", ISSUE_QUERY],
                          capture_output=True, text=True, env=subprocess_env(home), timeout=300)
     assert out.returncode == 2 and out.stdout == ""
     assert "Traceback" not in out.stderr and "Chroma index" in out.stderr
@@ -341,8 +341,8 @@ def test_tailor_index_rebuilds_an_index_whose_vectors_are_gone(tmp_path):
     import numpy as np
     from chromadb.config import Settings as ChromaSettings
 
-    from agent.catalog import Catalog
-    from agent.index import build_index, open_collection
+    from agent.data.catalog import Catalog
+    from agent.retrieve.index import build_index, open_collection
     from agent.types import Item
 
     def client(path):
@@ -390,7 +390,7 @@ class ApiServer:
         env = subprocess_env(home, TAILOR_API_KEY=API_KEY, TAILOR_LLM_MODEL="none",
                              TAILOR_LLM_URL=f"http://127.0.0.1:{free_port()}/v1")
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--port",
+            self.proc = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--port",
                                           str(self.port)], stdout=out, stderr=out, env=env,
                                          start_new_session=True)
         self.log = log

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from agent.errors import ConfigError
-from agent.fusion import (Example, FusionConfig, FusionRanker, candidate_rows, feature_names,
-                          recall, train_fusion)
+from agent.rank.fusion import (
+    Example, FusionConfig, FusionRanker, candidate_rows, feature_names, recall, train_fusion)
 
 FEATURES = feature_names()
 SIGNAL, NOISE = FEATURES.index("sequential_score"), FEATURES.index("year")
@@ -66,7 +66,7 @@ def test_the_boosters_are_averaged_and_each_one_counts():
 
 
 def test_early_stopping_holds_out_whole_users():
-    from agent.fusion import _held_out
+    from agent.rank.fusion import _held_out
 
     examples = planted(200, 0)
     for k, e in enumerate(examples):

@@ -8,9 +8,9 @@ import random
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.api import create_app
+from agent.interfaces.api import create_app
+from agent.interfaces.sessions import SessionStore
 from agent.llm.fake import FakeBackend
-from agent.sessions import SessionStore
 from prompts import load_prompt
 from tests.test_recommender import make
 
@@ -133,9 +133,9 @@ def test_api_rejects_broken_bodies_clearly(catalog, tmp_path, raw):
 
 
 def test_tailor_ask_survives_the_corpus(catalog, monkeypatch, capsys):
-    from agent import cli
+    from agent.interfaces import cli, commands
 
-    monkeypatch.setattr(cli, "_recommender", lambda settings: hostile_recommender(catalog))
+    monkeypatch.setattr(commands, "_recommender", lambda settings: hostile_recommender(catalog))
     for text in corpus(600, seed=1):
         code = cli.main(["ask", "--json", text])
         out, err = capsys.readouterr()

@@ -3,8 +3,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from agent.index import build_index, item_document, open_collection
-from agent.retrieval import HybridRetriever
+from agent.retrieve.index import build_index, item_document, open_collection
+from agent.retrieve.sources import HybridRetriever
 from agent.types import DialogueState
 
 

@@ -12,10 +12,10 @@ import pytest
 
 from agent.errors import BackendError
 from agent.llm.openai_backend import OpenAIBackend
-from agent.ranking import VerbalizerRanker
+from agent.rank.verbalizer import VerbalizerRanker
 from agent.recommender import DEGRADED_RANKING, Recommender
-from agent.linking import TitleIndex
 from agent.settings import Settings
+from agent.understand.linking import TitleIndex
 from tests.conftest import tiny_items
 from tests.test_chroma_server import free_port
 from tests.test_recommender import CatalogRetriever

@@ -6,7 +6,7 @@ import pytest
 from safetensors import safe_open
 
 from agent.errors import AssetError
-from agent.quantize import quantize_w8a8
+from agent.llm.quantize import quantize_w8a8
 from tests.tiny_lm import tiny_model_and_tokenizer
 
 

@@ -31,7 +31,7 @@ def test_bad_quant_settings_are_clear_errors(env, match):
 @pytest.mark.assets
 @pytest.mark.slow
 def test_quantized_models_load_smaller_and_rank_like_fp32(real_settings):
-    from agent.ranking import LABELS, build_messages
+    from agent.rank.verbalizer import LABELS, build_messages
     from agent.types import DialogueState
 
     lines = [f"{LABELS[k]}. {t}" for k, t in enumerate(

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from agent.llm.fake import FakeBackend
-from agent.ranking import LABELS, VerbalizerRanker, build_messages, candidate_line
+from agent.rank.verbalizer import LABELS, VerbalizerRanker, build_messages, candidate_line
 from agent.types import Candidate, DialogueState
 from tests.tiny_lm import tiny_model_and_tokenizer
 
@@ -188,7 +188,7 @@ def test_co_watch_evidence_is_shown_only_when_there_is_some(catalog):
 
 
 def test_few_shot_demonstrations_use_the_same_candidate_format(catalog):
-    from agent.ranking import demo_messages
+    from agent.rank.verbalizer import demo_messages
 
     demos = demo_messages()
     assert [m["role"] for m in demos] == ["user", "assistant"] * 3
@@ -217,7 +217,7 @@ def test_calibration_removes_a_label_bias_that_ignores_content(catalog):
 def test_a_prompt_over_the_token_budget_is_told_more_tersely(catalog):
     """The budget is met by dropping detail in a fixed order (request words, then title
     words, then genres, ...), never by dropping candidates; each step is counted."""
-    from agent.ranking import DETAILS
+    from agent.rank.verbalizer import DETAILS
 
     counted = []
 

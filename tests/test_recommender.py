@@ -1,12 +1,12 @@
 import pytest
 
 from agent.errors import BackendError, InputError
-from agent.linking import TitleIndex
 from agent.llm.fake import FakeBackend
-from agent.ranking import VerbalizerRanker
+from agent.rank.verbalizer import VerbalizerRanker
 from agent.recommender import CLARIFY, DEGRADED_RANKING, Recommender
-from agent.retrieval import rrf_fuse
-from agent.state import satisfies
+from agent.retrieve.sources import rrf_fuse
+from agent.understand.linking import TitleIndex
+from agent.understand.state import satisfies
 from tests.conftest import tiny_items
 
 
@@ -152,7 +152,7 @@ def test_turn_stream_rejects_bad_input_before_any_event(catalog):
 
 
 def test_terminal_chat_shows_the_picks_before_the_written_explanations(catalog):
-    from agent.cli import chat_loop
+    from agent.interfaces.commands import chat_loop
 
     said = iter(["I loved Alien, sci-fi from the 90s", "   "])
     out: list[str] = []
@@ -166,7 +166,7 @@ def test_terminal_chat_shows_the_picks_before_the_written_explanations(catalog):
 
 
 def test_terminal_chat_reports_bad_input_and_goes_on(catalog):
-    from agent.cli import chat_loop
+    from agent.interfaces.commands import chat_loop
 
     said = iter(["\x00\x00", "I loved Alien, sci-fi from the 90s"])
     out: list[str] = []
@@ -186,7 +186,7 @@ def test_terminal_chat_reports_bad_input_and_goes_on(catalog):
 def test_a_film_listed_twice_is_picked_once_and_never_again(catalog):
     from dataclasses import replace
 
-    from agent.catalog import Catalog
+    from agent.data.catalog import Catalog
 
     twin = replace(catalog.get(3), id=13, popularity=94)  # Terminator 2 under a second id
     both = Catalog([*catalog.items.values(), twin], catalog.meta, catalog.user, catalog.item,

@@ -1,10 +1,11 @@
 import pytest
 
 from agent.errors import InputError
-from agent.ranking import Ranked
-from agent.rerank import PopularityScale, TailDiversityReranker
-from agent.state import describe, merge, parse_message
+from agent.rank.rerank import PopularityScale, TailDiversityReranker
+from agent.rank.verbalizer import Ranked
 from agent.types import DialogueState
+from agent.understand.parse import parse_message
+from agent.understand.state import describe, merge
 
 
 def ranked(*ids):
@@ -80,7 +81,7 @@ def test_knobs_outside_zero_to_one_are_refused(catalog, value):
 
 
 def test_asking_for_hidden_gems_sets_and_keeps_the_tail_preference(catalog):
-    from agent.linking import TitleIndex
+    from agent.understand.linking import TitleIndex
 
     index = TitleIndex(list(catalog.items.values()))
     s1 = merge(DialogueState(), parse_message("some hidden gems like Alien", index))

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_DIRS = {".git", ".venv", "out", "build", "dist", "node_modules", "__pycache__"}
 # Test code may name an open address on purpose (to check that serving refuses it).
-NO_OPEN_BIND_DIRS = {"agent", "eval", "finetune", "bench", "benchmarks", "examples", "prompts"}
+NO_OPEN_BIND_DIRS = {"agent", "eval", "finetune", "bench", "examples", "prompts"}
 UNPICKLERS = {("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"),
               ("cPickle", "load"), ("cPickle", "loads"), ("dill", "load"), ("dill", "loads"),
               ("joblib", "load"), ("marshal", "load"), ("marshal", "loads"),
@@ -194,7 +194,7 @@ def test_safe_patterns_pass(name):
 
 def test_the_scan_covers_the_project():
     scanned = {p.relative_to(ROOT).as_posix() for p in source_files()}
-    assert {"agent/api.py", "agent/llm/local.py", "finetune/train.py", "eval/run.py",
+    assert {"agent/interfaces/api.py", "agent/llm/local.py", "finetune/train.py", "eval/run.py",
             "tests/test_security.py"} <= scanned
     assert not any(s.startswith(".venv/") for s in scanned)
 
@@ -212,7 +212,7 @@ def test_no_unsafe_loading_remote_code_or_open_binds_in_the_source_tree():
 
 
 def test_the_api_key_is_checked_with_compare_digest():
-    tree = ast.parse((ROOT / "agent" / "api.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ROOT / "agent" / "interfaces" / "api.py").read_text(encoding="utf-8"))
     digests = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
                and dotted(n.func) == ("hmac", "compare_digest")]
     assert digests and any("api_key" in ast.unparse(n) for n in digests)
@@ -221,8 +221,8 @@ def test_the_api_key_is_checked_with_compare_digest():
 def test_servers_bind_127_0_0_1_by_default():
     import inspect
 
-    from agent.app import launch
-    from agent.cli import build_parser
+    from agent.interfaces.app import launch
+    from agent.interfaces.cli import build_parser
 
     parser = build_parser()
     assert parser.parse_args(["serve"]).host == "127.0.0.1"

@@ -5,7 +5,7 @@ import pytest
 
 from agent.models.sasrec import (SASRecConfig, catalog_sequences, find_sasrec, model_dir,
                                  prepare_sasrec)
-from agent.retrieval import HybridRetriever
+from agent.retrieve.sources import HybridRetriever
 from agent.types import DialogueState
 
 
@@ -98,7 +98,7 @@ def test_an_ask_for_well_liked_hidden_or_popular_films_is_fused_by_rrf(catalog, 
 
 
 def test_the_shared_fitting_set_follows_the_state_it_is_asked_for(catalog):
-    from agent.state import satisfies
+    from agent.understand.state import satisfies
 
     r = HybridRetriever(None, None, catalog)
     older, newer = DialogueState(year_max=1985), DialogueState(year_min=1990)

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from agent.errors import BackendError, ConfigError
-from agent.serving import (ServerSpec, VLLMServer, find_adapters, max_lora_rank, server_env,
-                           served_name)
+from agent.llm.serving import (
+    ServerSpec, VLLMServer, find_adapters, max_lora_rank, server_env, served_name)
 from tests.test_chroma_server import free_port
 
 
@@ -164,18 +164,18 @@ def test_start_refuses_a_port_that_already_answers(tmp_path):
 
 def test_serve_llm_without_a_model_names_the_fix(tmp_path):
     env = dict(os.environ, TAILOR_HOME=str(tmp_path))
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "serve-llm"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "agent", "serve-llm"], capture_output=True,
                          text=True, env=env, timeout=60)
     assert out.returncode == 2 and "run `tailor assets`" in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_serve_llm_passes_flags_after_double_dash_to_vllm(monkeypatch, tmp_path):
-    import agent.serving
-    from agent.cli import main
+    import agent.llm.serving
+    from agent.interfaces.cli import main
 
     seen = {}
-    monkeypatch.setattr(agent.serving, "serve_until_interrupted",
+    monkeypatch.setattr(agent.llm.serving, "serve_until_interrupted",
                         lambda settings, **kw: seen.update(kw) or 0)
     monkeypatch.setenv("TAILOR_HOME", str(tmp_path))
     assert main(["serve-llm", "--port", "8123", "--eager", "--",
@@ -185,8 +185,8 @@ def test_serve_llm_passes_flags_after_double_dash_to_vllm(monkeypatch, tmp_path)
 
 
 def test_a_quantized_model_on_cpu_is_served_without_lora_and_says_so(monkeypatch, tmp_path):
-    import agent.serving
-    from agent.serving import is_quantized, serve_until_interrupted
+    import agent.llm.serving
+    from agent.llm.serving import is_quantized, serve_until_interrupted
     from agent.settings import Settings
 
     model = tmp_path / "m-w8a8"
@@ -203,8 +203,8 @@ def test_a_quantized_model_on_cpu_is_served_without_lora_and_says_so(monkeypatch
         specs.append(spec)
         raise Refused  # stop before anything starts
 
-    monkeypatch.setattr(agent.serving, "vllm_flavour", lambda: "cpu")
-    monkeypatch.setattr(agent.serving, "VLLMServer", capture)
+    monkeypatch.setattr(agent.llm.serving, "vllm_flavour", lambda: "cpu")
+    monkeypatch.setattr(agent.llm.serving, "VLLMServer", capture)
     with pytest.raises(Refused):
         serve_until_interrupted(Settings(home=tmp_path / "home", model=str(model)), log=said.append)
     assert specs[0].adapters == {} and "--enable-lora" not in specs[0].command()
@@ -216,7 +216,7 @@ def test_a_quantized_checkpoint_is_served_in_bf16_only_where_amx_needs_it(tmp_pa
 
     import torch
 
-    from agent.serving import cpu_dtype
+    from agent.llm.serving import cpu_dtype
 
     plain, quant = tmp_path / "plain", tmp_path / "quant"
     for folder, config in ((plain, {}), (quant, {"quantization_config": {"format": "int8"}})):

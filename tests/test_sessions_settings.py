@@ -1,7 +1,7 @@
 import pytest
 
 from agent.errors import ConfigError, InputError
-from agent.sessions import SessionStore
+from agent.interfaces.sessions import SessionStore
 from agent.settings import Settings
 from agent.types import DialogueState
 

@@ -1,10 +1,10 @@
 import pytest
 
-from agent.datasets import ML_GENRES
-from agent.linking import TitleIndex
-from agent.state import (GENRE_WORDS, chroma_where, content_words, describe, merge,
-                         parse_message, satisfies)
+from agent.domain.movielens.loaders import ML_GENRES
 from agent.types import DialogueState
+from agent.understand.linking import TitleIndex
+from agent.understand.parse import GENRE_WORDS, content_words, parse_message
+from agent.understand.state import chroma_where, describe, merge, satisfies
 from tests.conftest import tiny_items
 
 

@@ -1,15 +1,15 @@
 """Titles neither the catalog nor the reference table knows, described by the LLM
-(agent.title_guess): a guess is said as one, feeds only the genres wish, and never
+(agent.understand.title_guess): a guess is said as one, feeds only the genres wish, and never
 becomes a pick."""
 
 import pytest
 
-from agent.enrich import title_key
+from agent.domain.movielens.facts import title_key
+from agent.domain.movielens.reference import ReferenceFilm, ReferenceFilms
 from agent.errors import BackendError
 from agent.llm.fake import FakeBackend
 from agent.recommender import CLARIFY
-from agent.reference import ReferenceFilm, ReferenceFilms
-from agent.title_guess import TitleGuesser, guess_schema
+from agent.understand.title_guess import TitleGuesser, guess_schema
 from tests.test_understanding import make
 
 GENRES = {"Action", "Horror", "Sci-Fi", "Comedy", "Drama"}

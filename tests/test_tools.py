@@ -5,9 +5,9 @@ from pathlib import Path
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 
+from agent.interfaces.sessions import SessionStore
+from agent.interfaces.tools import make_tailor_runnable, make_tailor_tool
 from agent.llm.fake import FakeBackend
-from agent.sessions import SessionStore
-from agent.tools import make_tailor_runnable, make_tailor_tool
 from tests.test_recommender import make
 
 

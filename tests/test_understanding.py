@@ -4,15 +4,16 @@ outside the catalog come from a PeopleIndex over it and a small reference table.
 
 import pytest
 
-from agent.linking import TitleIndex
+from agent.domain.movielens.facts import title_key
+from agent.domain.movielens.reference import ReferenceFilm, ReferenceFilms
 from agent.llm.fake import FakeBackend
-from agent.people import PeopleIndex
-from agent.ranking import VerbalizerRanker
+from agent.rank.verbalizer import VerbalizerRanker
 from agent.recommender import CLARIFY, OFF_TOPIC, Recommender
-from agent.reference import ReferenceFilm, ReferenceFilms
-from agent.enrich import title_key
-from agent.state import describe, merge, parse_message, relaxations, satisfies
 from agent.types import DialogueState
+from agent.understand.linking import TitleIndex
+from agent.understand.parse import parse_message
+from agent.understand.people import PeopleIndex
+from agent.understand.state import describe, merge, relaxations, satisfies
 from tests.conftest import tiny_items
 from tests.test_recommender import CatalogRetriever
 
@@ -195,8 +196,8 @@ def test_an_outside_title_brings_its_people_to_retrieval(catalog, tmp_path, inde
     import chromadb
     from chromadb.config import Settings
 
-    from agent.index import build_index, open_collection
-    from agent.retrieval import HybridRetriever
+    from agent.retrieve.index import build_index, open_collection
+    from agent.retrieve.sources import HybridRetriever
     from tests.test_index import HashEmbedder
 
     gorillas = ReferenceFilm("Gorillas in the Mist", 1988, ("Drama", "Sci-Fi"),
@@ -337,7 +338,7 @@ def test_a_negated_person_excludes_their_films(index, people):
 
 
 def test_a_negated_person_is_kept_out_of_the_chroma_filter_too():
-    from agent.state import chroma_where
+    from agent.understand.state import chroma_where
 
     s = DialogueState(shown=(3,), excluded_people=("Sigourney Weaver",))
     where = chroma_where(s, None, {1, 7, 11})

@@ -6,9 +6,9 @@ from scipy.stats import spearmanr
 
 from agent.llm.local import LocalBackend
 from agent.llm.openai_backend import OpenAIBackend
-from agent.quantize import quantize_w8a8
-from agent.ranking import LABELS
-from agent.serving import ServerSpec, VLLMServer, server_env
+from agent.llm.quantize import quantize_w8a8
+from agent.llm.serving import ServerSpec, VLLMServer, server_env
+from agent.rank.verbalizer import LABELS
 from tests.test_chroma_server import free_port
 from tests.test_vllm_server import ranking_messages
 

@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 
 from agent.llm.local import LocalBackend
 from agent.llm.openai_backend import OpenAIBackend
-from agent.ranking import LABELS, VerbalizerRanker
+from agent.rank.verbalizer import LABELS, VerbalizerRanker
 from agent.recommender import DEGRADED_RANKING
 from agent.types import Candidate, DialogueState
 from tests.lora_adapter import save_random_lora
@@ -50,7 +50,7 @@ def server(model_dir, tmp_path_factory):
     port = free_port()
     out, err = home / "stdout.txt", home / "stderr.txt"
     with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve-llm", "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "agent", "serve-llm", "--port",
                                  str(port), "--eager", "--wait", str(START_WAIT_S)],
                                 stdout=o, stderr=e, env=clean_env(TAILOR_HOME=str(home),
                                                                   TAILOR_MODEL=model_dir))
@@ -101,7 +101,7 @@ def live_group_members(pgid: int) -> list[int]:
 
 def ranking_messages(catalog_dir) -> list[dict]:
     """The real ranking prompt for the issue's request over 20 real 1990s films."""
-    from agent.catalog import Catalog
+    from agent.data.catalog import Catalog
 
     catalog = Catalog.load(catalog_dir)
     by_title = {it.title: it.id for it in catalog.items.values()}
@@ -115,7 +115,7 @@ def ranking_messages(catalog_dir) -> list[dict]:
 def test_many_prompts_sent_together_score_as_one_at_a_time(server, real_settings):
     """The evaluation's batched path (concurrent requests, which vLLM batches) gives
     each prompt the scores it gets alone, in input order."""
-    from agent.catalog import Catalog
+    from agent.data.catalog import Catalog
 
     catalog = Catalog.load(real_settings.data_dir())
     nineties = [it.id for it in catalog.items.values() if it.year and 1990 <= it.year <= 1999]
@@ -192,7 +192,7 @@ def test_streamed_text_is_the_generated_text(server):
 
 
 def test_structured_outputs_follow_the_state_schema(server):
-    from agent.extract import extraction_messages, state_schema
+    from agent.understand.extract import extraction_messages, state_schema
 
     schema = state_schema()
     remote = OpenAIBackend(server["url"], "smollm2-135m-instruct", timeout=120)
@@ -208,7 +208,7 @@ def test_the_bot_example_routes_through_the_served_model(server, real_settings):
     from langchain_openai import ChatOpenAI
 
     from agent.build import build_recommender
-    from agent.tools import make_tailor_tool
+    from agent.interfaces.tools import make_tailor_tool
     from tests.test_tools import load_example
 
     bot = load_example()
@@ -253,7 +253,7 @@ def ask(real_settings, url, *extra_env, timeout="120"):
     env = clean_env(TAILOR_HOME=str(real_settings.home), TAILOR_LLM_URL=url,
                     TAILOR_LLM_TIMEOUT=timeout)
     env.update(e.split("=", 1) for e in extra_env)
-    out = subprocess.run([sys.executable, "-m", "agent.cli", "ask", ISSUE_QUERY, "--json"],
+    out = subprocess.run([sys.executable, "-m", "agent", "ask", ISSUE_QUERY, "--json"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
     return json.loads(out.stdout), out.stderr

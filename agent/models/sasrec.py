@@ -199,7 +199,7 @@ def train_sasrec(sequences: Sequence[Sequence[int]], n_items: int,
 # --- the agent's model: trained on the whole catalog's interactions, cached -------------
 def catalog_sequences(catalog) -> dict[int, list[int]]:
     """Each user's items in time order, each item once (its first watch)."""
-    from agent.enrich import group_by_user
+    from agent.data.stats import group_by_user
 
     return {u: list(dict.fromkeys(items))
             for u, items in group_by_user(catalog.user, catalog.item, catalog.timestamp).items()}

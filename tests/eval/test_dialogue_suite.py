@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from agent.catalog import Catalog
+from agent.data.catalog import Catalog
 from agent.errors import ConfigError
 from agent.llm.fake import FakeBackend
 from agent.recommender import CLARIFY, OFF_TOPIC
@@ -126,7 +126,7 @@ def test_the_opposite_asks_and_relaxed_values_fail_the_other_way():
 
 def _weaver_90s(picks, state=DS(people=("Sigourney Weaver",), year_min=1990, year_max=1999),
                 said=True):
-    from agent.state import relaxations
+    from agent.understand.state import relaxations
 
     why = [w for _, w in relaxations(state) if "years" in w][0]
     text = (why[0].upper() + why[1:] + ".\n" if said else "") + "Looking for: x."
@@ -148,7 +148,7 @@ def test_a_loosened_pick_passes_a_pick_check_only_when_said_and_the_fits_ran_out
 def test_nothing_older_left_passes_older_only_when_said_and_nothing_older_fits():
     """The tiny catalog's oldest Sci-Fi film is 2001 (1968); after it, "something older"
     (year_max 1967) has nothing, and the turn widens the years and says so."""
-    from agent.state import relaxations
+    from agent.understand.state import relaxations
 
     state = DS(genres=("Sci-Fi",), year_max=1967, shown=(9,))
     why = [w for _, w in relaxations(state) if "years" in w][0]
@@ -330,7 +330,7 @@ def test_run_suite_writes_the_pass_rate_and_the_failures(tmp_path, catalog):
 def test_cli_runs_the_suite_and_exits_0_even_when_dialogues_fail(tmp_path, catalog, monkeypatch,
                                                                  capsys):
     import agent.build
-    from agent.cli import main
+    from agent.interfaces.cli import main
 
     bad = dialogue("d2")
     bad["turns"][0]["expect"]["picks"] = 3
@@ -347,7 +347,7 @@ def test_cli_runs_the_suite_and_exits_0_even_when_dialogues_fail(tmp_path, catal
 def test_cli_reports_a_broken_suite_before_loading_the_model(tmp_path, catalog, monkeypatch,
                                                              capsys):
     import agent.build
-    from agent.cli import main
+    from agent.interfaces.cli import main
 
     path = write(tmp_path, broken(lambda d: d["turns"][0]["expect"].update(likd=["Alien"])))
     monkeypatch.setenv("TAILOR_HOME", str(tmp_path))

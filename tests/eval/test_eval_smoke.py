@@ -13,7 +13,7 @@ pytestmark = pytest.mark.assets
 def test_eval_smoke_writes_a_readable_report(real_settings, tmp_path):
     out = tmp_path / "eval"
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
-    run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--systems",
+    run = subprocess.run([sys.executable, "-m", "agent", "eval", "--systems",
                           "popularity,itemknn,retrieval,hybrid,llm-zero", "--users", "12",
                           "--seed", "1", "--dialogues", "2", "--out", str(out)],
                          capture_output=True, text=True, env=env, timeout=900)
@@ -41,7 +41,7 @@ def test_eval_smoke_writes_a_readable_report(real_settings, tmp_path):
 
 
 def test_unknown_system_is_a_clear_error(real_settings, capsys):
-    from agent.cli import main
+    from agent.interfaces.cli import main
 
     assert main(["eval", "--systems", "popularity,magic"]) == 2
     assert "unknown system 'magic'" in capsys.readouterr().err
@@ -59,7 +59,7 @@ def test_lora_systems_and_the_tail_frontier(real_settings, tmp_path):
     try:
         out = tmp_path / "eval"
         env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
-        run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--adapter", name,
+        run = subprocess.run([sys.executable, "-m", "agent", "eval", "--adapter", name,
                               "--systems", "llm-lora,llm-lora-tail:0.5,llm-lora-tail:1",
                               "--users", "6", "--seed", "2", "--dialogues", "1",
                               "--out", str(out)], capture_output=True, text=True, env=env,
@@ -83,7 +83,7 @@ def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
     out = tmp_path / "eval"
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
     env.setdefault("TAILOR_SASREC_EPOCHS", "30")  # the path, not the quality (as `make test`)
-    run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--systems",
+    run = subprocess.run([sys.executable, "-m", "agent", "eval", "--systems",
                           "sasrec,tailor", "--users", "20", "--seed", "1", "--fusion-users",
                           "150", "--out", str(out)],
                          capture_output=True, text=True, env=env, timeout=1800)

@@ -64,8 +64,8 @@ def test_llm_systems_rank_their_users_in_batches_before_scoring(catalog):
     """evaluate_system hands an LLM system all its users first; it ranks them
     ``batch`` at a time through ``rank_many`` and the lists equal one-at-a-time ranking."""
     from agent.llm.fake import FakeBackend
-    from agent.ranking import VerbalizerRanker
-    from agent.rerank import TailDiversityReranker
+    from agent.rank.rerank import TailDiversityReranker
+    from agent.rank.verbalizer import VerbalizerRanker
     from agent.types import Candidate
     from eval.systems import Hybrid, LLMRerank, TailRerank
 

@@ -1,4 +1,4 @@
-from agent.explain import gather_facts
+from agent.explain.facts import gather_facts
 from agent.types import DialogueState
 from eval.explanations import personal, requests, score_writer, varied
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from agent.catalog import Catalog
+from agent.data.catalog import Catalog
 from eval.protocols import leave_one_out, make_split, sample_users
 from tests.conftest import tiny_items
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from agent.catalog import Catalog
+from agent.data.catalog import Catalog
 from eval.protocols import make_split
 from eval.sasrec import SASRecConfig, SASRecSystem, left_pad
 from tests.conftest import tiny_items

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.datasets import ML_GENRES
-from agent.state import ParsedMessage
+from agent.domain.movielens.loaders import ML_GENRES
 from agent.types import DialogueState
-from agent.vocabulary import load_vocabulary
+from agent.understand.parse import ParsedMessage
+from agent.understand.vocabulary import load_vocabulary
 from eval.understanding import (DEFAULT, HELDOUT, SLOTS, PickJudge, failure_kinds,
                                 load_requests, picks_fit, resolve, run_understanding,
                                 slot_counts, state_slots, summarize, value_matches)
@@ -236,8 +236,8 @@ def test_held_out_and_dev_share_no_text():
 @pytest.mark.assets
 def test_every_expected_title_and_person_is_real(real_settings):
     from agent.build import reference_films
-    from agent.catalog import Catalog
-    from agent.enrich import title_key
+    from agent.data.catalog import Catalog
+    from agent.domain.movielens.facts import title_key
 
     catalog = Catalog.load(real_settings.data_dir())
     titles = {it.title for it in catalog.items.values()}

@@ -40,7 +40,7 @@ def test_tailor_eval_withheld_with_guesses_writes_four_arms(real_settings, tmp_p
     import sys
 
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
-    run = subprocess.run([sys.executable, "-m", "agent.cli", "eval", "--withheld", "2",
+    run = subprocess.run([sys.executable, "-m", "agent", "eval", "--withheld", "2",
                           "--guess-titles", "--out", str(tmp_path)],
                          capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]

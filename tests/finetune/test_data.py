@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from agent.catalog import Catalog
-from agent.ranking import LABELS
-from agent.state import satisfies
+from agent.data.catalog import Catalog
+from agent.rank.verbalizer import LABELS
 from agent.types import Candidate
+from agent.understand.state import satisfies
 from eval.protocols import leave_one_out, make_split
 from finetune import data as D
 from tests.conftest import tiny_items

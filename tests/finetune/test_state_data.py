@@ -7,9 +7,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from agent.extract import FIELDS, extraction_messages, form_text, parse_extraction, state_schema
-from agent.reference import ReferenceFilm, ReferenceFilms
-from agent.vocabulary import load_vocabulary
+from agent.understand.extract import (
+    FIELDS, extraction_messages, form_text, parse_extraction, state_schema)
+from agent.domain.movielens.reference import ReferenceFilm, ReferenceFilms
+from agent.understand.vocabulary import load_vocabulary
 from finetune import state_data as S
 from tests.conftest import tiny_items
 

@@ -1,7 +1,7 @@
 """LLM state extraction: the model fills a JSON form about one message, under a JSON
 schema the backend enforces (xgrammar in-process, structured outputs on vLLM).
 
-The deterministic parser (``agent.state.parse_message``) stays the authority:
+The deterministic parser (``agent.understand.parse.parse_message``) stays the authority:
 the model only adds what the parser left open, and only values that check out
 (genres from the catalog's list, moods from the vocabulary, titles and people
 that resolve to the catalog and that the message itself names, plausible years).
@@ -23,10 +23,10 @@ import logging
 import re
 from dataclasses import replace
 
-from agent.datasets import ML_GENRES
-from agent.enrich import title_key
+from agent.domain.movielens.facts import title_key
+from agent.domain.movielens.loaders import ML_GENRES
 from agent.errors import AssetError, BackendError
-from agent.state import ParsedMessage
+from agent.understand.parse import ParsedMessage
 from prompts import load_prompt
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,9 @@ STATE_TASK = "state"  # the ``task`` in a state adapter's tailor.json
 def state_schema(genres=ML_GENRES, moods=None) -> dict:
     """The JSON schema the model's answer must follow (every field optional, in order).
 
-    ``moods``: the vocabulary's mood names (None: ``agent/vocabulary.json``)."""
+    ``moods``: the vocabulary's mood names (None: ``agent/domain/movielens/vocabulary.json``)."""
     if moods is None:
-        from agent.vocabulary import load_vocabulary
+        from agent.understand.vocabulary import load_vocabulary
 
         moods = list(load_vocabulary().moods)
     year = {"type": "integer", "minimum": 1900, "maximum": 2030}
@@ -85,9 +85,9 @@ def parse_extraction(raw: str, text: str, title_index, genres=ML_GENRES, people=
     """The model's form as a ``ParsedMessage``, keeping only values that check out.
 
     Args:
-        people: an ``agent.people.PeopleIndex`` (None: people are dropped).
-        reference: an ``agent.reference.ReferenceFilms``: a title the catalog lacks but
-            the table knows becomes an ``outside`` title.
+        people: an ``agent.understand.people.PeopleIndex`` (None: people are dropped).
+        reference: an ``agent.domain.movielens.reference.ReferenceFilms``: a title the
+            catalog lacks but the table knows becomes an ``outside`` title.
         moods: the mood names allowed (None: the vocabulary's).
 
     >>> p = parse_extraction('{"genres": ["Horror", "Sports"], "year_min": 1990, '
@@ -105,7 +105,7 @@ def parse_extraction(raw: str, text: str, title_index, genres=ML_GENRES, people=
     if not isinstance(form, dict):
         return ParsedMessage()
     if moods is None:
-        from agent.vocabulary import load_vocabulary
+        from agent.understand.vocabulary import load_vocabulary
 
         moods = load_vocabulary().moods
 
@@ -170,7 +170,7 @@ def _years_named(lo, hi, text: str) -> bool:
 
 
 def _words(text: str) -> set[str]:
-    from agent.people import name_key
+    from agent.understand.people import name_key
 
     return set(name_key(text.replace("&", " and ")).split())
 
@@ -205,7 +205,7 @@ def _titles(spans, said, title_index, reference) -> tuple[tuple[int, ...], tuple
 def _person(span: str, said: set[str], people) -> str | None:
     """The credited name ``span`` stands for: exact, a surname with several films, or a
     misspelling of a full name."""
-    from agent.people import name_key
+    from agent.understand.people import name_key
 
     if people is None or not _copied(span, said):
         return None
@@ -279,8 +279,9 @@ class StateExtractor:
         title_index: resolves the titles the model names.
         mode: ``"auto"`` (ask only when the rules left words unexplained),
             ``"always"``, or ``"off"``.
-        people: an ``agent.people.PeopleIndex`` to resolve the people it names.
-        reference: an ``agent.reference.ReferenceFilms`` for titles outside the catalog.
+        people: an ``agent.understand.people.PeopleIndex`` to resolve the people it names.
+        reference: an ``agent.domain.movielens.reference.ReferenceFilms`` for titles outside
+            the catalog.
     """
 
     def __init__(self, backend, title_index, mode: str = "auto", people=None, reference=None):

@@ -16,7 +16,7 @@ import time
 import uuid
 
 from agent.errors import TailorError
-from agent.sessions import SessionStore, apply_feedback
+from agent.interfaces.sessions import SessionStore, apply_feedback
 from agent.types import DialogueState
 
 log = logging.getLogger(__name__)

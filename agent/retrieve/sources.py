@@ -11,8 +11,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from agent.state import chroma_where, constraint
 from agent.types import Candidate, DialogueState
+from agent.understand.state import chroma_where, constraint
 
 RRF_K = 60  # the usual constant; damps the weight of the very first ranks
 POOL = 50  # items taken from each source before fusion
@@ -113,10 +113,10 @@ class HybridRetriever:
         self.collection = collection
         self.embedder = embedder
         self.catalog = catalog
-        self.people = people  # agent.people.PeopleIndex: the items of a named person
-        self.reference = reference  # agent.reference.ReferenceFilms: titles outside it
+        self.people = people  # agent.understand.people.PeopleIndex: the items of a named person
+        self.reference = reference  # ReferenceFilms: titles outside the catalog
         self.sasrec = sequential  # agent.models.sasrec.SASRec over the catalog's ids, or None
-        self.fusion = fusion  # agent.fusion.FusionRanker: the learned fusion, or None (RRF)
+        self.fusion = fusion  # agent.rank.fusion.FusionRanker: the learned fusion, or None (RRF)
         self._fitting: tuple[DialogueState | None, frozenset[int]] = (None, frozenset())
         self._facts: ContentFacts | None = None
 
@@ -152,7 +152,7 @@ class HybridRetriever:
             vectors += [np.asarray(e, dtype=np.float32) for e in got["embeddings"]]
         outside = self.outside_films(state)
         if outside:  # embedded as the catalog's own documents are
-            from agent.index import item_document
+            from agent.retrieve.index import item_document
 
             vectors += list(self.embedder.encode([item_document(it) for it in outside]))
         words = [g for g in state.genres] + ([state.query] if state.query.strip() else [])
@@ -283,7 +283,7 @@ class HybridRetriever:
     def learned(self, state: DialogueState, lists: dict, n: int,
                 history: Sequence[int] = ()) -> list[Candidate]:
         """The learned fusion's best ``n`` of the union of ``lists``."""
-        from agent.fusion import candidate_rows
+        from agent.rank.fusion import candidate_rows
 
         rrf = {c.item_id: c.score for c in self.rrf(state, lists, 10 * POOL)}
         evidence = len(set(history) | set(state.liked))

@@ -1,5 +1,5 @@
-"""The request vocabulary (``agent/vocabulary.json``): moods, concepts, other languages'
-genre words, vague and off-topic cues. Loaded once, on first use, never at import."""
+"""The request vocabulary (``agent/domain/movielens/vocabulary.json``): moods, concepts,
+other languages' genre words, vague and off-topic cues. Loaded once, on first use, never at import."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-VOCABULARY_FILE = Path(__file__).with_name("vocabulary.json")
+# The MovieLens vocabulary; a catalog schema will name its own.
+VOCABULARY_FILE = Path(__file__).parents[1] / "domain" / "movielens" / "vocabulary.json"
 
 
 @dataclass(frozen=True)

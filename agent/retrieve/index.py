@@ -6,10 +6,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from agent.datasets import ML_GENRES
+from agent.domain.movielens.loaders import ML_GENRES
 from agent.errors import AssetError
-from agent.state import genre_field
 from agent.types import Item
+from agent.understand.state import genre_field
 
 BATCH = 512  # well under Chroma's max batch (5,461)
 DOC_CAST = 8

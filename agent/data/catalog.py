@@ -16,7 +16,7 @@ NEIGHBOURS = 50  # an item counts as co-watched with another if among its 50 nea
 
 
 class Catalog:
-    """Read-only view of a prepared dataset (see ``agent.datasets``)."""
+    """Read-only view of a prepared dataset (see ``agent.domain.movielens.loaders``)."""
 
     def __init__(self, items: list[Item], meta: dict, user: np.ndarray, item: np.ndarray,
                  timestamp: np.ndarray, head: set[int], rating: np.ndarray | None = None):
@@ -55,7 +55,7 @@ class Catalog:
     @cached_property
     def cowatch(self):
         """Item-item cosine similarity over who watched what (scipy CSR)."""
-        from agent.enrich import cowatch_matrix
+        from agent.data.stats import cowatch_matrix
 
         return cowatch_matrix(self.user, self.item, self.max_id + 1)
 
@@ -98,7 +98,7 @@ def catalog_from_histories(catalog: Catalog, histories: dict[int, list[int]], la
     co-watch counts). Timestamps become positions within each history."""
     from dataclasses import replace
 
-    from agent.enrich import head_tail_split, popularity_counts
+    from agent.data.stats import head_tail_split, popularity_counts
 
     users = sorted(histories)
     user_arr = np.array([u for u in users for _ in histories[u]], dtype=np.int32)

@@ -1,6 +1,6 @@
 """HTTP API for bots and apps (`tailor serve`): FastAPI over ``Recommender.turn``.
 
-Sessions and feedback live in SQLite (``agent.sessions``), so they survive a
+Sessions and feedback live in SQLite (``agent.interfaces.sessions``), so they survive a
 restart. ``POST /v1/chat/completions`` speaks the OpenAI chat shape, so a bot
 platform that calls OpenAI can call Tailor unchanged; the items also come back
 as structured data under ``"tailor"``.
@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
-from agent.state import MAX_MESSAGE_CHARS
-from agent.sessions import SessionStore, check_session_id
+from agent.interfaces.sessions import SessionStore, check_session_id
+from agent.understand.parse import MAX_MESSAGE_CHARS
 
 log = logging.getLogger(__name__)
 SESSION_HEADER = "X-Tailor-Session"

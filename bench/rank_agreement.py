@@ -6,7 +6,7 @@ candidates are the first ``--candidates`` (default: the agent's
 ranks the same prompts with the same VerbalizerRanker the agent uses. Prints a Markdown
 table; ``--out`` also writes per-case numbers as JSON.
 
-    TAILOR_HOME=/tmp/th .venv/bin/python -m benchmarks.rank_agreement --cases 200 \
+    TAILOR_HOME=/tmp/th .venv/bin/python -m bench.rank_agreement --cases 200 \
         --systems fp32 8bit 4bit [--llm-url http://127.0.0.1:8000/v1 --llm-model NAME]
 """
 
@@ -46,7 +46,7 @@ def backend_for(system: str, settings, args):
 
 def run(system, backend, catalog, cases, n_cands: int):
     """Per case: calibrated LLM scores in candidate order, final order, seconds."""
-    from agent.ranking import VerbalizerRanker
+    from agent.rank.verbalizer import VerbalizerRanker
 
     ranker = VerbalizerRanker(backend, catalog, n_llm=n_cands)
     ranker.label_prior(n_cands)  # computed once, outside the timings

@@ -39,7 +39,7 @@ def _in_name(tokens, i: int) -> bool:
 
 def _common(word: str) -> bool:
     """An everyday or genre word ("a feel good film" names no Meagan Good)."""
-    from agent.state import FILLER, GENRE_WORDS
+    from agent.understand.parse import FILLER, GENRE_WORDS
 
     return word in FILLER or any(word in ws for ws in GENRE_WORDS.values())
 

@@ -344,7 +344,7 @@ def warm_up(url: str, names: list[str], settings, timeout: float) -> None:
     before any user does, that the server returns label log-probabilities.
     """
     from agent.llm.openai_backend import OpenAIBackend
-    from agent.ranking import VerbalizerRanker
+    from agent.rank.verbalizer import VerbalizerRanker
 
     for name in names:
         ranker = VerbalizerRanker(OpenAIBackend(url, name, timeout=timeout), catalog=None,

@@ -18,8 +18,8 @@ import json
 import logging
 from collections import OrderedDict
 
+from agent.domain.movielens.reference import ReferenceFilm
 from agent.errors import BackendError
-from agent.reference import ReferenceFilm
 from prompts import load_prompt
 
 log = logging.getLogger(__name__)

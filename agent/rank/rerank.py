@@ -78,7 +78,7 @@ def relevance(ranked: Sequence) -> list[float]:
 
 
 class TailDiversityReranker:
-    """Reorders ``Ranked`` entries (see ``agent.ranking``); scores are rewritten to the
+    """Reorders ``Ranked`` entries (see ``agent.rank.verbalizer``); scores are rewritten to the
     re-ranked objective so callers that sort by score keep this order."""
 
     def __init__(self, catalog, tail_boost: float = 0.0, diversity: float = 0.0):

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.enrich import MAX_CAST, split_names, title_key
+from agent.domain.movielens.facts import MAX_CAST, split_names, title_key
 from agent.types import Item
 
 # The reference table's genre names -> the catalog's (names not listed map to nothing).
@@ -36,7 +36,7 @@ class ReferenceFilm:
     genres: tuple[str, ...]  # in the catalog's genre names
     director: tuple[str, ...] = ()
     cast: tuple[str, ...] = ()
-    guessed: bool = False  # the LLM's guess (agent.title_guess), not the table's facts
+    guessed: bool = False  # the LLM's guess (agent.understand.title_guess), not the table's facts
 
     @property
     def label(self) -> str:

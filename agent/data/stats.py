@@ -1,0 +1,65 @@
+"""Statistics of an interaction log: popularity, the head/tail split, co-occurrence and
+per-user histories. Domain-free: any catalog's interactions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+
+def popularity_counts(item_ids: np.ndarray, all_items: list[int]) -> dict[int, int]:
+    """Number of interactions per item (0 for items nobody rated)."""
+    ids, counts = np.unique(item_ids, return_counts=True)
+    out = dict.fromkeys(all_items, 0)
+    out.update(zip(ids.tolist(), counts.tolist()))
+    return out
+
+
+def head_tail_split(counts: dict[int, int], head_share: float = 0.8) -> tuple[set[int], int]:
+    """The head is the fewest most-popular items that make ``head_share`` of interactions.
+
+    Returns ``(head item ids, threshold)``, the threshold being the smallest
+    interaction count inside the head.
+
+    >>> head, threshold = head_tail_split({1: 50, 2: 30, 3: 10, 4: 10})
+    >>> sorted(head), threshold
+    ([1, 2], 30)
+    """
+    total = sum(counts.values())
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    head, running, threshold = set(), 0, 0
+    for item_id, c in ranked:
+        if running >= head_share * total:
+            break
+        head.add(item_id)
+        running += c
+        threshold = c
+    return head, threshold
+
+
+def cowatch_matrix(user: np.ndarray, item: np.ndarray, n_items: int):
+    """Item-item cosine similarity of binary interaction columns (sparse, CSR)."""
+    from scipy import sparse
+
+    users, uidx = np.unique(user, return_inverse=True)
+    x = sparse.csr_matrix((np.ones(len(item), dtype=np.float32), (uidx, item)),
+                          shape=(len(users), n_items))
+    x.data[:] = 1.0  # repeated ratings count once
+    co = (x.T @ x).tocsr()
+    norms = np.sqrt(np.asarray(co.diagonal(), dtype=np.float32))
+    norms[norms == 0] = 1.0
+    inv = sparse.diags(1.0 / norms)
+    sim = (inv @ co @ inv).tocsr()
+    sim.setdiag(0.0)
+    sim.eliminate_zeros()
+    return sim
+
+
+def group_by_user(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> dict[int, list[int]]:
+    """Each user's items in time order (ties broken by item id)."""
+    order = np.lexsort((item, timestamp, user))
+    out: dict[int, list[int]] = defaultdict(list)
+    for u, i in zip(user[order].tolist(), item[order].tolist()):
+        out[u].append(i)
+    return dict(out)

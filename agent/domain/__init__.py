@@ -1,0 +1,1 @@
+"""What is specific to one kind of catalog. MovieLens (films) is the one shipped today."""

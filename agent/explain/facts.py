@@ -1,0 +1,199 @@
+"""The facts an explanation may state: how a pick connects to what this user said
+(``gather_facts``), each with the catalog value it rests on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.types import DialogueState, Item
+
+MAX_WORDS = 60
+EXPLAIN_PROMPTS = ("explain_system", "explain_user")
+COWATCH_TOP = 20  # "among the N films most often watched alongside X" only for N <= this
+SHORT_RUNTIME, LONG_RUNTIME = 90, 150  # minutes
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is true of ``item`` in relation to this user's state."""
+
+    item: Item
+    shared_genres: tuple[str, ...]
+    genre_sources: tuple[Item, ...]  # liked items sharing those genres
+    shared_people: tuple[tuple[str, str, Item], ...]  # (name, "director"|"cast", liked item)
+    cowatched_with: tuple[Item, ...]
+    meets_genre: tuple[str, ...]
+    meets_years: tuple[int | None, int | None] | None
+    # The liked item it resembles most (shared genres + people + co-watching), and the
+    # genres the two share.
+    closest: Item | None = None
+    closest_genres: tuple[str, ...] = ()
+    # Co-watching strength: its rank among the items most co-watched with a liked item
+    # (1 = the most), and how many of the ``n_liked`` liked items it is co-watched with.
+    cowatch_rank: tuple[Item, int] | None = None
+    n_liked: int = 0
+    # What sets it apart: genres none of the liked items has; its decade when no liked
+    # item is from that decade.
+    adds_genres: tuple[str, ...] = ()
+    new_decade: int | None = None
+    meets_people: tuple[tuple[str, str], ...] = ()  # (name, "director"|"cast") asked for
+    meets_moods: tuple[tuple[str, str], ...] = ()  # (mood, a genre of the item in its group)
+
+    def lines(self) -> list[str]:
+        """The facts as short lines for the explanation prompt (and the checker's
+        grounding: a word the lines use is a word an explanation may use)."""
+        it = self.item
+        out = [f"{it.title} came out in {it.year}." if it.year else f"{it.title}."]
+        if it.genres:
+            out.append(f"Genres: {', '.join(it.genres)}.")
+        if it.director:
+            out.append(f"Directed by {', '.join(it.director)}.")
+        for name, role, liked in self.shared_people:
+            verb = "directed" if role == "director" else "appears in"
+            out.append(f"{name} also {verb} {liked.title}, which the user liked.")
+        for name, role in self.meets_people:
+            out.append(f"{name}, whom the user asked for, is credited on it "
+                       f"({'director' if role == 'director' else 'cast'}).")
+        if self.closest is not None and self.closest_genres:
+            out.append(f"Of the liked titles it is closest to {self.closest.title}: it shares "
+                       f"{join_words(self.closest_genres)} with it.")
+        if self.shared_genres:
+            out.append(f"Like {join_words([i.title for i in self.genre_sources])}, it is "
+                       f"{join_words(self.shared_genres)}.")
+        if self.cowatched_with:
+            out.append(f"People who watched {join_words([i.title for i in self.cowatched_with])} "
+                       "often watched it too.")
+            if self.n_liked >= 2 and len(self.cowatched_with) >= 2:
+                out.append(f"{len(self.cowatched_with)} of the {self.n_liked} liked titles "
+                           "share viewers with it"
+                           + (" (all of them, both)." if len(self.cowatched_with) == self.n_liked
+                              else "."))
+        if self.cowatch_rank is not None:
+            liked, rank = self.cowatch_rank
+            out.append(f"It is the film most often watched alongside {liked.title}." if rank == 1
+                       else f"It is among the {top_band(rank)} films most often watched alongside "
+                            f"{liked.title}.")
+        if self.adds_genres:
+            out.append(f"It adds {join_words(self.adds_genres)}, which none of the liked titles "
+                       f"have: unlike them, it is {join_words(self.adds_genres)}.")
+        if self.new_decade:
+            out.append(f"It is from the {self.new_decade}s, a different decade from the "
+                       "liked titles.")
+        if it.runtime:
+            size = (", which is short" if it.runtime <= SHORT_RUNTIME else
+                    ", which is long" if it.runtime >= LONG_RUNTIME else "")
+            out.append(f"It runs {it.runtime} minutes{size}.")
+        if it.country:
+            out.append(f"Made in {it.country}.")
+        if self.meets_years:
+            out.append(f"It fits the requested years ({_years(self.meets_years)}).")
+        if self.meets_genre:
+            out.append(f"It is {join_words(self.meets_genre)}, as requested.")
+        for mood, genre in self.meets_moods:
+            out.append(f"It fits the {mood} mood the user asked for: it is {genre}.")
+        return out
+
+
+def top_band(rank: int) -> int:
+    """A round "top N" that ``rank`` is within: 2 -> 5, 7 -> 10."""
+    return next(n for n in (5, 10, 20, 50, rank) if rank <= n)
+
+
+def join_words(words) -> str:
+    words = list(words)
+    if not words:
+        return ""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _years(bounds) -> str:
+    lo, hi = bounds
+    if lo is not None and hi is not None:
+        return str(lo) if lo == hi else f"{lo}-{hi}"
+    return f"{lo} or later" if lo is not None else f"{hi} or earlier"
+
+
+def _cowatch_value(cowatch, a: int, b: int) -> float:
+    if cowatch is None:
+        return 0.0
+    try:
+        return float(cowatch[a, b])
+    except (IndexError, ValueError):
+        return 0.0
+
+
+def _cowatch_rank(cowatch, liked_id: int, item_id: int) -> int | None:
+    """1 + how many other items are co-watched with ``liked_id`` at least as much as
+    ``item_id`` is (ties count against it, so "the most" is never shared)."""
+    value = _cowatch_value(cowatch, liked_id, item_id)
+    if value <= 0:
+        return None
+    row = cowatch[liked_id]
+    if hasattr(row, "indices"):  # a scipy sparse row: only its stored entries
+        cols, vals = row.indices, row.data
+        return 1 + sum(1 for c, v in zip(cols.tolist(), vals.tolist())
+                       if v >= value and c not in (liked_id, item_id))
+    vals = list(getattr(row, "tolist", lambda: row)())
+    vals = vals[0] if vals and isinstance(vals[0], list) else vals
+    return 1 + sum(1 for c, v in enumerate(vals) if v >= value and c not in (liked_id, item_id))
+
+
+def gather_facts(item: Item, state: DialogueState, items: dict[int, Item], cowatch) -> Facts:
+    liked = [items[i] for i in state.liked if i in items]
+    shared, sources = [], []
+    for lk in liked:
+        common = [g for g in item.genres if g in lk.genres]
+        if common:
+            sources.append(lk)
+            shared += [g for g in common if g not in shared]
+    people = []
+    for lk in liked:
+        people += [(n, "director", lk) for n in item.director if n in lk.director]
+        people += [(n, "cast", lk) for n in item.cast if n in lk.cast]
+    cow = [lk for lk in liked if _cowatch_value(cowatch, lk.id, item.id) > 0]
+    years = None
+    if state.year_min is not None or state.year_max is not None:
+        years = (state.year_min, state.year_max)
+
+    def closeness(lk: Item) -> float:
+        genres = sum(g in lk.genres for g in item.genres)
+        persons = sum(p[2].id == lk.id for p in people)
+        co = _cowatch_value(cowatch, lk.id, item.id)
+        return genres + 2 * persons + (1 + co if co > 0 else 0)
+
+    ranked = sorted((lk for lk in liked if closeness(lk) > 0), key=closeness, reverse=True)
+    closest = ranked[0] if ranked else None
+    closest_genres = tuple(g for g in item.genres if closest and g in closest.genres)
+    rank = None
+    for lk in cow:
+        r = _cowatch_rank(cowatch, lk.id, item.id)
+        if r is not None and r <= COWATCH_TOP and (rank is None or r < rank[1]):
+            rank = (lk, r)
+    liked_genres = {g for lk in liked for g in lk.genres}
+    adds = tuple(g for g in item.genres if liked and g not in liked_genres)
+    decades = {lk.year // 10 * 10 for lk in liked if lk.year}
+    new_decade = (item.year // 10 * 10 if item.year and decades
+                  and item.year // 10 * 10 not in decades else None)
+    credits = [(n, "director") for n in item.director] + [(n, "cast") for n in item.cast]
+    asked = tuple(dict.fromkeys((n, r) for n, r in credits if n in getattr(state, "people", ())))
+    return Facts(item, tuple(shared), tuple(sources), tuple(people[:2]), tuple(cow),
+                 tuple(g for g in state.genres if g in item.genres), years,
+                 closest=closest, closest_genres=closest_genres, cowatch_rank=rank,
+                 n_liked=len(liked), adds_genres=adds, new_decade=new_decade,
+                 meets_people=asked[:2], meets_moods=_moods_met(item, state))
+
+
+def _moods_met(item: Item, state: DialogueState) -> tuple[tuple[str, str], ...]:
+    names = getattr(state, "moods", ())
+    if not names:
+        return ()
+    from agent.understand.vocabulary import load_vocabulary
+
+    moods = load_vocabulary().moods
+    out = []
+    for name in names:
+        genre = next((g for g in item.genres if name in moods and g in moods[name].any_genres),
+                     None)
+        if genre:
+            out.append((name, genre))
+    return tuple(out)

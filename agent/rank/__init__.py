@@ -1,0 +1,2 @@
+"""The third step: order the candidates (RRF or the learned fusion; the LLM verbalizer as
+one ranker), then re-rank towards the long tail and variety."""
