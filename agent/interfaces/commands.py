@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from agent.settings import Settings
+from agent.errors import InputError
+from agent.settings import DATASETS, Settings
 
 
 def _log(msg: str) -> None:
@@ -33,6 +34,33 @@ def cmd_data(settings: Settings, args) -> int:
     source = args.source or settings.data_source
     prepare_dataset(args.dataset or settings.dataset, source, settings.downloads_dir,
                     settings.data_dir(args.dataset), log=_log)
+    return 0
+
+
+def cmd_import(settings: Settings, args) -> int:
+    from agent.data.imports import import_dataset
+
+    result = import_dataset(args.name, settings.home / "data", Path(args.items),
+                            Path(args.interactions), Path(args.users) if args.users else None,
+                            Path(args.schema) if args.schema else None, log=_log)
+    m = result.meta
+    print(f"imported {args.name}: {m['items']} items, {m['users']} users, "
+          f"{m['interactions']} interactions into {result.folder}")
+    how = "inferred; edit it, then import again with --schema" if result.inferred else "as given"
+    print(f"schema ({how}): {result.schema_path}")
+    return 0
+
+
+def cmd_schema(settings: Settings, args) -> int:
+    from agent.domain.movielens import SCHEMA
+    from agent.domain.schema import schema_path
+
+    folder = settings.home / "data" / args.name
+    path = SCHEMA if args.name in DATASETS else schema_path(folder)
+    if not path.is_file():
+        raise InputError(f"no dataset {args.name!r} under {settings.home / 'data'}; "
+                         f"`tailor import {args.name} --items ... --interactions ...` first")
+    print(path.read_text(encoding="utf-8"), end="")
     return 0
 
 
