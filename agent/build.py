@@ -85,6 +85,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
     Args:
         backend: a ``ChatBackend`` to use instead of the one the settings configure.
     """
+    settings.require_movielens("the chat (ask, chat, demo, serve)")
     from agent.data.assets import prepare_embedder
     from agent.data.catalog import Catalog
     from agent.models.sasrec import find_sasrec, sasrec_dir

@@ -7,6 +7,7 @@ Library code never reads the environment itself.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
@@ -38,16 +39,18 @@ class Settings:
     # template on failure). The bundled 135M model fails the checks, so template is default.
     explain: str = "template"
     # LLM state extraction (agent.understand.extract): "off", "auto" (when the rules leave
-    # words of a message unexplained) or "always". Zero-shot the bundled 135M model fills the JSON form
-    # with inventions; with the state-lora adapter the 200 held-out requests score 84.5%
-    # against the rules' 85.5%, at ~1.1 s a message on 2 cores (README), so off by default.
+    # words of a message unexplained) or "always". Zero-shot the bundled 135M model fills
+    # the JSON form with inventions; with the state-lora adapter the 200 held-out requests
+    # score 84.5% against the rules' 85.5%, at ~1.1 s a message on 2 cores (README), so off
+    # by default.
     state_llm: str = "off"
     # A LoRA adapter for that form under <home>/adapters (`tailor finetune --task state`
     # trains "state-lora"); empty: the chat model fills it zero-shot.
     state_adapter: str = ""
     # "on": the LLM describes a title that neither the catalog nor the reference film table
     # knows (agent.understand.title_guess), said back as a guess. The bundled 135M model
-    # knows almost no films (`tailor eval --withheld` measures it), so off by default: for larger models.
+    # knows almost no films (`tailor eval --withheld` measures it), so off by default: for
+    # larger models.
     title_llm: str = "off"
     candidates: int = 30
     llm_candidates: int = 10  # what the LLM reorders; keeps the rank prompt near 300 tokens
@@ -74,8 +77,10 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
+        if self.dataset not in DATASETS and not self.imported(self.dataset):
+            raise ConfigError(f"dataset must be {', '.join(DATASETS)} or one imported with "
+                              f"`tailor import`; there is no {self.dataset!r} under "
+                              f"{self.home / 'data'}")
         if self.rank_mode not in ("zero", "few"):
             raise ConfigError(f"rank_mode must be 'zero' or 'few', not {self.rank_mode!r}")
         if self.explain not in ("llm", "template"):
@@ -134,6 +139,20 @@ class Settings:
     @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
+
+    def imported(self, dataset: str) -> bool:
+        """Whether ``dataset`` is one `tailor import` wrote under this data home."""
+        return (re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", dataset) is not None
+                and (self.home / "data" / dataset / "schema.yaml").is_file())
+
+    def require_movielens(self, what: str) -> None:
+        """Refuse, with what works instead, a command whose turn still reads MovieLens'
+        fields (genres, years, people) when the dataset is an imported one."""
+        if self.dataset not in DATASETS:
+            raise ConfigError(
+                f"{what} does not run on imported catalogs yet: the turn still reads "
+                f"MovieLens' fields (genres, years, people). For {self.dataset!r}, `tailor "
+                "import`, `tailor schema` and `tailor index` work today.")
 
     def data_dir(self, dataset: str | None = None) -> Path:
         return self.home / "data" / (dataset or self.dataset)

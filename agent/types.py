@@ -19,17 +19,28 @@ class Item:
     country: str | None = None
     language: str | None = None
     popularity: int = 0
+    external_id: str | None = None  # an imported catalog's own id (a SKU); None for MovieLens
+    # The catalog schema's other fields (price, colour, brand, a description), by name
+    attrs: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def label(self) -> str:
         """Title with year, as shown to users: ``Alien (1979)``."""
         return f"{self.title} ({self.year})" if self.year else self.title
 
+    def value(self, name: str):
+        """A field by its schema name: film fields by attribute, others from ``attrs``."""
+        if name in self.attrs:
+            return self.attrs[name]
+        return getattr(self, name, None) if name in _ITEM_FIELDS else None
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Item:
+        """An item from its ``items.jsonl`` record; fields Item does not name go to
+        ``attrs``."""
         return cls(
             id=int(d["id"]),
             title=d["title"],
@@ -41,7 +52,12 @@ class Item:
             country=d.get("country"),
             language=d.get("language"),
             popularity=int(d.get("popularity", 0)),
+            external_id=d.get("external_id"),
+            attrs={k: v for k, v in d.items() if k not in _ITEM_FIELDS and k != "head"},
         )
+
+
+_ITEM_FIELDS = frozenset(Item.__dataclass_fields__)
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,8 @@ def build_synthetic_collection(client, catalog, dim: int, seed: int = 0):
     for start in range(0, len(ids), CHROMA_BATCH):
         chunk = ids[start:start + CHROMA_BATCH]
         col.add(ids=[str(i) for i in chunk], embeddings=vectors[start:start + len(chunk)],
-                metadatas=[item_metadata(catalog.get(i), i in catalog.head) for i in chunk])
+                metadatas=[item_metadata(catalog.get(i), i in catalog.head, catalog.schema,
+                                         catalog.facet_values) for i in chunk])
     return col
 
 

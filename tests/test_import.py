@@ -277,6 +277,12 @@ def test_tailor_import_and_schema_commands(shop, tmp_path, monkeypatch, capsys):
     assert main(["schema", "shop"]) == 0
     shown = capsys.readouterr().out
     assert "field: price" in shown and "kind: range" in shown
+    assert main(["ask", "--dataset", "shop", "a wool jumper under 50"]) == 2
+    assert "does not run on imported catalogs yet" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "shop"]) == 2
+    assert "tailor eval does not run on imported catalogs yet" in capsys.readouterr().err
+    assert main(["ask", "--dataset", "nosuch", "hi"]) == 2
+    assert "no 'nosuch' under" in capsys.readouterr().err
     assert main(["schema", "ml-100k"]) == 0
     assert "item_noun: film" in capsys.readouterr().out
     assert main(["schema", "nosuch"]) == 2
@@ -319,3 +325,20 @@ def test_a_quoted_field_over_several_lines_keeps_the_line_numbers(tmp_path):
 
     with pytest.raises(DataFileError, match="items.csv line 4, field 'name'"):
         convert_items(table, schema)
+
+
+def test_settings_take_an_imported_dataset_by_name(shop, tmp_path):
+    from agent.settings import Settings
+
+    with pytest.raises(ConfigError, match="one imported with `tailor import`"):
+        Settings.from_env({"TAILOR_HOME": str(tmp_path), "TAILOR_DATASET": "shop"})
+    import_dataset("shop", tmp_path / "data", shop["items"], shop["interactions"],
+                   log=lambda *_: None)
+    s = Settings.from_env({"TAILOR_HOME": str(tmp_path), "TAILOR_DATASET": "shop"})
+    assert s.data_dir() == tmp_path / "data" / "shop"
+    with pytest.raises(ConfigError, match="tailor eval does not run on imported"):
+        s.require_movielens("tailor eval")
+    Settings.from_env({"TAILOR_HOME": str(tmp_path)}).require_movielens("tailor eval")
+    for bad in ("../data/shop", "SHOP"):
+        with pytest.raises(ConfigError, match="dataset must be"):
+            Settings.from_env({"TAILOR_HOME": str(tmp_path), "TAILOR_DATASET": bad})

@@ -57,7 +57,7 @@ def client(tmp_path):
 
 
 def test_document_has_the_facts(catalog):
-    doc = item_document(catalog.get(1))
+    doc = item_document(catalog.get(1), catalog.schema)
     assert doc.startswith("Alien (1979). Genres: Action, Horror, Sci-Fi, Thriller.")
     assert "Directed by Ridley Scott." in doc and "Sigourney Weaver" in doc
 
@@ -128,3 +128,52 @@ def test_a_dislike_pushes_down_items_like_it(client, catalog):
     assert all("Sci-Fi" in catalog.get(i).genres for i in ids)
     assert all(set(c.sources) - {"avoid"} for c in after)
     assert all("avoid" in c.sources for c in after if c.item_id in (7, 11))
+
+
+def test_the_index_of_an_imported_shop_follows_its_schema(client, tmp_path):
+    """A second domain: the document and the where-filters come from the shop's schema."""
+    from agent.data.catalog import Catalog
+    from agent.data.imports import import_dataset
+    from tests.test_import import _make_shop
+
+    files = _make_shop()(tmp_path / "files", n_products=60, users=40, interactions=300)
+    result = import_dataset("shop", tmp_path / "data", files["items"], files["interactions"],
+                            log=lambda *_: None)
+    shop = Catalog.load(result.folder)
+    first = shop.get(1)
+    assert first.external_id == "SKU-00001" and first.value("price") == first.attrs["price"]
+    doc = item_document(first, shop.schema)
+    assert doc.startswith(first.title + ". " + first.attrs["description"])
+    assert f"Price: {first.attrs['price']:g}." in doc and f"Brand: {first.attrs['brand']}." in doc
+    emb = HashEmbedder()
+    assert build_index(client, shop, emb, "shop", log=lambda m: None)["items"] == 60
+    col = open_collection(client, emb, "shop")
+    wool = col.get(where={"$and": [{"material_wool": True}, {"price": {"$lt": 50}}]})
+    expected = {str(i) for i, it in shop.items.items()
+                if it.attrs["material"] == "wool" and it.attrs["price"] < 50}
+    assert expected and set(wool["ids"]) == expected
+
+
+@pytest.mark.assets
+def test_the_movielens_schema_writes_the_documents_and_filters_the_index_had(real_settings):
+    """Moving the document and the metadata behind the schema changed nothing for
+    MovieLens: the same text is embedded and the same flags filter (so the index's
+    fingerprint, the retrieval and every eval number stay as they were)."""
+    from agent.data.catalog import Catalog
+    from agent.domain.movielens.loaders import ML_GENRES
+    from agent.retrieve.index import item_metadata
+
+    catalog = Catalog.load(real_settings.data_dir())
+    for it in catalog.items.values():
+        want = [it.label + "."]
+        want += [f"Genres: {', '.join(it.genres)}."] if it.genres else []
+        want += [f"Directed by {', '.join(it.director)}."] if it.director else []
+        want += [f"Cast: {', '.join(it.cast[:8])}."] if it.cast else []
+        assert item_document(it, catalog.schema) == " ".join(want), it.id
+        meta = {"item_id": it.id, "popularity": it.popularity,
+                "bucket": "head" if it.id in catalog.head else "tail",
+                **({"year": it.year} if it.year is not None else {}),
+                **{"g_" + g.lower().replace("'", "_").replace("-", "_").strip("_"): g in it.genres
+                   for g in ML_GENRES}}
+        assert item_metadata(it, it.id in catalog.head, catalog.schema,
+                             catalog.facet_values) == meta, it.id

@@ -19,8 +19,10 @@ class Catalog:
     """Read-only view of a prepared dataset (see ``agent.domain.movielens.loaders``)."""
 
     def __init__(self, items: list[Item], meta: dict, user: np.ndarray, item: np.ndarray,
-                 timestamp: np.ndarray, head: set[int], rating: np.ndarray | None = None):
+                 timestamp: np.ndarray, head: set[int], rating: np.ndarray | None = None,
+                 schema=None):
         self.items = {it.id: it for it in items}
+        self._schema = schema  # agent.domain.schema.CatalogSchema; None: MovieLens
         self.meta = meta
         self.user, self.item, self.timestamp = user, item, timestamp
         self.head = head
@@ -35,9 +37,37 @@ class Catalog:
         items = [Item.from_dict(r) for r in rows]
         head = {r["id"] for r in rows if r.get("head")}
         meta = json.loads((folder / "meta.json").read_text())
+        from agent.data.imports import dataset_schema
+
+        schema = dataset_schema(folder)
         with np.load(folder / "interactions.npz") as z:
             rating = z["rating"] if "rating" in z.files else None
-            return cls(items, meta, z["user"], z["item"], z["timestamp"], head, rating)
+            return cls(items, meta, z["user"], z["item"], z["timestamp"], head, rating, schema)
+
+    @property
+    def schema(self):
+        """What the items' fields mean (``agent.domain.schema``)."""
+        if self._schema is None:
+            from agent.domain.movielens import SCHEMA
+            from agent.domain.schema import CatalogSchema
+
+            self._schema = CatalogSchema.load(SCHEMA)
+        return self._schema
+
+    @cached_property
+    def facet_values(self) -> dict[str, tuple[str, ...]]:
+        """Each category facet's values: the schema's list, or those the items have."""
+        out = {}
+        for f in self.schema.categories:
+            if f.values:
+                out[f.field] = f.values
+                continue
+            seen = set()
+            for it in self.items.values():
+                v = it.value(f.field)
+                seen.update(v if isinstance(v, (list, tuple)) else [v] if v else [])
+            out[f.field] = tuple(sorted(map(str, seen)))
+        return out
 
     def __len__(self) -> int:
         return len(self.items)
@@ -107,4 +137,5 @@ def catalog_from_histories(catalog: Catalog, histories: dict[int, list[int]], la
     counts = popularity_counts(item_arr, list(catalog.items))
     head, _ = head_tail_split(counts)
     items = [replace(it, popularity=counts[it.id]) for it in catalog.items.values()]
-    return Catalog(items, dict(catalog.meta, split=label), user_arr, item_arr, ts_arr, head)
+    return Catalog(items, dict(catalog.meta, split=label), user_arr, item_arr, ts_arr, head,
+                   schema=catalog.schema)

@@ -15,6 +15,7 @@ dataset as editable YAML; MovieLens ships one (``agent/domain/movielens/schema.y
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class Facet:
     ``a|b`` in CSV), ``range`` (a number: year, price) or ``entity`` (names of
     people or makers, matched fuzzily in requests: director, brand).
     ``fact``: an explanation may state it. ``label``: how a reply names it.
+    ``filter``: the Chroma index carries it as metadata for ``where`` filters (a
+    category as one boolean flag per value, keyed ``<key>_<value>``; a range as its
+    number). ``values``: the category's allowed values (default: those the items have).
     """
 
     field: str
@@ -52,8 +56,12 @@ class Facet:
     fact: bool = True
     label: str = ""
     unit: str = ""
+    filter: bool = True
+    key: str = ""  # the metadata key (prefix, for categories); default the field name
+    values: tuple[str, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "values", tuple(self.values))
         if self.kind not in FACET_KINDS:
             raise ConfigError(f"facet {self.field!r}: kind must be one of "
                               f"{', '.join(FACET_KINDS)}, not {self.kind!r}")
@@ -69,7 +77,8 @@ class Facet:
 class ItemFields:
     id: str
     title: str
-    text: tuple[str, ...] = ()  # joined into the embedding document, after the title
+    text: tuple[str, ...] = ()  # joined into the embedding document, after the label
+    label: str = ""  # how an item is shown, e.g. "{title} ({year})"; default the title
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,10 @@ class CatalogSchema:
     item_noun: str = "item"  # "film", "product": how replies name one item
     separator: str = "|"  # between the values of a multi-valued field in CSV
     vocabulary: str | None = None  # request words (moods, concepts), beside this file
+    # The embedding document after the label and the text fields: one template per
+    # sentence, "{field}" for its values ("{cast:8}": the first 8); a sentence whose
+    # fields are empty is left out. Default: "<Facet>: <values>." for each fact.
+    document: tuple[str, ...] | None = None
 
     def __post_init__(self):
         names = [f.field for f in self.facets]
@@ -135,6 +148,8 @@ class CatalogSchema:
         if "id" not in items or "title" not in items:
             raise ConfigError(f"{where}: items needs 'id' and 'title' (the field names)")
         items["text"] = tuple(items.get("text") or ())
+        if data.get("document") is not None:
+            data["document"] = tuple(data["document"])
         data["items"] = ItemFields(**items)
         data["interactions"] = InteractionFields(
             **_strict(InteractionFields, data.get("interactions") or {}, f"{where}: interactions"))
@@ -151,8 +166,11 @@ class CatalogSchema:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["items"]["text"] = list(self.items.text)
-        d["facets"] = [{k: v for k, v in asdict(f).items() if v not in ("", None)
-                        or k in ("field", "kind")} for f in self.facets]
+        d["facets"] = [{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(f).items()
+                        if v not in ("", None, ()) or k in ("field", "kind")}
+                       for f in self.facets]
+        if self.document is not None:
+            d["document"] = list(self.document)
         return d
 
     @classmethod
@@ -175,6 +193,89 @@ class CatalogSchema:
 
     def vocabulary_path(self, folder: Path) -> Path | None:
         return folder / self.vocabulary if self.vocabulary else None
+
+    # --- what the index and the replies read ------------------------------------------
+    def label_of(self, get) -> str:
+        """How an item is shown (``get``: field name -> value). Stored items keep their
+        title under ``title`` whatever the source column was called."""
+        return (render(self.items.label, get) if self.items.label else None) or str(get("title"))
+
+    def document_of(self, get) -> str:
+        """The text embedded for an item: its label, its text fields, then one sentence
+        per ``document`` template (or per fact facet)."""
+        parts = [self.label_of(get) + "."]
+        for name in self.items.text:
+            text = str(get(name) or "").strip()
+            if text:
+                parts.append(text if text[-1] in ".!?" else text + ".")
+        templates = self.document_templates
+        parts += [s for s in (render(tpl, get) for tpl in templates) if s]
+        return " ".join(parts)
+
+    @property
+    def document_templates(self) -> tuple[str, ...]:
+        if self.document is not None:
+            return self.document
+        return tuple(f"{f.name[:1].upper()}{f.name[1:]}: {{{f.field}}}." for f in self.facts)
+
+    def metadata_of(self, get, values: dict[str, tuple[str, ...]]) -> dict:
+        """Scalar metadata for Chroma ``where`` filters: a range facet's number, a boolean
+        flag per value of a category facet (``values``: each category's values)."""
+        meta = {}
+        for f in self.facets:
+            if not f.filter or f.kind == "entity":
+                continue
+            value = get(f.field)
+            if f.kind == "range":
+                if value is not None:
+                    meta[f.key or f.field] = value
+                continue
+            have = set(value if isinstance(value, (list, tuple)) else [value])
+            meta.update({flag_key(f, v): v in have for v in values.get(f.field, ())})
+        return meta
+
+
+def value_slug(value: str) -> str:
+    """``Sci-Fi`` -> ``sci_fi``: a value as part of a metadata key."""
+    return re.sub(r"[^a-z0-9]+", "_", str(value).lower()).strip("_")
+
+
+def flag_key(facet: Facet, value: str) -> str:
+    """The metadata key of one category value: ``g_sci_fi`` (MovieLens' genres)."""
+    return f"{facet.key or facet.field}_{value_slug(value)}"
+
+
+_SLOT = re.compile(r"\{(\w+)(?::(\d+))?\}")
+
+
+def _text(value, most: int | None) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v, None) for v in list(value)[:most])
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def render(template: str, get) -> str | None:
+    """``template`` with each ``{field}`` replaced by its value(s); None when one is empty.
+
+    >>> render("Directed by {director}.", {"director": ["A", "B"]}.get)
+    'Directed by A, B.'
+    >>> render("Cast: {cast:1}.", {"cast": ["A", "B"]}.get), render("{year}", {}.get)
+    ('Cast: A.', None)
+    """
+    missing = False
+
+    def fill(m):
+        nonlocal missing
+        value = get(m.group(1))
+        if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
+            missing = True
+            return ""
+        return _text(value, int(m.group(2)) if m.group(2) else None)
+
+    out = _SLOT.sub(fill, template)
+    return None if missing else out
 
 
 def schema_path(folder: Path) -> Path:

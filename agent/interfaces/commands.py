@@ -82,6 +82,7 @@ CF_IN_SETUP = ("ml-100k",)  # datasets whose set-up trains SASRec and the fusion
 
 
 def cmd_setup(settings: Settings, args) -> int:
+    settings.require_movielens("tailor setup")
     t = time.perf_counter()
     cmd_assets(settings, args)
     if not (settings.data_dir() / "items.jsonl").exists() or args.force:
@@ -103,6 +104,7 @@ def cmd_setup(settings: Settings, args) -> int:
 
 def cmd_train_cf(settings: Settings, args) -> int:
     """Train (once) the sequential model the agent retrieves with, for ``--dataset``."""
+    settings.require_movielens("tailor train-cf")
     from agent.errors import ConfigError
 
     folder = settings.data_dir()
@@ -262,6 +264,7 @@ def _eval_withheld(settings: Settings, args) -> int:
 
 
 def cmd_eval(settings: Settings, args) -> int:
+    settings.require_movielens("tailor eval")
     if args.withheld is not None:
         return _eval_withheld(settings, args)
     if args.dialogue_suite:
@@ -306,6 +309,7 @@ def cmd_serve(settings: Settings, args) -> int:
 
 
 def cmd_finetune(settings: Settings, args) -> int:
+    settings.require_movielens("tailor finetune")
     from finetune.config import load_config
     from finetune.run import run_finetune
 

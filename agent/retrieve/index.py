@@ -6,34 +6,24 @@ import hashlib
 import json
 from pathlib import Path
 
-from agent.domain.movielens.loaders import ML_GENRES
 from agent.errors import AssetError
 from agent.types import Item
-from agent.understand.state import genre_field
 
 BATCH = 512  # well under Chroma's max batch (5,461)
-DOC_CAST = 8
 
 
-def item_document(item: Item) -> str:
-    """The text embedded for an item: title, year, genres, director, some cast."""
-    parts = [item.label + "."]
-    if item.genres:
-        parts.append("Genres: " + ", ".join(item.genres) + ".")
-    if item.director:
-        parts.append("Directed by " + ", ".join(item.director) + ".")
-    if item.cast:
-        parts.append("Cast: " + ", ".join(item.cast[:DOC_CAST]) + ".")
-    return " ".join(parts)
+def item_document(item: Item, schema) -> str:
+    """The text embedded for an item, as ``schema`` (a ``CatalogSchema``) writes it: for
+    MovieLens its title, year, genres, director and some cast."""
+    return schema.document_of(item.value)
 
 
-def item_metadata(item: Item, is_head: bool) -> dict:
-    """Scalar metadata for ``where`` filters: a boolean flag per genre, year, popularity."""
+def item_metadata(item: Item, is_head: bool, schema, values: dict) -> dict:
+    """Scalar metadata for ``where`` filters: the id, popularity and head/tail bucket,
+    and the schema's filter facets (for MovieLens the year and a flag per genre)."""
     meta = {"item_id": item.id, "popularity": item.popularity,
             "bucket": "head" if is_head else "tail"}
-    if item.year is not None:
-        meta["year"] = item.year
-    meta.update({genre_field(g): g in item.genres for g in ML_GENRES})
+    meta.update(schema.metadata_of(item.value, values))
     return meta
 
 
@@ -93,8 +83,9 @@ def build_index(client, catalog, embedder, dataset: str, log=print) -> dict:
     from tqdm import tqdm
 
     items = sorted(catalog.items.values(), key=lambda i: i.id)
-    docs = [item_document(i) for i in items]
-    metas = [item_metadata(i, i.id in catalog.head) for i in items]
+    docs = [item_document(i, catalog.schema) for i in items]
+    metas = [item_metadata(i, i.id in catalog.head, catalog.schema, catalog.facet_values)
+             for i in items]
     ids = [str(i.id) for i in items]
     fp = fingerprint(docs, metas, Path(embedder.path).name)
     name = collection_name(dataset)

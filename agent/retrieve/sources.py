@@ -154,7 +154,8 @@ class HybridRetriever:
         if outside:  # embedded as the catalog's own documents are
             from agent.retrieve.index import item_document
 
-            vectors += list(self.embedder.encode([item_document(it) for it in outside]))
+            docs = [item_document(it, self.catalog.schema) for it in outside]
+            vectors += list(self.embedder.encode(docs))
         words = [g for g in state.genres] + ([state.query] if state.query.strip() else [])
         if words:
             vectors.append(self.embedder.encode([" ".join(words)])[0])
