@@ -12,6 +12,7 @@ from agent.explain.check import check_explanation, whole_sentences
 from agent.explain.facts import Facts, gather_facts
 from agent.explain.writer import explain_picks, explanation_messages
 from agent.types import DialogueState, Recommendation, Reply, TurnEvent
+from agent.understand.facets import FacetIndex
 from agent.understand.parse import MAX_MESSAGE_CHARS, parse_message
 from agent.understand.state import describe, merge, relaxations
 
@@ -56,15 +57,21 @@ class Recommender:
         self.guesser = guesser  # TitleGuesser: titles the reference table lacks, or None
         self.known_people = known_people if known_people is not None else {
             p for it in catalog.items.values() for p in (*it.director, *it.cast)}
+        # The catalog's own facets ("a blue wool jumper under 50"), and which film rules
+        # its schema has facets for (MovieLens: all of them; a shop's: none).
+        self.facets = FacetIndex.for_catalog(catalog)
+        self.roles = frozenset(f.role for f in catalog.schema.facets if f.role)
 
     def is_vague(self, state: DialogueState) -> bool:
         return not (state.liked or state.genres or state.year_min or state.year_max
                     or state.excluded_genres or state.query or state.people or state.moods
-                    or state.like_genres or state.well_liked or state.lesser_known)
+                    or state.like_genres or state.well_liked or state.lesser_known
+                    or state.facets or state.excluded_facets or state.bounds)
 
     def parse(self, text: str):
         """The rules' parse of a message, refined by the LLM's JSON form when enabled."""
-        parsed = parse_message(text, self.title_index, self.people, self.reference)
+        parsed = parse_message(text, self.title_index, self.people, self.reference,
+                               self.facets, self.roles)
         if self.extractor is not None:
             parsed = self.extractor.refine(text, parsed)
         return self.guess_unknown(parsed)
@@ -122,11 +129,14 @@ class Recommender:
         cands, used = strict, state
         loosened: dict[str, str] = {}  # one sentence per thing let go (the widest wins)
         if len(cands) < self.top_k:  # too little fits: loosen step by step, and say so
-            for looser, why in relaxations(state):
+            steps = []  # each step keeps the earlier ones: the state used lets go of them all
+            for looser, why in relaxations(state, self.catalog.schema):
+                steps.append(why)
                 more = self.retriever.retrieve(looser, self.n_candidates)
                 if len(more) > len(cands):
                     cands, used = more, looser
-                    loosened[why.split(",")[0]] = why[0].upper() + why[1:] + "."
+                    for why in steps:
+                        loosened[why.split(",")[0]] = why[0].upper() + why[1:] + "."
                 if len(cands) >= self.top_k:
                     break
         said += loosened.values()

@@ -60,6 +60,15 @@ class Item:
 _ITEM_FIELDS = frozenset(Item.__dataclass_fields__)
 
 
+def _tuples(value):
+    """JSON's lists back as tuples, nested ones too (a state must stay hashable).
+
+    >>> _tuples([["price", None, 50]])
+    (('price', None, 50),)
+    """
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
 class Candidate:
     """An item proposed by retrieval, with where it came from and how strongly."""
@@ -94,6 +103,12 @@ class DialogueState:
     not_found: tuple[str, ...] = ()  # titles named this turn that nothing knows
     lesser_known: bool = False  # "hidden gems": no head items unless nothing else fits
     well_liked: bool = False  # "surprise me", "the best": a quality prior from ratings
+    # An imported catalog's own facets (agent.understand.facets): (field, value) pairs
+    # wanted ("blue", "wool": any of a field's values, all of the fields) and excluded
+    # ("no leather", "not Nike"), and (field, low, high) bounds of ranges ("under 50").
+    facets: tuple[tuple[str, str], ...] = ()
+    excluded_facets: tuple[tuple[str, str], ...] = ()
+    bounds: tuple[tuple[str, float | None, float | None], ...] = ()
 
     def with_changes(self, **kw) -> DialogueState:
         return replace(self, **kw)
@@ -111,7 +126,7 @@ class DialogueState:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown state fields: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return cls(**{k: _tuples(v) for k, v in d.items()})
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from agent.types import Item
 
 QUALITY_PRIOR = 25  # pseudo-ratings at the global mean in the quality prior
 NEIGHBOURS = 50  # an item counts as co-watched with another if among its 50 nearest
+MAX_FLAGGED = 500  # an entity with more values (a film's cast) gets no index flags
 
 
 class Catalog:
@@ -56,9 +57,12 @@ class Catalog:
 
     @cached_property
     def facet_values(self) -> dict[str, tuple[str, ...]]:
-        """Each category facet's values: the schema's list, or those the items have."""
+        """The values of each filterable category, and of each filterable entity with at
+        most ``MAX_FLAGGED`` of them: the schema's list, or those the items have."""
         out = {}
-        for f in self.schema.categories:
+        for f in self.schema.facets:
+            if f.kind == "range" or (f.kind == "entity" and not f.filter):
+                continue
             if f.values:
                 out[f.field] = f.values
                 continue
@@ -66,7 +70,8 @@ class Catalog:
             for it in self.items.values():
                 v = it.value(f.field)
                 seen.update(v if isinstance(v, (list, tuple)) else [v] if v else [])
-            out[f.field] = tuple(sorted(map(str, seen)))
+            if f.kind == "category" or len(seen) <= MAX_FLAGGED:
+                out[f.field] = tuple(sorted(map(str, seen)))
         return out
 
     def __len__(self) -> int:

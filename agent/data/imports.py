@@ -179,7 +179,8 @@ def _facet_value(facet: Facet, value, sep: str, where: str):
     if isinstance(value, list):
         values = [str(v).strip() for v in value if str(v).strip()]
     else:
-        values = [v.strip() for v in str(value).split(sep)] if facet.multi else [str(value).strip()]
+        text = str(value)
+        values = [v.strip() for v in text.split(sep)] if facet.multi else [text.strip()]
     if not facet.multi:
         if len(values) != 1:
             raise DataFileError(f"{where}: {len(values)} values, but the schema gives "
@@ -302,7 +303,8 @@ def import_dataset(name: str, data_root: Path, items: Path, interactions: Path,
     user_table = read_table(users) if users else None
     log(f"read {len(item_table.rows)} items from {item_table.path.name}, "
         f"{len(inter_table.rows)} interactions from {inter_table.path.name}")
-    spec = CatalogSchema.load(Path(schema)) if schema else infer_schema(name, item_table, inter_table)
+    spec = (CatalogSchema.load(Path(schema)) if schema
+            else infer_schema(name, item_table, inter_table))
     spec = CatalogSchema.from_dict({**spec.to_dict(), "name": name})
     records = convert_items(item_table, spec)
     inter = convert_interactions(inter_table, spec, {r["external_id"]: r["id"] for r in records},

@@ -22,6 +22,7 @@ from pathlib import Path
 from agent.errors import ConfigError
 
 FACET_KINDS = ("category", "range", "entity")
+FACET_ROLES = ("", "genre", "year", "people")
 SCHEMA_FILE = "schema.yaml"
 
 
@@ -48,6 +49,11 @@ class Facet:
     ``filter``: the Chroma index carries it as metadata for ``where`` filters (a
     category as one boolean flag per value, keyed ``<key>_<value>``; a range as its
     number). ``values``: the category's allowed values (default: those the items have).
+    ``role``: which of the film dialogue rules reads it ("genre": genre words and moods,
+    "year": decades and "older", "people": fuzzy names); a facet without one is read
+    from requests by its own values ("a blue wool jumper", "no leather", "under 50",
+    ``agent.understand.facets``). When too few items fit a request, its facet values are
+    let go from the facet listed last up: list first what an item is (a category).
     """
 
     field: str
@@ -59,12 +65,17 @@ class Facet:
     filter: bool = True
     key: str = ""  # the metadata key (prefix, for categories); default the field name
     values: tuple[str, ...] = ()
+    role: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "values", tuple(self.values))
         if self.kind not in FACET_KINDS:
             raise ConfigError(f"facet {self.field!r}: kind must be one of "
                               f"{', '.join(FACET_KINDS)}, not {self.kind!r}")
+        if self.role not in FACET_ROLES:
+            raise ConfigError(f"facet {self.field!r}: role must be one of "
+                              f"{', '.join(r for r in FACET_ROLES if r)} or none, not "
+                              f"{self.role!r}")
         if self.kind == "range" and self.multi:
             raise ConfigError(f"facet {self.field!r}: a range holds one number, not a list")
 
@@ -131,6 +142,11 @@ class CatalogSchema:
     @property
     def entities(self) -> tuple[Facet, ...]:
         return self._of("entity")
+
+    @property
+    def requestable(self) -> tuple[Facet, ...]:
+        """The facets a request names by their own values: filterable, with no film role."""
+        return tuple(f for f in self.facets if f.filter and not f.role)
 
     @property
     def facts(self) -> tuple[Facet, ...]:
@@ -223,7 +239,7 @@ class CatalogSchema:
         flag per value of a category facet (``values``: each category's values)."""
         meta = {}
         for f in self.facets:
-            if not f.filter or f.kind == "entity":
+            if not f.filter or (f.kind == "entity" and f.field not in values):
                 continue
             value = get(f.field)
             if f.kind == "range":

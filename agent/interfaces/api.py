@@ -91,6 +91,11 @@ class StateOut(BaseModel):
     not_found: list[str] = []
     lesser_known: bool = False
     well_liked: bool = False
+    facets: list[tuple[str, str]] = Field(default=[], description="an imported catalog's facet "
+                                          "values asked for: [field, value]")
+    excluded_facets: list[tuple[str, str]] = []
+    bounds: list[tuple[str, float | None, float | None]] = Field(
+        default=[], description="[field, low, high] of a range facet, e.g. a price")
 
 
 class ReplyOut(BaseModel):

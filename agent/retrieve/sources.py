@@ -175,7 +175,7 @@ class HybridRetriever:
             unwanted = (self.people.items_of(state.excluded_people) if self.people is not None
                         else {i for i, it in self.catalog.items.items()
                               if set(state.excluded_people) & {*it.director, *it.cast}})
-        where = chroma_where(state, people_items, unwanted)
+        where = chroma_where(state, people_items, unwanted, self.catalog.schema)
         if vector is None:  # nothing to search by: the best-liked (or most popular) that fit
             return (self.quality(state, n) if state.well_liked or state.lesser_known
                     else self.popular(state, n))

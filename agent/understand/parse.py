@@ -109,6 +109,7 @@ class ParsedMessage:
     well_liked: bool = False
     off_topic: bool = False
     excluded_people: tuple[str, ...] = ()  # "nothing by Quentin Tarantino"
+    facets: object = None  # agent.understand.facets.FacetRequest: a catalog's own facets
 
 
 ORDINALS = {"first": 0, "1st": 0, "one": 0, "1": 0, "second": 1, "2nd": 1, "two": 1, "2": 1,
@@ -133,11 +134,11 @@ def _references(text: str) -> tuple[list[int], list[int]]:
     for m in REFERENCE.finditer(text):
         word = (m[1] or m[2] or m[3] or "one").lower()
         pos = 0 if m[4] else ORDINALS[word]
-        (disliked if _negated(text, m.start()) else liked).append(pos)
+        (disliked if negated(text, m.start()) else liked).append(pos)
     return liked, disliked
 
 
-def _negated(text: str, pos: int) -> bool:
+def negated(text: str, pos: int) -> bool:
     """True when a negation cue comes before ``pos`` within the same clause."""
     before = text[:pos]
     breaks = list(CLAUSE_BREAK.finditer(before))
@@ -153,7 +154,7 @@ def _genres(text: str) -> tuple[list[str], list[str]]:
     for genre, words in GENRE_WORDS.items():
         for w in (*words, *other_languages.get(genre, ())):
             for m in re.finditer(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", text, re.I):
-                (excluded if _negated(text, m.start()) else wanted).append(genre)
+                (excluded if negated(text, m.start()) else wanted).append(genre)
     excluded = list(dict.fromkeys(excluded))
     wanted = [g for g in dict.fromkeys(wanted) if g not in excluded]
     return wanted, excluded
@@ -223,7 +224,11 @@ YEAR_NOUNS = sorted({re.escape(w) for ws in GENRE_WORDS.values() for w in ws}
 NOTHING = re.compile(r"\b(nothing|no films?|no movies?|not anything)\b(?:\s+\w+){0,2}\s*$")
 
 
-def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> ParsedMessage:
+FILM_ROLES = frozenset({"genre", "year", "people"})
+
+
+def parse_message(text: str, index: TitleIndex, people=None, reference=None, facets=None,
+                  roles: frozenset = FILM_ROLES) -> ParsedMessage:
     """Parse one message. People and titles are found first and blanked out before the
     mood, genre and year rules run, so "2001: A Space Odyssey" is a title, not a year.
 
@@ -231,6 +236,9 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
         people: an ``agent.understand.people.PeopleIndex`` (directors and cast), or None.
         reference: an ``agent.domain.movielens.reference.ReferenceFilms`` for titles outside
             the catalog.
+        facets: an ``agent.understand.facets.FacetIndex`` for the catalog's own facets.
+        roles: the film roles the catalog's schema has facets for: the genre rules (genre
+            words, moods, concepts) run only with "genre", the year rules only with "year".
     """
     from agent.domain.movielens.reference import find_outside
     from agent.understand.vocabulary import find_phrases, load_vocabulary
@@ -246,34 +254,35 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
         titles = tuple((m.start, m.end) for m in index.find(text))
         for pm in people.find(text, is_title=lambda span: bool(index.by_key.get(title_key(span))),
                               titles=titles):
-            (unwanted_people if _negated(text, pm.start) else named_people).append(pm.name)
+            (unwanted_people if negated(text, pm.start) else named_people).append(pm.name)
             blank(pm.start, pm.end)
     mentions = index.find("".join(rest))
     liked, disliked = [], []
     for m in mentions:
-        (disliked if _negated(text, m.start) else liked).append(m.item_id)
+        (disliked if negated(text, m.start) else liked).append(m.item_id)
         blank(m.start, m.end)
     outside, not_found = find_outside("".join(rest), reference, _looks_like_title)
     for name in [f.title for f in outside] + not_found:
         at = re.search(re.escape(name), "".join(rest), re.I)  # "the matrix" names The Matrix
         if at:
             blank(at.start(), at.end())
+    asked = facets.parse("".join(rest)) if facets is not None else None
     moods, excluded = [], []
-    for name, mood in vocab.moods.items():
+    for name, mood in (vocab.moods.items() if "genre" in roles else ()):
         for m in find_phrases("".join(rest), mood.words):
-            if not _negated(text, m.start()) and name not in moods:
+            if not negated(text, m.start()) and name not in moods:
                 moods.append(name)
             blank(m.start(), m.end())
-    for words, genres in vocab.concepts.values():
+    for words, genres in (vocab.concepts.values() if "genre" in roles else ()):
         for m in find_phrases("".join(rest), words):
-            if _negated(text, m.start()):  # "no violence": exclude what it implies
+            if negated(text, m.start()):  # "no violence": exclude what it implies
                 excluded += [g for g in genres if g not in excluded]
                 blank(m.start(), m.end())
     rest_text = "".join(rest)
-    wanted, excluded_genres = _genres(rest_text)
+    wanted, excluded_genres = _genres(rest_text) if "genre" in roles else ([], [])
     excluded += [g for g in excluded_genres if g not in excluded]
     wanted = [g for g in wanted if g not in excluded]
-    lo, hi = _years(rest_text)
+    lo, hi = _years(rest_text) if "year" in roles else (None, None)
     liked_refs, disliked_refs = _references(rest_text)
     well_liked = False
     for m in find_phrases("".join(rest), vocab.vague):  # "surprise me" is no search word
@@ -283,7 +292,7 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
     query = content_words(REFERENCE.sub(" ", _without_negated(rest_text)))
     genre_or = len(wanted) >= 2 and bool(re.search(r"\bor\b|\beither\b", rest_text, re.I))
     taste = (liked or disliked or wanted or excluded or named_people or unwanted_people
-             or moods or outside or liked_refs or disliked_refs)
+             or moods or outside or liked_refs or disliked_refs or asked)
     asks_else = find_phrases(text, vocab.off_topic) or ARITHMETIC.search(text)
     # A year alone does not make a question about films: "who won the world cup in 1998?"
     off_topic = bool(not taste and asks_else and not find_phrases(text, vocab.film_words))
@@ -295,9 +304,10 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None) -> 
                          tail_preference(rest_text), tuple(liked_refs), tuple(disliked_refs),
                          bool(OLDER.search(rest_text)), bool(NEWER.search(rest_text)),
                          bool(ANY_YEAR.search(rest_text)), bool(ANY_GENRE.search(rest_text)),
-                         bool(wanted and ONLY.search(rest_text)), genre_or, tuple(dict.fromkeys(named_people)), tuple(moods),
+                         bool(wanted and ONLY.search(rest_text)), genre_or,
+                         tuple(dict.fromkeys(named_people)), tuple(moods),
                          tuple(outside), tuple(not_found), well_liked, off_topic,
-                         tuple(dict.fromkeys(unwanted_people)))
+                         tuple(dict.fromkeys(unwanted_people)), asked)
 
 
 ARITHMETIC = re.compile(r"\d+\s*(?:times|plus|minus|x|\*|\+|/|divided by)\s*\d+", re.I)

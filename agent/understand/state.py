@@ -9,6 +9,7 @@ import re
 from typing import Callable
 
 from agent.types import DialogueState, Item
+from agent.understand.facets import facets_fit
 from agent.understand.parse import ParsedMessage
 
 
@@ -49,7 +50,9 @@ def merge(state: DialogueState, parsed: ParsedMessage,
         like_genres = tuple(dict.fromkeys(g for f in parsed.outside for g in f.genres))
         outside = tuple(f.label for f in parsed.outside)
     tail = state.tail_boost if parsed.tail_boost is None else parsed.tail_boost
+    facets, excluded_facets, bounds = _merge_facets(state, parsed.facets)
     return state.with_changes(
+        facets=facets, excluded_facets=excluded_facets, bounds=bounds,
         liked=tuple(dict.fromkeys(liked)), disliked=tuple(dict.fromkeys(disliked)),
         genres=tuple(dict.fromkeys(genres)), excluded_genres=tuple(dict.fromkeys(excluded)),
         year_min=year_min, year_max=year_max, query=parsed.query, tail_boost=tail,
@@ -63,6 +66,22 @@ def merge(state: DialogueState, parsed: ParsedMessage,
         like_genres=like_genres, outside=outside, not_found=parsed.not_found,
         lesser_known=tail is not None and tail >= 0.5,
         well_liked=parsed.well_liked or state.well_liked)
+
+
+def _merge_facets(state: DialogueState, asked):
+    """Facet asks accumulate; the newest statement about a value wins ("no leather" after
+    "leather boots"), and a new bound replaces that side of the range's old one."""
+    if not asked:
+        return state.facets, state.excluded_facets, state.bounds
+    facets = [fv for fv in state.facets if fv not in asked.excluded] + list(asked.wanted)
+    excluded = ([fv for fv in state.excluded_facets if fv not in asked.wanted]
+                + list(asked.excluded))
+    bounds = {f: (lo, hi) for f, lo, hi in state.bounds}
+    for f, lo, hi in asked.bounds:
+        old_lo, old_hi = bounds.get(f, (None, None))
+        bounds[f] = (old_lo if lo is None else lo, old_hi if hi is None else hi)
+    return (tuple(dict.fromkeys(facets)), tuple(dict.fromkeys(excluded)),
+            tuple((f, lo, hi) for f, (lo, hi) in bounds.items()))
 
 
 def _resolve(positions: tuple[int, ...], last: tuple[int, ...]) -> list[int]:
@@ -85,6 +104,7 @@ def constraint(state: DialogueState) -> Callable[[Item], bool]:
     unwanted = set(state.excluded_people)
     need = any if state.genre_or else all
     groups = mood_groups(state)
+    asks_facets = bool(state.facets or state.excluded_facets or state.bounds)
 
     def fits(item: Item) -> bool:
         if item.id in blocked:
@@ -103,6 +123,8 @@ def constraint(state: DialogueState) -> Callable[[Item], bool]:
         credits = set(item.director) | set(item.cast)
         if unwanted & credits:
             return False
+        if asks_facets and not facets_fit(state, item.value):
+            return False
         return not people or bool(people & credits)
     return fits
 
@@ -110,7 +132,7 @@ def constraint(state: DialogueState) -> Callable[[Item], bool]:
 YEAR_WIDENING = (10, 25, 50)  # years added on each side of a bound, step by step
 
 
-def relaxations(state: DialogueState):
+def relaxations(state: DialogueState, schema=None):
     """Looser versions of ``state``, each with a sentence saying what was let go, in the
     order a turn tries them when too little fits: genres any-of instead of all-of, then
     well-known films allowed for "hidden gems", then the moods, then the genres of titles
@@ -145,6 +167,16 @@ def relaxations(state: DialogueState):
                            year_max=None if hi is None else hi + widen)
         yield s, (f"few films fit all that in those years, so these are from up to {widen} "
                   "years around them")
+    # A catalog's own facets, the one its schema lists last first: the first (a shop's
+    # category, say) is what the item is, and is kept. Exclusions and bounds stay.
+    order = [f.field for f in schema.facets] if schema is not None else []
+    asked = sorted(dict.fromkeys(f for f, _ in s.facets),
+                   key=lambda f: order.index(f) if f in order else len(order))
+    for field in reversed(asked[1:]):
+        values = " or ".join(v for f, v in s.facets if f == field)
+        s = s.with_changes(facets=tuple(fv for fv in s.facets if fv[0] != field))
+        yield s, (f"few items have {field.replace('_', ' ')} {values} as well as the rest, "
+                  "so that was let go")
     if s.people and s.genres:  # the person is the most specific ask: keep them
         s = s.with_changes(genres=(), genre_or=False)
         yield s, (f"few films with {' or '.join(s.people)} are also "
@@ -169,11 +201,11 @@ def genre_field(genre: str) -> str:
 
 
 def chroma_where(state: DialogueState, people_items: set[int] | None = None,
-                 unwanted_items: set[int] | None = None) -> dict | None:
+                 unwanted_items: set[int] | None = None, schema=None) -> dict | None:
     """A Chroma ``where`` filter equivalent to ``satisfies`` (plus ``lesser_known``, which
     needs the catalog's head/tail split). ``people_items``: the items of ``state.people``;
     ``unwanted_items``: those of ``state.excluded_people`` (Chroma metadata holds no cast
-    lists)."""
+    lists); ``schema``: the catalog's, for the keys of its own facets."""
     clauses: list[dict] = []
     excluded_ids = list(dict.fromkeys(state.liked + state.disliked + state.shown
                                       + tuple(sorted(unwanted_items or ()))))
@@ -194,11 +226,32 @@ def chroma_where(state: DialogueState, people_items: set[int] | None = None,
         clauses += [{genre_field(g): False} for g in avoid]
     if people_items is not None:
         clauses.append({"item_id": {"$in": sorted(people_items) or [-1]}})
+    if schema is not None:
+        clauses += _facet_clauses(state, schema)
     if state.lesser_known:
         clauses.append({"bucket": "tail"})
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _facet_clauses(state: DialogueState, schema) -> list[dict]:
+    """``facets_fit`` as ``where`` clauses: a flag per category value, a range's bounds."""
+    from agent.domain.schema import flag_key
+
+    out: list[dict] = []
+    wanted: dict[str, list[str]] = {}
+    for field, value in state.facets:
+        wanted.setdefault(field, []).append(value)
+    for field, values in wanted.items():
+        keys = [{flag_key(schema.facet(field), v): True} for v in values]
+        out.append(keys[0] if len(keys) == 1 else {"$or": keys})
+    out += [{flag_key(schema.facet(f), v): False} for f, v in state.excluded_facets]
+    for field, lo, hi in state.bounds:
+        key = schema.facet(field).key or field
+        out += [{key: {"$gte": lo}}] if lo is not None else []
+        out += [{key: {"$lte": hi}}] if hi is not None else []
+    return out
 
 
 def describe(state: DialogueState, items: dict[int, Item]) -> str:
@@ -220,6 +273,7 @@ def describe(state: DialogueState, items: dict[int, Item]) -> str:
         parts.append(f"released {state.year_min} or later")
     elif state.year_max is not None:
         parts.append(f"released {state.year_max} or earlier")
+    parts += _describe_facets(state)
     like = [items[i].title for i in state.liked if i in items] + list(state.outside)
     if like:
         parts.append("like " + ", ".join(like))
@@ -231,9 +285,23 @@ def describe(state: DialogueState, items: dict[int, Item]) -> str:
         parts.append("popular picks")
     text = ", ".join(parts) if parts else "anything"
     avoid = list(state.excluded_genres) + [items[i].title for i in state.disliked if i in items]
+    avoid += [f"{f.replace('_', ' ')} {v}" for f, v in state.excluded_facets]
     if avoid:
         text += "; not " + ", ".join(avoid)
     return "Looking for: " + text
+
+
+def _describe_facets(state: DialogueState) -> list[str]:
+    """``colour blue or navy``, ``price at most 50``."""
+    wanted: dict[str, list[str]] = {}
+    for field, value in state.facets:
+        wanted.setdefault(field, []).append(value)
+    out = [f"{f.replace('_', ' ')} {' or '.join(v)}" for f, v in wanted.items()]
+    for field, lo, hi in state.bounds:
+        name = field.replace("_", " ")
+        out.append(f"{name} {lo:g}-{hi:g}" if lo is not None and hi is not None else
+                   f"{name} at least {lo:g}" if lo is not None else f"{name} at most {hi:g}")
+    return out
 
 
 LIKED_RECENT = 5  # a known user's most recent items stand in for what they say they liked

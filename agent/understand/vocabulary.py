@@ -1,5 +1,6 @@
 """The request vocabulary (``agent/domain/movielens/vocabulary.json``): moods, concepts,
-other languages' genre words, vague and off-topic cues. Loaded once, on first use, never at import."""
+other languages' genre words, vague and off-topic cues. Loaded once, on first use, never at
+import."""
 
 from __future__ import annotations
 

@@ -1,0 +1,138 @@
+"""Requests about a catalog's own facets, read from the catalog's own values.
+
+"a blue wool jumper under 50, not Nike" names values of the colour, material and
+category facets (wanted), a brand (excluded: a negation comes before it in its clause)
+and a bound on the price range. The words are the values the items have, not a word
+list; only the facets the schema leaves without a film role (``requestable``) are read
+here, so MovieLens' genres, years and people keep their own rules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agent.understand.parse import negated
+
+_MONEY = r"(?:[£$€]|pounds?|quid|euros?|dollars?|bucks|gbp|eur|usd)"
+_NUMBER = rf"(?:{_MONEY}\s*)?(\d+(?:[.,]\d+)?)\s*(k\b)?(?:\s*{_MONEY})?"
+_BETWEEN = re.compile(rf"\b(?:between|from)\s+{_NUMBER}\s*(?:and|to|-)\s*{_NUMBER}", re.I)
+_AT_MOST = re.compile(rf"(?:\b(?:under|below|less than|cheaper than|up to|at most|max(?:imum)?"
+                      rf"|no more than|not more than|within)\b|<=?)\s*{_NUMBER}", re.I)
+_AT_LEAST = re.compile(rf"(?:\b(?:over|above|more than|at least|min(?:imum)?|no less than)\b"
+                       rf"|>=?)\s*{_NUMBER}", re.I)
+
+
+@dataclass(frozen=True)
+class FacetRequest:
+    """What one message asks of the facets (see ``DialogueState.facets``)."""
+
+    wanted: tuple[tuple[str, str], ...] = ()
+    excluded: tuple[tuple[str, str], ...] = ()
+    bounds: tuple[tuple[str, float | None, float | None], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.wanted or self.excluded or self.bounds)
+
+
+def _amount(number: str, thousands: str | None) -> float:
+    value = float(number.replace(",", "."))
+    return value * 1000 if thousands else value
+
+
+def _phrase_pattern(value: str) -> re.Pattern:
+    """A value as whole words, plural allowed: "jumper" matches "jumpers"."""
+    words = r"[\s-]+".join(re.escape(w) for w in re.split(r"[\s-]+", value.lower()) if w)
+    return re.compile(rf"(?<![\w'-]){words}(?:e?s)?(?![\w'-])", re.I)
+
+
+class FacetIndex:
+    """The requestable facets' values, matched in free text (longest value first)."""
+
+    def __init__(self, schema, values: dict[str, tuple[str, ...]]):
+        self.schema = schema
+        entries = [(v, f.field) for f in schema.requestable if f.kind != "range"
+                   for v in values.get(f.field, ()) if str(v).strip()]
+        entries.sort(key=lambda e: -len(e[0]))
+        self._patterns = [(_phrase_pattern(v), f, v) for v, f in entries]
+        self.ranges = tuple(f for f in schema.requestable if f.kind == "range")
+
+    @classmethod
+    def for_catalog(cls, catalog) -> FacetIndex | None:
+        """The index of ``catalog``'s requestable facets, or None when it has none."""
+        if not catalog.schema.requestable:
+            return None
+        return cls(catalog.schema, catalog.facet_values)
+
+    def parse(self, text: str) -> FacetRequest:
+        found, taken = [], []
+        for pattern, field, value in self._patterns:
+            for m in pattern.finditer(text):
+                if any(a < m.end() and m.start() < b for a, b in taken):
+                    continue  # inside a longer value already found ("t-shirt", not "shirt")
+                taken.append((m.start(), m.end()))
+                found.append((m.start(), field, value))
+        found.sort()  # in the order the message names them
+        wanted = [(f, v) for at, f, v in found if not negated(text, at)]
+        excluded = [(f, v) for at, f, v in found if negated(text, at)]
+        return FacetRequest(tuple(dict.fromkeys(wanted)), tuple(dict.fromkeys(excluded)),
+                            self._bounds(text))
+
+    def _bounds(self, text: str) -> tuple[tuple[str, float | None, float | None], ...]:
+        """Bounds on the range a number is about: the range named in its clause
+        ("price under 50"), else the only (or first) requestable range."""
+        if not self.ranges:
+            return ()
+        out: dict[str, list] = {}
+        spans = []
+        for m in _BETWEEN.finditer(text):
+            lo, hi = _amount(m.group(1), m.group(2)), _amount(m.group(3), m.group(4))
+            out.setdefault(self._range_near(text, m.start()), [None, None])[:] = \
+                [min(lo, hi), max(lo, hi)]
+            spans.append((m.start(), m.end()))
+        for pattern, side in ((_AT_MOST, 1), (_AT_LEAST, 0)):
+            for m in pattern.finditer(text):
+                if any(a <= m.start() < b for a, b in spans):
+                    continue
+                bound = out.setdefault(self._range_near(text, m.start()), [None, None])
+                bound[side] = _amount(m.group(1), m.group(2))
+        return tuple((f, lo, hi) for f, (lo, hi) in out.items())
+
+    def _range_near(self, text: str, pos: int) -> str:
+        clause = text[max(0, pos - 40):pos + 40].lower()
+        for f in self.ranges:
+            if re.search(rf"\b{re.escape(f.name.lower())}\b", clause):
+                return f.field
+        return self.ranges[0].field
+
+
+def facets_fit(state, value_of) -> bool:
+    """Whether an item (``value_of``: field -> value) meets the state's facet asks.
+
+    >>> from agent.types import DialogueState
+    >>> s = DialogueState(facets=(("colour", "blue"), ("colour", "navy")),
+    ...                   excluded_facets=(("brand", "Nike"),), bounds=(("price", None, 50),))
+    >>> item = {"colour": "navy", "brand": "Uniqlo", "price": 45}
+    >>> facets_fit(s, item.get), facets_fit(s, {**item, "price": 60}.get)
+    (True, False)
+    """
+    wanted: dict[str, set] = {}
+    for field, value in state.facets:
+        wanted.setdefault(field, set()).add(value)
+    for field, values in wanted.items():
+        if not values & _as_set(value_of(field)):
+            return False
+    for field, value in state.excluded_facets:
+        if value in _as_set(value_of(field)):
+            return False
+    for field, lo, hi in state.bounds:
+        v = value_of(field)
+        if v is None or (lo is not None and v < lo) or (hi is not None and v > hi):
+            return False
+    return True
+
+
+def _as_set(value) -> set:
+    if value is None:
+        return set()
+    return set(value) if isinstance(value, (list, tuple)) else {value}
