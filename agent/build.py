@@ -85,7 +85,6 @@ def build_recommender(settings: Settings, backend=None, log=print):
     Args:
         backend: a ``ChatBackend`` to use instead of the one the settings configure.
     """
-    settings.require_movielens("the chat (ask, chat, demo, serve)")
     from agent.data.assets import prepare_embedder
     from agent.data.catalog import Catalog
     from agent.models.sasrec import find_sasrec, sasrec_dir
@@ -105,10 +104,16 @@ def build_recommender(settings: Settings, backend=None, log=print):
     collection = open_collection(make_client(settings), embedder, settings.dataset)
     if backend is None:
         backend = make_backend(settings)
-    ranker = VerbalizerRanker(backend, catalog, **ranker_options(settings))
+    films = any(f.role for f in catalog.schema.facets)
+    options = ranker_options(settings)
+    if not films:  # the ranking prompt and its demonstrations speak of films
+        log(f"note: {settings.dataset} is ranked by its candidate sources alone; the LLM's "
+            "ranking prompt is written for films")
+        options["n_llm"] = 0
+    ranker = VerbalizerRanker(backend, catalog, **options)
     title_index = TitleIndex(list(catalog.items.values()))
     people = PeopleIndex(list(catalog.items.values()), load_vocabulary().person_cues)
-    reference = reference_films(settings, catalog, log)
+    reference = reference_films(settings, catalog, log) if films else None
     extractor = None
     if settings.state_llm != "off":
         from agent.understand.extract import StateExtractor, state_backend
@@ -119,7 +124,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
             else backend
         extractor = StateExtractor(model, title_index, settings.state_llm, people, reference)
     guesser = None
-    if settings.title_llm == "on":
+    if settings.title_llm == "on" and films:
         from agent.domain.movielens.reference import ReferenceFilms
         from agent.understand.title_guess import TitleGuesser
 

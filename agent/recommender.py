@@ -62,6 +62,26 @@ class Recommender:
         self.facets = FacetIndex.for_catalog(catalog)
         self.roles = frozenset(f.role for f in catalog.schema.facets if f.role)
 
+    def clarify_text(self) -> str:
+        """The clarifying question: MovieLens' own, or one naming the catalog's facets."""
+        if "genre" in self.roles:
+            return CLARIFY
+        s = self.catalog.schema
+        names = [f.name for f in s.requestable if f.kind != "range"]
+        ranges = [f.name for f in s.requestable if f.kind == "range"]
+        what = (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1
+                else names[0] if names else f"kind of {s.item_noun}")
+        more = f", or a {ranges[0]} range" if ranges else ""
+        return (f"Tell me a bit more so I can tailor this: the {what} you want or want to "
+                f"avoid{more}.")
+
+    def off_topic_text(self) -> str:
+        if "genre" in self.roles:
+            return OFF_TOPIC
+        noun = self.catalog.schema.item_noun
+        return (f"I can only help with this catalog: I recommend its {noun}s and say why. "
+                f"{self.clarify_text().split(': ', 1)[1].capitalize()}")
+
     def is_vague(self, state: DialogueState) -> bool:
         return not (state.liked or state.genres or state.year_min or state.year_max
                     or state.excluded_genres or state.query or state.people or state.moods
@@ -120,7 +140,7 @@ class Recommender:
         timings = {"parse": time.perf_counter() - t0}
         said = self.understood(parsed)
         if self.is_vague(state):
-            ask = OFF_TOPIC if parsed.off_topic else CLARIFY
+            ask = self.off_topic_text() if parsed.off_topic else self.clarify_text()
             yield TurnEvent("final", Reply("\n".join(said + [ask]), (), state, timings=timings))
             return
         notices = []
@@ -143,8 +163,9 @@ class Recommender:
         timings["retrieve"] = time.perf_counter() - t
         if not cands:
             msg = "\n".join(said + [f"{describe(state, self.catalog.items)}.", (
-                "Nothing in the catalog fits all of that. Try relaxing a constraint (another "
-                "decade, or fewer excluded genres).")])
+                "Nothing in the catalog fits all of that. Try relaxing a constraint "
+                + ("(another decade, or fewer excluded genres)." if "genre" in self.roles
+                   else "(a wider range, or fewer exclusions)."))])
             yield TurnEvent("final", Reply(msg, (), state, timings=timings))
             return
         t = time.perf_counter()
@@ -170,7 +191,7 @@ class Recommender:
         picks = reply([""] * len(top), ["pending"] * len(top))
         yield TurnEvent("picks", picks)
         facts = [gather_facts(self.catalog.get(r.item_id), used, self.catalog.items,
-                              self.catalog.cowatch) for r in top]
+                              self.catalog.cowatch, self.catalog.schema) for r in top]
         t = time.perf_counter()
         if stream:
             drafts = self.explain_stream(facts, state, notices)

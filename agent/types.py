@@ -162,6 +162,8 @@ class Reply:
                     "year": r.item.year,
                     "genres": list(r.item.genres),
                     "director": list(r.item.director),
+                    "external_id": r.item.external_id,
+                    "attrs": dict(r.item.attrs),
                     "score": round(r.score, 4),
                     "explanation": r.explanation,
                     "explanation_source": r.explanation_source,

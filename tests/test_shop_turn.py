@@ -153,3 +153,67 @@ def test_the_chroma_filter_is_the_same_rule_as_the_constraint(shop, recommender)
         want = {str(i) for i, it in catalog.items.items() if fits(it)}
         got = set(col.get(where=chroma_where(state, schema=catalog.schema))["ids"])
         assert want and got == want, state
+
+
+def test_a_vague_or_off_topic_message_gets_the_shops_own_question(recommender):
+    vague = recommender.turn("hello")
+    assert not vague.recommendations
+    assert vague.text == ("Tell me a bit more so I can tailor this: the category, brand, colour "
+                          "or material you want or want to avoid, or a price range.")
+    assert "movie" not in vague.text and "film" not in vague.text
+
+
+def test_explanations_state_only_the_picks_own_facts(recommender):
+    reply = recommender.turn("black trainers under 120")
+    assert reply.recommendations
+    for r in reply.recommendations:
+        it, text = r.item, r.explanation
+        assert text and text not in ("It suits your request.", "A good fit for your request.",
+                                     "It fits what you asked for.")
+        for number in __import__("re").findall(r"\d+(?:\.\d+)?", text):
+            assert float(number) in (it.attrs["price"], 120.0), (number, text)
+        for field in ("brand", "colour", "material", "category"):
+            for value in {x.attrs[field] for x in recommender.catalog.items.values()}:
+                if f"{field} {value}".lower() in text.lower():
+                    assert it.attrs[field] == value, (field, value, text)
+
+
+@pytest.mark.assets
+def test_tailor_import_index_and_ask_on_a_shop(real_settings, tmp_path, monkeypatch, capsys):
+    """The README's walk-through with the real embedder and CLI: import the generated
+    shop, index it, ask for a wool jumper under a price without one brand."""
+    import json
+
+    from agent.interfaces.cli import main
+
+    home = tmp_path / "home"
+    for sub in ("models", "downloads"):  # the real weights, not a second download
+        (home / sub).mkdir(parents=True)
+        for entry in (real_settings.home / sub).iterdir():
+            (home / sub / entry.name).symlink_to(entry)
+    monkeypatch.setenv("TAILOR_HOME", str(home))
+    files = _make_shop()(tmp_path / "files")
+    assert main(["import", "shop", "--items", str(files["items"]),
+                 "--interactions", str(files["interactions"])]) == 0
+    assert main(["index", "--dataset", "shop"]) == 0
+    capsys.readouterr()
+    assert main(["ask", "--dataset", "shop", "--json", "a wool jumper under 90, not Nike"]) == 0
+    reply = json.loads(capsys.readouterr().out)
+    products = {r["name"]: r for r in _rows(files["items"])}
+    assert reply["items"]
+    for item in reply["items"]:
+        row = products[item["title"]]
+        assert row["category"] == "jumper" and float(row["price"]) <= 90
+        assert row["brand"] != "Nike" and item["explanation"]
+        assert item["external_id"] == row["sku"] and item["attrs"]["price"] == float(row["price"])
+    assert reply["state"]["bounds"] == [["price", None, 90.0]]
+
+
+def test_a_shop_card_shows_the_products_facets(recommender):
+    from agent.interfaces.app import card_html
+
+    reply = recommender.turn("black trainers")
+    card = card_html(reply.recommendations[0])
+    it = reply.recommendations[0].item
+    assert it.attrs["brand"] in card and f"{it.attrs['price']}" in card
+    assert it.attrs["description"] not in card  # free text stays out of the card's line

@@ -38,6 +38,12 @@ class Facts:
     new_decade: int | None = None
     meets_people: tuple[tuple[str, str], ...] = ()  # (name, "director"|"cast") asked for
     meets_moods: tuple[tuple[str, str], ...] = ()  # (mood, a genre of the item in its group)
+    # A catalog's own facets (agent.understand.facets): the asked values it has, as
+    # (facet name, value); the bounds it meets, as (facet name, its value, the bound);
+    # and its other fact facets, as (facet name, value).
+    meets_facets: tuple[tuple[str, str], ...] = ()
+    meets_bounds: tuple[tuple[str, str, str], ...] = ()
+    facet_facts: tuple[tuple[str, str], ...] = ()
 
     def lines(self) -> list[str]:
         """The facts as short lines for the explanation prompt (and the checker's
@@ -91,6 +97,12 @@ class Facts:
             out.append(f"It is {join_words(self.meets_genre)}, as requested.")
         for mood, genre in self.meets_moods:
             out.append(f"It fits the {mood} mood the user asked for: it is {genre}.")
+        for name, value in self.facet_facts:
+            out.append(f"Its {name}: {value}.")
+        for name, value in self.meets_facets:
+            out.append(f"Its {name} is {value}, as the user asked.")
+        for name, value, bound in self.meets_bounds:
+            out.append(f"Its {name}, {value}, is within the user's {bound}.")
         return out
 
 
@@ -138,7 +150,10 @@ def _cowatch_rank(cowatch, liked_id: int, item_id: int) -> int | None:
     return 1 + sum(1 for c, v in enumerate(vals) if v >= value and c not in (liked_id, item_id))
 
 
-def gather_facts(item: Item, state: DialogueState, items: dict[int, Item], cowatch) -> Facts:
+def gather_facts(item: Item, state: DialogueState, items: dict[int, Item], cowatch,
+                 schema=None) -> Facts:
+    """What is true of ``item`` in relation to ``state`` (``schema``: the catalog's, for
+    its own facets; None for MovieLens' film facts alone)."""
     liked = [items[i] for i in state.liked if i in items]
     shared, sources = [], []
     for lk in liked:
@@ -180,7 +195,38 @@ def gather_facts(item: Item, state: DialogueState, items: dict[int, Item], cowat
                  tuple(g for g in state.genres if g in item.genres), years,
                  closest=closest, closest_genres=closest_genres, cowatch_rank=rank,
                  n_liked=len(liked), adds_genres=adds, new_decade=new_decade,
-                 meets_people=asked[:2], meets_moods=_moods_met(item, state))
+                 meets_people=asked[:2], meets_moods=_moods_met(item, state),
+                 **(_facet_facts(item, state, schema) if schema is not None else {}))
+
+
+def _facet_facts(item: Item, state: DialogueState, schema) -> dict:
+    """The asked facet values ``item`` has, the bounds it meets, and its other facts."""
+    names = {f.field: f.name for f in schema.facets}
+    unit = {f.field: f.unit for f in schema.facets}
+
+    def shown(field, value) -> str:
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        return f"{text} {unit[field]}".strip() if unit.get(field) else text
+
+    def has(field, value) -> bool:
+        v = item.value(field)
+        return value in v if isinstance(v, (list, tuple)) else v == value
+
+    meets = tuple((names[f], v) for f, v in state.facets if f in names and has(f, v))
+    bounds = []
+    for field, lo, hi in state.bounds:
+        if field in names and item.value(field) is not None:
+            text = (f"{lo:g}-{hi:g}" if lo is not None and hi is not None else
+                    f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+            bounds.append((names[field], shown(field, item.value(field)), f"{names[field]} {text}"))
+    asked = {f for f, _ in state.facets} | {f for f, _, _ in state.bounds}
+    facts = []
+    for f in schema.requestable:
+        value = item.value(f.field)
+        if f.fact and f.field not in asked and value not in (None, "", [], ()):
+            values = value if isinstance(value, (list, tuple)) else [value]
+            facts.append((f.name, ", ".join(shown(f.field, v) for v in values[:3])))
+    return {"meets_facets": meets, "meets_bounds": tuple(bounds), "facet_facts": tuple(facts)}
 
 
 def _moods_met(item: Item, state: DialogueState) -> tuple[tuple[str, str], ...]:

@@ -86,13 +86,22 @@ FRAMES: dict[str, tuple[str, ...]] = {
     "plain_no_year": ("It is {genres}.",
                       "This one is {genres}.",
                       "Try it for {genres}."),
+    # A catalog's own facets: {what} and {facts} are "colour blue and material wool".
+    "asked_facets": ("As you asked: {what}.",
+                     "{What}, as requested.",
+                     "It matches your {what}."),
+    "bound": ("At {value}, it is within your {bound}.",
+              "Its {name}, {value}, fits your {bound}."),
+    "facets": ("Details: {facts}.",
+               "This one: {facts}.",
+               "{Facts}."),
     "bare": ("It suits your request.",
              "A good fit for your request.",
              "It fits what you asked for."),
 }
-_NEUTRAL = ("plain", "plain_no_year", "bare")
+_NEUTRAL = ("plain", "plain_no_year", "facets", "bare")
 _SECONDARY_KINDS = ("adds", "decade", "years", "genre", "mood", "cowatch", "cowatch_share",
-                    "runtime", "country")
+                    "runtime", "country", "bound")
 
 
 def _reasons(f: Facts) -> list[_Reason]:
@@ -146,8 +155,30 @@ def _reasons(f: Facts) -> list[_Reason]:
                     + [g for g in it.genres if g in f.meets_genre])
         args = {"genres": genres, "year": it.year}
         out.append(_Reason("plain" if it.year else "plain_no_year", 1.0, "plain", args))
+    out += _facet_reasons(f)
     out.append(_Reason("bare", -20.0, "bare", {}))  # only when nothing else is known
     return sorted(out, key=lambda r: -r.strength)
+
+
+def _pairs(pairs) -> str:
+    return join_words([f"{name} {value}" for name, value in pairs])
+
+
+def _facet_reasons(f: Facts) -> list[_Reason]:
+    """A catalog's own facets: the values asked for, the bounds met, the item's facts."""
+    out = []
+    if f.meets_facets:
+        what = _pairs(f.meets_facets)
+        out.append(_Reason("asked_facets", 9.5, "asked_facets",
+                           {"what": what, "What": what[0].upper() + what[1:]}, constraint=True))
+    for name, value, bound in f.meets_bounds[:1]:
+        out.append(_Reason("bound", 4.6, "bound", {"name": name, "value": value, "bound": bound},
+                           constraint=True))
+    if f.facet_facts:
+        facts = _pairs(f.facet_facts)
+        out.append(_Reason("facets", 1.0, "facets",
+                           {"facts": facts, "Facts": facts[0].upper() + facts[1:]}))
+    return out
 
 
 def _frame(kind: str, args: dict, start: int, used: set) -> tuple[tuple[str, int], str]:
@@ -235,8 +266,8 @@ def _repeats(text: str) -> bool:
 
 
 # Which second sentence is most worth its words: what is different first.
-_SECOND_ORDER = {"adds": 9, "decade": 8, "years": 7, "genre": 6, "mood": 6, "cowatch_share": 5,
-                 "cowatch": 4, "country": 3, "runtime": 2}
+_SECOND_ORDER = {"adds": 9, "decade": 8, "years": 7, "genre": 6, "mood": 6, "bound": 6,
+                 "cowatch_share": 5, "cowatch": 4, "country": 3, "runtime": 2}
 
 
 def template_explanation(f: Facts) -> str:

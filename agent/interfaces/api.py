@@ -66,6 +66,10 @@ class ItemOut(BaseModel):
     year: int | None
     genres: list[str]
     director: list[str]
+    external_id: str | None = Field(default=None, description="an imported catalog's own id "
+                                    "(a SKU); null for MovieLens")
+    attrs: dict = Field(default={}, description="an imported catalog's other fields, by "
+                        "name (price, brand, colour ...)")
     score: float
     explanation: str = Field(description="why this pick, checked against the catalog")
     explanation_source: Literal["llm", "template", "pending"]

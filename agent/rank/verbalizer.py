@@ -244,7 +244,8 @@ class VerbalizerRanker:
                                      [self.messages(requests[k][0], heads[k]) for k in todo],
                                      [LABELS[: len(heads[k])] for k in todo])
         llm = dict(zip(todo, scores))
-        return [self._fuse(heads[k], cands[self.n_llm:], np.array(llm[k])) if k in llm else []
+        return [self._fuse(heads[k], cands[self.n_llm:], np.array(llm[k])) if k in llm else
+                [Ranked(c.item_id, c.score, c.score, None) for c in cands]  # n_llm = 0
                 for k, (_, cands) in enumerate(requests)]
 
     def _fuse(self, head: list[Candidate], tail: list[Candidate], llm: np.ndarray) -> list[Ranked]:
