@@ -84,7 +84,7 @@ def test_eval_help_explains_the_seed_and_shows_defaults(capsys):
         main(["eval", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "--seed SEED random seed" in out and "(default: 0)" in out
-    assert "(default: 20)" in out  # --dialogues
+    assert "default 20 on MovieLens, 0 on an imported catalog" in out  # --dialogues
 
 
 def test_global_options_go_before_or_after_any_command():

@@ -277,8 +277,12 @@ def test_tailor_import_and_schema_commands(shop, tmp_path, monkeypatch, capsys):
     assert main(["schema", "shop"]) == 0
     shown = capsys.readouterr().out
     assert "field: price" in shown and "kind: range" in shown
-    assert main(["eval", "--dataset", "shop"]) == 2
-    assert "tailor eval does not run on imported catalogs yet" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "shop", "--systems", "popularity,llm-zero"]) == 2
+    assert "llm-zero: MovieLens only for now" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "shop", "--dialogues", "5"]) == 2
+    assert "--dialogues (the simulated user speaks of films)" in capsys.readouterr().err
+    assert main(["finetune", "--dataset", "shop"]) == 2
+    assert "tailor finetune does not run on imported catalogs yet" in capsys.readouterr().err
     assert main(["ask", "--dataset", "nosuch", "hi"]) == 2
     assert "no 'nosuch' under" in capsys.readouterr().err
     assert main(["schema", "ml-100k"]) == 0
@@ -334,9 +338,9 @@ def test_settings_take_an_imported_dataset_by_name(shop, tmp_path):
                    log=lambda *_: None)
     s = Settings.from_env({"TAILOR_HOME": str(tmp_path), "TAILOR_DATASET": "shop"})
     assert s.data_dir() == tmp_path / "data" / "shop"
-    with pytest.raises(ConfigError, match="tailor eval does not run on imported"):
-        s.require_movielens("tailor eval")
-    Settings.from_env({"TAILOR_HOME": str(tmp_path)}).require_movielens("tailor eval")
+    with pytest.raises(ConfigError, match="tailor finetune does not run on imported"):
+        s.require_movielens("tailor finetune")
+    Settings.from_env({"TAILOR_HOME": str(tmp_path)}).require_movielens("tailor finetune")
     for bad in ("../data/shop", "SHOP"):
         with pytest.raises(ConfigError, match="dataset must be"):
             Settings.from_env({"TAILOR_HOME": str(tmp_path), "TAILOR_DATASET": bad})

@@ -207,6 +207,16 @@ def test_tailor_import_index_and_ask_on_a_shop(real_settings, tmp_path, monkeypa
         assert row["brand"] != "Nike" and item["explanation"]
         assert item["external_id"] == row["sku"] and item["attrs"]["price"] == float(row["price"])
     assert reply["state"]["bounds"] == [["price", None, 90.0]]
+    # and the offline evaluation runs on it (the systems that need no film prompt)
+    out = tmp_path / "eval"
+    assert main(["eval", "--dataset", "shop", "--systems", "popularity,itemknn,hybrid",
+                 "--users", "40", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"] == "shop" and set(report["systems"]) == {
+        "popularity", "itemknn", "hybrid"}
+    for name, result in report["systems"].items():
+        assert result["error"] is None and result["n_users"] == 40, name
+        assert 0.0 < result["metrics"]["ndcg@10"] <= 1.0, name
 
 
 def test_a_shop_card_shows_the_products_facets(recommender):

@@ -230,9 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--llm-users", type=int,
                    help="evaluate llm-* systems on a fixed-seed subset of N of those users "
                         "(every system is also reported on that subset)")
-    s.add_argument("--dialogues", type=int, default=20,
+    s.add_argument("--dialogues", type=int, default=None,
                    help="simulated users for the conversational test of hybrid, tailor and "
-                        "llm-* (0 = skip)")
+                        "llm-* (0 = skip; default 20 on MovieLens, 0 on an imported catalog)")
     s.add_argument("--fusion-users", type=int, default=None, metavar="N",
                    help="with a tailor system: its fusion learns from a fixed-seed sample of N "
                         "users' cases instead of every user's (a quick run; the smoke test's)")

@@ -263,8 +263,33 @@ def _eval_withheld(settings: Settings, args) -> int:
     return 0
 
 
+# An imported catalog's evaluation: the systems that need no film prompt, no simulated
+# conversations (the simulated user speaks of films).
+IMPORTED_SYSTEMS = "popularity,itemknn,sasrec,retrieval,hybrid,tailor"
+
+
+def _imported_eval_args(settings: Settings, args) -> None:
+    """Check and fill ``args`` for an imported catalog: clear errors for what is film-only."""
+    from agent.errors import ConfigError
+
+    film_only = [flag for flag, on in (("--withheld", args.withheld is not None),
+                                       ("--dialogue-suite", args.dialogue_suite),
+                                       ("--understanding", args.understanding)) if on]
+    systems = [s for s in (args.systems or IMPORTED_SYSTEMS).split(",") if s.strip()]
+    film_only += [s for s in systems if s.strip().startswith("llm")]
+    if args.dialogues:
+        film_only.append("--dialogues (the simulated user speaks of films)")
+    if film_only:
+        raise ConfigError(f"{', '.join(film_only)}: MovieLens only for now; {settings.dataset!r} "
+                          f"is an imported catalog (its systems: {IMPORTED_SYSTEMS})")
+    args.systems, args.dialogues = ",".join(systems), 0
+
+
 def cmd_eval(settings: Settings, args) -> int:
-    settings.require_movielens("tailor eval")
+    if settings.dataset not in DATASETS:
+        _imported_eval_args(settings, args)
+    elif args.dialogues is None:
+        args.dialogues = 20
     if args.withheld is not None:
         return _eval_withheld(settings, args)
     if args.dialogue_suite:
