@@ -78,11 +78,16 @@ def cmd_index(settings: Settings, args) -> int:
     return 0 if info else 1
 
 
-CF_IN_SETUP = ("ml-100k",)  # datasets whose set-up trains SASRec and the fusion
+CF_IN_SETUP_MAX = 150_000  # interactions up to which set-up trains SASRec and the fusion
+
+
+def _interactions(settings: Settings) -> int:
+    import json
+
+    return json.loads((settings.data_dir() / "meta.json").read_text())["interactions"]
 
 
 def cmd_setup(settings: Settings, args) -> int:
-    settings.require_movielens("tailor setup")
     t = time.perf_counter()
     cmd_assets(settings, args)
     if not (settings.data_dir() / "items.jsonl").exists() or args.force:
@@ -92,8 +97,8 @@ def cmd_setup(settings: Settings, args) -> int:
     # The sequential model and the learned fusion: on ML-100K they lift NDCG@10 over
     # SASRec alone and the simulated chats' success over RRF (README, issue 16), at ~12
     # min of set-up on 2 cores, once. --no-cf leaves them out (the chat then uses RRF);
-    # the larger datasets take hours on a CPU, so there `tailor train-cf` is explicit.
-    if not args.no_cf and settings.dataset in CF_IN_SETUP:
+    # larger datasets (ML-1M) take hours on a CPU, so there `tailor train-cf` is explicit.
+    if not args.no_cf and _interactions(settings) <= CF_IN_SETUP_MAX:
         train_collaborative(settings)
     elif not args.no_cf:
         _log(f"note: SASRec and the fusion are not trained for {settings.dataset} here "
@@ -104,7 +109,6 @@ def cmd_setup(settings: Settings, args) -> int:
 
 def cmd_train_cf(settings: Settings, args) -> int:
     """Train (once) the sequential model the agent retrieves with, for ``--dataset``."""
-    settings.require_movielens("tailor train-cf")
     from agent.errors import ConfigError
 
     folder = settings.data_dir()
