@@ -325,13 +325,16 @@ def import_dataset(name: str, data_root: Path, items: Path, interactions: Path,
     header = (f"# The catalog schema of {name!r}, inferred by `tailor import` from "
               f"{item_table.path.name}.\n# Edit it, then import again with --schema "
               "<this file>.\n") if not schema else ""
-    _write_atomically(folder, records, people, inter, meta, spec, header)
+    write_dataset(folder, records, people, inter, meta, spec, header)
     return ImportResult(folder, folder / SCHEMA_FILE, meta, inferred=not schema)
 
 
-def _write_atomically(folder: Path, records, people, inter: Interactions, meta: dict,
-                      spec: CatalogSchema, header: str) -> None:
-    """Write into a sibling temp folder, then swap it in: readers see the old dataset or
+def write_dataset(folder: Path, records, people, inter, meta: dict,
+                  spec: CatalogSchema | None = None, header: str = "") -> None:
+    """The one on-disk format of a dataset (MovieLens' too): ``items.jsonl``,
+    ``users.jsonl``, ``interactions.npz`` (``inter``: ``user``, ``item``, ``rating``,
+    ``timestamp`` arrays), ``meta.json`` and, for an imported one, ``schema.yaml``.
+    Written into a sibling temp folder, then swapped in: readers see the old dataset or
     the new one, never half of either."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
@@ -348,7 +351,8 @@ def _write_atomically(folder: Path, records, people, inter: Interactions, meta: 
         np.savez(tmp / "interactions.npz", user=inter.user, item=inter.item,
                  rating=inter.rating, timestamp=inter.timestamp)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        spec.dump(tmp / SCHEMA_FILE, header)
+        if spec is not None:
+            spec.dump(tmp / SCHEMA_FILE, header)
         if folder.exists():
             folder.rename(old)
         tmp.rename(folder)

