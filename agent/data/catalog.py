@@ -24,6 +24,7 @@ class Catalog:
                  schema=None):
         self.items = {it.id: it for it in items}
         self._schema = schema  # agent.domain.schema.CatalogSchema; None: MovieLens
+        self.hidden: set[int] = set()  # items taken off sale (agent.data.live): never picked
         self.meta = meta
         self.user, self.item, self.timestamp = user, item, timestamp
         self.head = head
@@ -41,9 +42,13 @@ class Catalog:
         from agent.data.imports import dataset_schema
 
         schema = dataset_schema(folder)
+        from agent.data.live import apply_updates
+
         with np.load(folder / "interactions.npz") as z:
             rating = z["rating"] if "rating" in z.files else None
-            return cls(items, meta, z["user"], z["item"], z["timestamp"], head, rating, schema)
+            catalog = cls(items, meta, z["user"], z["item"], z["timestamp"], head, rating, schema)
+        apply_updates(catalog, folder)  # items added or hidden while the API ran
+        return catalog
 
     @property
     def schema(self):
@@ -96,7 +101,8 @@ class Catalog:
 
     def cowatched_with(self, item_ids, n: int) -> list[tuple[int, float]]:
         """Items most co-watched with ``item_ids`` (summed cosine), strongest first."""
-        ids = [i for i in item_ids if i in self.items]
+        # an item added while running has no co-watching yet (outside the matrix)
+        ids = [i for i in item_ids if i in self.items and i < self.cowatch.shape[0]]
         if not ids:
             return []
         scores = np.asarray(self.cowatch[ids].sum(axis=0)).ravel()

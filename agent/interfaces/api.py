@@ -185,9 +185,11 @@ class SessionLocks:
             return self._locks.setdefault(session_id, threading.Lock())
 
 
-def create_app(recommender, store: SessionStore, api_key: str | None, model_name: str) -> FastAPI:
+def create_app(recommender, store: SessionStore, api_key: str | None, model_name: str,
+               live=None) -> FastAPI:
     """The API. ``api_key=None`` serves without authentication (127.0.0.1 only: the
-    ``tailor serve`` command refuses other addresses without a key)."""
+    ``tailor serve`` command refuses other addresses without a key). ``live``: an
+    ``agent.data.live.LiveCatalog`` for the catalog endpoints (none without it)."""
     app = FastAPI(title="Tailor", version="1", description="Conversational movie recommendations "
                   "from the catalog only. Authenticate with `Authorization: Bearer <key>`.")
     locks = SessionLocks()
@@ -220,6 +222,11 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
     async def invalid_body(request: Request, exc: RequestValidationError):
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return _error(422, f"invalid request body: {where}"[:500], "invalid_request")
+
+    if live is not None:
+        from agent.interfaces.catalog_api import add_catalog_routes
+
+        add_catalog_routes(app, live, authorize)
 
     @app.get("/health", response_model=HealthOut)
     def health() -> dict:
@@ -375,8 +382,13 @@ def serve(settings, host: str, port: int, log_fn=print) -> None:
                           "reach it could use it; set a key or bind 127.0.0.1")
     if not settings.api_key:
         log_fn("no TAILOR_API_KEY set: serving without authentication on 127.0.0.1")
+    from agent.data.live import LiveCatalog
+
     recommender = build_recommender(settings, log=log_fn)
+    retriever = recommender.retriever
+    live = LiveCatalog(recommender.catalog, settings.data_dir(), retriever.collection,
+                       retriever.embedder)
     app = create_app(recommender, SessionStore(settings.sessions_db), settings.api_key,
-                     getattr(recommender.backend, "name", "tailor"))
+                     getattr(recommender.backend, "name", "tailor"), live)
     log_fn(f"Tailor API on http://{host}:{port} (OpenAPI schema at /openapi.json, docs at /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

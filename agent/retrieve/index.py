@@ -82,7 +82,8 @@ def build_index(client, catalog, embedder, dataset: str, log=print) -> dict:
     """Create or refresh the collection. Idempotent: an up-to-date index is left as is."""
     from tqdm import tqdm
 
-    items = sorted(catalog.items.values(), key=lambda i: i.id)
+    items = sorted((it for it in catalog.items.values() if it.id not in catalog.hidden),
+                   key=lambda i: i.id)
     docs = [item_document(i, catalog.schema) for i in items]
     metas = [item_metadata(i, i.id in catalog.head, catalog.schema, catalog.facet_values)
              for i in items]

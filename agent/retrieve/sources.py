@@ -139,8 +139,10 @@ class HybridRetriever:
         cached = self._fitting
         if cached[0] is not state:
             fits, gems = constraint(state), state.lesser_known
+            hidden = self.catalog.hidden
             cached = (state, frozenset(i for i, it in self.catalog.items.items()
-                                       if fits(it) and not (gems and not self.catalog.is_tail(i))))
+                                       if fits(it) and not (gems and not self.catalog.is_tail(i))
+                                       and i not in hidden))
             self._fitting = cached
         return cached[1]
 
@@ -182,7 +184,8 @@ class HybridRetriever:
         res = self.collection.query(query_embeddings=[vector], n_results=n, where=where,
                                     include=["distances", "metadatas"])
         return [(int(m["item_id"]), 1.0 - float(d))
-                for m, d in zip(res["metadatas"][0], res["distances"][0])]
+                for m, d in zip(res["metadatas"][0], res["distances"][0])
+                if int(m["item_id"]) not in self.catalog.hidden]
 
     def cowatched(self, state: DialogueState, n: int,
                   history: Sequence[int] = ()) -> list[tuple[int, float]]:
