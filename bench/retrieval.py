@@ -169,7 +169,9 @@ def measure_index_build(catalog, embedder, dataset: str, workdir, max_items: int
 
     if max_items is not None and max_items < len(catalog.items):
         ids = sorted(catalog.items)[:max_items]
-        catalog = SimpleNamespace(items={i: catalog.items[i] for i in ids}, head=catalog.head)
+        catalog = SimpleNamespace(items={i: catalog.items[i] for i in ids}, head=catalog.head,
+                                  hidden=catalog.hidden, schema=catalog.schema,
+                                  facet_values=catalog.facet_values)
     client = chromadb.PersistentClient(path=str(workdir),
                                        settings=ChromaSettings(anonymized_telemetry=False))
     t0 = time.perf_counter()
