@@ -69,12 +69,11 @@ class LiveCatalog:
         self.catalog, self.folder = catalog, Path(folder)
         self.collection, self.embedder = collection, embedder
         self._lock = threading.Lock()
+        # external id -> internal id (a MovieLens item's external id is its plain id)
+        self._ids = {it.external_id or str(it.id): it.id for it in catalog.items.values()}
 
     def item_id(self, external_id: str) -> int | None:
-        for it in self.catalog.items.values():
-            if (it.external_id or str(it.id)) == external_id:
-                return it.id
-        return None
+        return self._ids.get(external_id)
 
     def upsert(self, external_id: str, fields: dict) -> tuple[Item, bool]:
         """Add or replace the item ``external_id`` from ``fields`` (the schema's field
@@ -97,6 +96,7 @@ class LiveCatalog:
             append_record(self.folder / UPDATES, {"op": "upsert", "record": record,
                                                   "at": time.time()})
             item = _put(self.catalog, record)
+            self._ids[external_id] = item.id
             self._index(item)
         return item, known is None
 
