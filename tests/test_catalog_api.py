@@ -92,6 +92,8 @@ def test_bad_fields_are_a_400_that_changes_nothing(shop):
     assert r.status_code == 400 and "'price': 'cheap' is not a number" in r.text
     r = api.put("/v1/items/SKU-BAD", headers=AUTH, json={"fields": {**NEW, "name": ""}})
     assert r.status_code == 400 and "no title" in r.text
+    r = api.put("/v1/items/SKU-BAD", headers=AUTH, json={"fields": {**NEW, "colur": "red"}})
+    assert r.status_code == 400 and "unknown field(s) colur" in r.text
     assert api.put("/v1/items/..%2Fetc", headers=AUTH, json={"fields": NEW}).status_code in (
         400, 404)
     assert len(rec.catalog.items) == before and not (folder / UPDATES).exists()

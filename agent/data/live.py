@@ -82,6 +82,12 @@ class LiveCatalog:
         from agent.data.tables import DataFileError, Table
 
         schema = self.catalog.schema
+        known = {schema.items.id, schema.items.title, *schema.items.text,
+                 *(f.field for f in schema.facets)}
+        unknown = sorted(set(fields) - known)
+        if unknown:  # a misspelt field would otherwise be dropped without a word
+            raise InputError(f"unknown field(s) {', '.join(unknown)}; the catalog schema has "
+                             f"{', '.join(sorted(known))}")
         row = {**fields, schema.items.id: external_id}
         try:
             record = convert_items(Table(Path("request"), list(row), [row], [1]), schema)[0]
