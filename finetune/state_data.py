@@ -435,14 +435,8 @@ def data_fingerprint(n_train: int, n_val: int, seed: int) -> str:
 def outside_titles(db_path, title_index) -> list[str]:
     """Well-known titles the catalog lacks (an Oscar or a Metacritic score of 70+), from
     the reference film table."""
-    import sqlite3
+    from agent.domain.movielens.facts import film_table_rows, title_key
 
-    from agent.domain.movielens.facts import title_key
-
-    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT Title FROM omdb WHERE Oscars > 0 OR Metacritic >= 70 "
-                           "ORDER BY Title").fetchall()
-    finally:
-        con.close()
+    rows = film_table_rows(db_path, "SELECT Title FROM omdb WHERE Oscars > 0 OR Metacritic >= 70 "
+                                    "ORDER BY Title")
     return [t for (t,) in rows if t and title_key(t) and title_key(t) not in title_index.by_key]

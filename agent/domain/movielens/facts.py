@@ -60,6 +60,15 @@ def title_aliases(title: str) -> set[str]:
     return {k for k in keys if len(k.split()) >= 2} - {title_key(title)}
 
 
+def film_table_rows(db_path: Path, sql: str) -> list[tuple]:
+    """The rows of one query on the CC0 film table, opened read-only."""
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 def load_film_facts(db_path: Path) -> dict[tuple[str, int], dict]:
     """Read the CC0 film table into ``{(title_key, year): facts}``.
 
@@ -68,12 +77,8 @@ def load_film_facts(db_path: Path) -> dict[tuple[str, int], dict]:
     MovieLens is "Star Wars: Episode IV – A New Hope" there) where no film has that key
     and no other film of that year has the same alias.
     """
-    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        rows = con.execute('SELECT Title, Year, Director, "Cast", Runtime, Country, Language, '
-                           'COALESCE(imdbVotes, 0) FROM omdb').fetchall()
-    finally:
-        con.close()
+    rows = film_table_rows(db_path, 'SELECT Title, Year, Director, "Cast", Runtime, Country, '
+                                    'Language, COALESCE(imdbVotes, 0) FROM omdb')
     best: dict[tuple[str, int], tuple[int, dict]] = {}
     aliases: dict[tuple[str, int], list[dict]] = {}
     for title, year, director, cast, runtime, country, language, votes in rows:

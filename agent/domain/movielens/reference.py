@@ -10,12 +10,11 @@ from the reference table is ever recommended.
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.domain.movielens.facts import MAX_CAST, split_names, title_key
+from agent.domain.movielens.facts import MAX_CAST, film_table_rows, split_names, title_key
 from agent.types import Item
 
 # The reference table's genre names -> the catalog's (names not listed map to nothing).
@@ -58,12 +57,8 @@ class ReferenceFilms:
 
     @classmethod
     def from_film_db(cls, db_path: Path, catalog_genres) -> ReferenceFilms:
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        try:
-            rows = con.execute("SELECT Title, Year, Genre, Director, \"Cast\" FROM omdb "
-                               "ORDER BY COALESCE(imdbVotes, 0)").fetchall()
-        finally:
-            con.close()
+        rows = film_table_rows(db_path, 'SELECT Title, Year, Genre, Director, "Cast" FROM omdb '
+                                        "ORDER BY COALESCE(imdbVotes, 0)")
         films = {}
         for title, year, genre, director, cast in rows:  # ascending votes: the most voted is written last
             if not title:
