@@ -19,7 +19,8 @@ from agent.types import Candidate, DialogueState, Item
 from prompts import load_prompt
 
 LABELS = tuple(string.ascii_uppercase)
-RANK_PROMPTS = ("rank_system", "rank_user", "rank_demos")
+RANK_PROMPTS = ("rank_system", "rank_user", "rank_demos", "rank_catalog_system",
+                "rank_catalog_user")
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,10 @@ class VerbalizerRanker:
         self.calibrate, self.max_tokens = calibrate, max_tokens
         self.count_tokens = count_tokens or getattr(backend, "count_tokens", None)
         self._priors: dict[tuple[int, bool], np.ndarray] = {}
+        schema = getattr(catalog, "schema", None)
+        # An imported catalog gets the prompt written from its schema (catalog_prompt).
+        self.films = schema is None or any(f.role for f in schema.facets)
+        self._demos = None  # the catalog prompt's demonstrations, drawn once
 
     def label_prior(self, n: int) -> np.ndarray:
         """Label log-probabilities for a content-free prompt with ``n`` "N/A" candidates.
@@ -205,7 +210,8 @@ class VerbalizerRanker:
         key = (n, self.few_shot)
         if key not in self._priors:
             lines = [f"{LABELS[k]}. N/A" for k in range(n)]
-            messages = build_messages(DialogueState(), lines, {}, self.few_shot)
+            messages = build_messages(DialogueState(), lines, {}, self.few_shot) \
+                if self.films else self._catalog_messages(DialogueState(), lines, 0)
             self._priors[key] = np.array(self.backend.label_logprobs(messages, LABELS[:n]))
         return self._priors[key]
 
@@ -220,6 +226,8 @@ class VerbalizerRanker:
         liked = list(state.liked)
         neighbours = [self.catalog.neighbours(i) for i in liked]
         co = [sum(1 for nb in neighbours if c.item_id in nb) for c in cands]
+        if not self.films:
+            return self._fit_catalog_prompt(state, [c.item_id for c in cands], co)
         items = [self.catalog.get(c.item_id) for c in cands]
         for detail in DETAILS:
             lines = [candidate_line(LABELS[k], it, co[k], len(liked), detail)
@@ -228,6 +236,25 @@ class VerbalizerRanker:
             if self.max_tokens is None or detail is DETAILS[-1] or self.tokens(bare) <= self.max_tokens:
                 break
         return build_messages(state, lines, self.catalog.items, True, detail) if self.few_shot else bare
+
+    def _catalog_messages(self, state: DialogueState, lines, compact: int) -> list[dict]:
+        from agent.rank.catalog_prompt import catalog_demos, catalog_messages
+
+        if self.few_shot and self._demos is None:
+            self._demos = catalog_demos(self.catalog)
+        return catalog_messages(state, lines, self.catalog, self.few_shot, compact, self._demos)
+
+    def _fit_catalog_prompt(self, state: DialogueState, ids: list[int], co) -> list[dict]:
+        """``messages`` for an imported catalog: the least compact prompt that fits."""
+        from agent.rank.catalog_prompt import COMPACT, catalog_lines, catalog_messages
+
+        for compact in range(len(COMPACT)):
+            lines = catalog_lines(ids, co, len(state.liked), self.catalog, compact)
+            bare = catalog_messages(state, lines, self.catalog, False, compact)
+            if self.max_tokens is None or compact == len(COMPACT) - 1 or \
+                    self.tokens(bare) <= self.max_tokens:
+                break
+        return self._catalog_messages(state, lines, compact) if self.few_shot else bare
 
     def rank(self, state: DialogueState, cands: list[Candidate]) -> list[Ranked]:
         return self.rank_many([(state, cands)])[0]
