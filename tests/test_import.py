@@ -277,8 +277,8 @@ def test_tailor_import_and_schema_commands(shop, tmp_path, monkeypatch, capsys):
     assert main(["schema", "shop"]) == 0
     shown = capsys.readouterr().out
     assert "field: price" in shown and "kind: range" in shown
-    assert main(["eval", "--dataset", "shop", "--systems", "popularity,llm-zero"]) == 2
-    assert "llm-zero: MovieLens only for now" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "shop", "--systems", "popularity,llm-lora"]) == 2
+    assert "llm-lora: MovieLens only for now" in capsys.readouterr().err
     assert main(["eval", "--dataset", "shop", "--dialogues", "5"]) == 2
     assert "--dialogues (the simulated user speaks of films)" in capsys.readouterr().err
     assert main(["finetune", "--dataset", "shop"]) == 2

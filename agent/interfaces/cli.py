@@ -13,7 +13,8 @@ from agent.interfaces.commands import (EVAL_OUT, cmd_ask, cmd_assets, cmd_bench,
                                        cmd_data, cmd_demo, cmd_eval, cmd_finetune,
                                        cmd_finetune_report, cmd_import, cmd_index,
                                        cmd_quantize_llm, cmd_schema, cmd_serve, cmd_serve_llm,
-                                       cmd_setup, cmd_train_cf)
+                                       cmd_setup)
+from agent.interfaces.training import cmd_retrain, cmd_train_cf
 from agent.settings import DATASETS, Settings
 
 # One line per setting in `tailor --help`; the list itself comes from the Settings fields,
@@ -207,6 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
                  "exist. Use --dataset "
                  "ml-1m for the larger one.")
     s.set_defaults(func=cmd_train_cf)
+    s = _command(sub, "retrain", help="merge the interactions the API logged, refit, report",
+                 description="Merges the interactions posted to POST /v1/interactions "
+                 "(<data>/interactions.jsonl, only those not merged yet) into the dataset, "
+                 "recounts popularity and the head/tail split, and refits SASRec and the "
+                 "fusion on the merged data. First it reports the collaborative systems "
+                 "fitted before and after the merge on one held-out split (each user's last "
+                 "interaction of the merged data), on all test users and on those with "
+                 "logged interactions. The dataset on disk changes only after the refit "
+                 "has worked; restart `tailor serve` to serve the new models.")
+    s.add_argument("--systems", default="popularity,sasrec,tailor",
+                   help="systems in the before/after report (of popularity, itemknn, "
+                   "sasrec, tailor)")
+    s.add_argument("--users", type=int, help="report on a fixed-seed sample of this many "
+                   "test users (default: all)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the user sample")
+    s.add_argument("--no-report", action="store_true",
+                   help="merge and refit without the before/after report (which fits each "
+                   "system twice more)")
+    s.add_argument("--out", default="out/retrain", help="report folder (default out/retrain)")
+    s.set_defaults(func=cmd_retrain)
     s = _command(sub, "ask", help="answer one message")
     s.add_argument("message", help='e.g. "I loved Alien, something from the 90s"')
     s.add_argument("--session", help="continue (or start) a stored session with this id")

@@ -99,45 +99,14 @@ def cmd_setup(settings: Settings, args) -> int:
     # min of set-up on 2 cores, once. --no-cf leaves them out (the chat then uses RRF);
     # larger datasets (ML-1M) take hours on a CPU, so there `tailor train-cf` is explicit.
     if not args.no_cf and _interactions(settings) <= CF_IN_SETUP_MAX:
+        from agent.interfaces.training import train_collaborative
+
         train_collaborative(settings)
     elif not args.no_cf:
         _log(f"note: SASRec and the fusion are not trained for {settings.dataset} here "
              f"(hours on a CPU); `tailor train-cf --dataset {settings.dataset}` trains them")
     _log(f"setup done in {time.perf_counter() - t:.0f}s; data home {settings.home}")
     return 0
-
-
-def cmd_train_cf(settings: Settings, args) -> int:
-    """Train (once) the sequential model the agent retrieves with, for ``--dataset``."""
-    from agent.errors import ConfigError
-
-    folder = settings.data_dir()
-    if not (folder / "items.jsonl").exists():
-        raise ConfigError(f"no {settings.dataset} catalog under {folder}; run "
-                          f"`tailor data --dataset {settings.dataset}` first")
-    train_collaborative(settings)
-    return 0
-
-
-def train_collaborative(settings: Settings) -> None:
-    """The sequence model, then the learned fusion over every source (each once: cached
-    in the data home, keyed by the data and the config)."""
-    from agent.data.assets import prepare_embedder
-    from agent.data.catalog import Catalog
-    from agent.models.sasrec import prepare_sasrec
-    from agent.rank.fusion import prepare_fusion
-    from agent.retrieve.embeddings import SentenceEmbedder
-    from agent.retrieve.index import make_client, open_collection
-
-    catalog = Catalog.load(settings.data_dir())
-    t = time.perf_counter()
-    path = prepare_sasrec(settings, catalog, log=_log)
-    _log(f"sequential model: {path} ({time.perf_counter() - t:.0f}s)")
-    t = time.perf_counter()
-    embedder = SentenceEmbedder(str(prepare_embedder(settings, _log)))
-    collection = open_collection(make_client(settings), embedder, settings.dataset)
-    path = prepare_fusion(settings, catalog, collection, embedder, path, log=_log)
-    _log(f"fusion ranker: {path} ({time.perf_counter() - t:.0f}s)")
 
 
 def _recommender(settings: Settings):
@@ -280,12 +249,13 @@ def _imported_eval_args(settings: Settings, args) -> None:
                                        ("--dialogue-suite", args.dialogue_suite),
                                        ("--understanding", args.understanding)) if on]
     systems = [s for s in (args.systems or IMPORTED_SYSTEMS).split(",") if s.strip()]
-    film_only += [s for s in systems if s.strip().startswith("llm")]
+    film_only += [s for s in systems if s.strip().startswith("llm-lora")]
     if args.dialogues:
         film_only.append("--dialogues (the simulated user speaks of films)")
     if film_only:
         raise ConfigError(f"{', '.join(film_only)}: MovieLens only for now; {settings.dataset!r} "
-                          f"is an imported catalog (its systems: {IMPORTED_SYSTEMS})")
+                          f"is an imported catalog (its systems: {IMPORTED_SYSTEMS}, "
+                          "llm-zero, llm-few)")
     args.systems, args.dialogues = ",".join(systems), 0
 
 

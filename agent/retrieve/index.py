@@ -110,6 +110,35 @@ def build_index(client, catalog, embedder, dataset: str, log=print) -> dict:
     return {"collection": name, "items": len(ids), "fingerprint": fp, "rebuilt": True}
 
 
+def refresh_metadata(collection, catalog, embedder_name: str) -> int:
+    """Bring the popularity and head/tail metadata of an up-to-date collection in line
+    with ``catalog`` in place (after ``tailor retrain`` recounted them), so a server
+    reading the collection keeps its handle; returns how many items changed. Documents
+    and embeddings are not touched: use ``build_index`` when those changed."""
+    items = sorted((it for it in catalog.items.values() if it.id not in catalog.hidden),
+                   key=lambda i: i.id)
+    metas = [item_metadata(i, i.id in catalog.head, catalog.schema, catalog.facet_values)
+             for i in items]
+    ids = [str(i.id) for i in items]
+    got = collection.get(ids=ids, include=["metadatas"])
+    stored = dict(zip(got["ids"], got["metadatas"]))
+    changed = [k for k, (i, m) in enumerate(zip(ids, metas))
+               if {f: (stored.get(i) or {}).get(f) for f in ("popularity", "bucket")}
+               != {"popularity": m["popularity"], "bucket": m["bucket"]}]
+    for start in range(0, len(changed), BATCH):
+        part = changed[start:start + BATCH]
+        collection.update(ids=[ids[k] for k in part],
+                          metadatas=[{"popularity": metas[k]["popularity"],
+                                      "bucket": metas[k]["bucket"]} for k in part])
+    docs = [item_document(i, catalog.schema) for i in items]
+    import warnings
+
+    with warnings.catch_warnings():  # chromadb re-reads our embedder's config: harmless
+        warnings.filterwarnings("ignore", message="Could not reconstruct embedding function")
+        collection.modify(metadata={"fingerprint": fingerprint(docs, metas, embedder_name)})
+    return len(changed)
+
+
 def open_collection(client, embedder, dataset: str):
     """The item collection, or a clear error saying how to build it."""
     try:
