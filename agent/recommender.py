@@ -264,6 +264,11 @@ class Recommender:
                 out.append(r)
         return out
 
+    def _facet_values(self) -> dict | None:
+        """The catalog's facet values, for the explanation check (None for a catalog
+        without a schema's facets, such as a test's stand-in)."""
+        return getattr(self.catalog, "facet_values", None)
+
     def explain(self, facts: list[Facts], state, notices) -> tuple[list[str], list[str]]:
         templates = explain_picks(facts)
         if self.explain_mode != "llm" or self.backend is None:
@@ -284,7 +289,7 @@ class Recommender:
         for f, draft, fallback in zip(facts, drafts, templates):
             draft = whole_sentences(draft)
             problems = check_explanation(draft, f, state, self.catalog.items, self.title_index,
-                                         self.known_people)
+                                         self.known_people, values=self._facet_values())
             if problems:
                 log.info("explanation for %s rejected: %s", f.item.label, problems)
             texts.append(fallback if problems else draft)
@@ -310,7 +315,8 @@ class Recommender:
                 if held[k] or ready == shown[k]:
                     continue
                 if check_explanation(ready, facts[k], state, self.catalog.items,
-                                     self.title_index, self.known_people, partial=True):
+                                     self.title_index, self.known_people, partial=True,
+                                     values=self._facet_values()):
                     held[k] = True
                     continue
                 shown[k] = ready

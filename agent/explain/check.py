@@ -18,7 +18,8 @@ _QUOTED = re.compile(r"[\"“”]([^\"“”]+)[\"“”]")
 
 
 def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int, Item],
-                      title_index, known_people: set[str], partial: bool = False) -> list[str]:
+                      title_index, known_people: set[str], partial: bool = False,
+                      values: dict[str, tuple[str, ...]] | None = None) -> list[str]:
     """Problems with ``text`` as an explanation of ``f.item``; empty means it may be shown.
 
     Checked: form (length, finished, at most two sentences, no prompt echo, no
@@ -26,8 +27,11 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
     is the item or a liked item, with the right year; quoted text is such a
     title; every known person is credited on the item or a liked item; every
     year or decade fits the item, a liked item or the request; every genre word
-    is a genre of the item. ``partial``: ``text`` is the start of a draft still being
-    written (streaming), so it may be unfinished.
+    is a genre of the item. On an imported catalog (``f.noun``) also: every facet value
+    of the catalog (``values``: field -> its values) it names is the item's, a liked
+    item's or one the user named, and every number is one the facts or the request give.
+    ``partial``: ``text`` is the start of a draft still being written (streaming), so it
+    may be unfinished.
     """
     if not text.strip():
         return [] if partial else ["empty"]
@@ -38,9 +42,38 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
     for lk in liked:
         allowed += [lk.title, *lk.director, *lk.cast]
     blank = _blank(text, allowed)
+    facets = _facet_problems(text, blank, f, liked, state, values or {}) if f.noun else []
     return (_form_problems(text, blank, f, liked, partial)
             + _title_problems(text, blank, f, liked, items, title_index)
-            + _fact_problems(text, blank, f, liked, state, known_people))
+            + _fact_problems(text, blank, f, liked, state, known_people) + facets)
+
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
+
+
+def _facet_problems(text, blank, f: Facts, liked, state, values) -> list[str]:
+    """An imported catalog's facts: values of its facets, and numbers (prices, sizes)."""
+    problems = []
+    lowered = blank.lower()
+    for field, choices in values.items():
+        own = {str(v).lower() for it in (f.item, *liked) for v in _values(it, field)}
+        own |= {v.lower() for fl, v in (*state.facets, *state.excluded_facets) if fl == field}
+        for value in choices:
+            v = str(value).lower()
+            if v not in own and re.search(r"(?<![\w-])" + re.escape(v) + r"(?![\w-])", lowered):
+                problems.append(f"says {field.replace('_', ' ')} {value!r}, which is not its")
+    grounded = [float(x.replace(",", ".")) for x in
+                _NUMBER.findall(" ".join(f.lines()) + " " + state.query)]
+    for m in _NUMBER.finditer(blank):
+        x = float(m.group(0).replace(",", "."))
+        if not any(abs(x - g) < 0.5 for g in grounded):
+            problems.append(f"states a number the facts do not give: {m.group(0)}")
+    return problems
+
+
+def _values(item: Item, field: str) -> list:
+    v = item.value(field)
+    return list(v) if isinstance(v, (list, tuple)) else [] if v in (None, "") else [v]
 
 
 def _form_problems(text: str, blank: str, f: Facts, liked: list[Item], partial: bool) -> list[str]:
@@ -122,6 +155,7 @@ story stories similar same kind sort style feel mood taste tastes favourite favo
 another one two perfect worth check out give try here there classic era decade years year
 released release came out made directed director stars starring star cast features featuring
 genre genres asked request requested want wanted looking often people who viewers audiences
+chose chosen choose choosing bought buy buyers customers shoppers item items product products
 """.split())
 
 

@@ -44,11 +44,16 @@ class Facts:
     meets_facets: tuple[tuple[str, str], ...] = ()
     meets_bounds: tuple[tuple[str, str, str], ...] = ()
     facet_facts: tuple[tuple[str, str], ...] = ()
+    # How an imported catalog names one item ("product"); "" for films, whose facts
+    # and frames speak of watching.
+    noun: str = ""
 
     def lines(self) -> list[str]:
         """The facts as short lines for the explanation prompt (and the checker's
         grounding: a word the lines use is a word an explanation may use)."""
         it = self.item
+        if self.noun:
+            return self._catalog_lines()
         out = [f"{it.title} came out in {it.year}." if it.year else f"{it.title}."]
         if it.genres:
             out.append(f"Genres: {', '.join(it.genres)}.")
@@ -97,6 +102,30 @@ class Facts:
             out.append(f"It is {join_words(self.meets_genre)}, as requested.")
         for mood, genre in self.meets_moods:
             out.append(f"It fits the {mood} mood the user asked for: it is {genre}.")
+        for name, value in self.facet_facts:
+            out.append(f"Its {name}: {value}.")
+        for name, value in self.meets_facets:
+            out.append(f"Its {name} is {value}, as the user asked.")
+        for name, value, bound in self.meets_bounds:
+            out.append(f"Its {name}, {value}, is within the user's {bound}.")
+        return out
+
+
+    def _catalog_lines(self) -> list[str]:
+        """``lines`` for an imported catalog: its facets, and co-choice in neutral words."""
+        nouns = self.noun + "s"
+        out = [f"{self.item.title}."]
+        if self.cowatched_with:
+            out.append(f"People who chose {join_words([i.title for i in self.cowatched_with])} "
+                       "often chose it too.")
+            if self.n_liked >= 2 and len(self.cowatched_with) >= 2:
+                out.append(f"{len(self.cowatched_with)} of the {self.n_liked} liked {nouns} "
+                           "are often chosen with it.")
+        if self.cowatch_rank is not None:
+            liked, rank = self.cowatch_rank
+            out.append(f"It is the {self.noun} most often chosen alongside {liked.title}."
+                       if rank == 1 else f"It is among the {top_band(rank)} {nouns} most "
+                       f"often chosen alongside {liked.title}.")
         for name, value in self.facet_facts:
             out.append(f"Its {name}: {value}.")
         for name, value in self.meets_facets:
@@ -226,7 +255,9 @@ def _facet_facts(item: Item, state: DialogueState, schema) -> dict:
         if f.fact and f.field not in asked and value not in (None, "", [], ()):
             values = value if isinstance(value, (list, tuple)) else [value]
             facts.append((f.name, ", ".join(shown(f.field, v) for v in values[:3])))
-    return {"meets_facets": meets, "meets_bounds": tuple(bounds), "facet_facts": tuple(facts)}
+    film = any(f.role for f in schema.facets)
+    return {"meets_facets": meets, "meets_bounds": tuple(bounds), "facet_facts": tuple(facts),
+            "noun": "" if film else schema.item_noun}
 
 
 def _moods_met(item: Item, state: DialogueState) -> tuple[tuple[str, str], ...]:

@@ -5,7 +5,7 @@ the facts instead."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.explain.facts import LONG_RUNTIME, SHORT_RUNTIME, Facts, join_words, top_band
 
@@ -95,13 +95,23 @@ FRAMES: dict[str, tuple[str, ...]] = {
     "facets": ("Details: {facts}.",
                "This one: {facts}.",
                "{Facts}."),
+    # Co-choice in an imported catalog ({noun}: "product"), where films say "watched".
+    "co_top": ("It is the {noun} most often chosen alongside {liked}.",
+               "No {noun} is chosen alongside {liked} more often than this one."),
+    "co_rank": ("It is among the {rank} {noun}s most often chosen alongside {liked}.",
+                "Of the {noun}s chosen alongside {liked}, it is one of the {rank} most often "
+                "chosen."),
+    "co_share": ("People who chose {share} {noun}s you liked chose it too.",
+                 "It is often chosen with {share} {noun}s you liked."),
+    "co": ("People who chose {liked} often chose it too.",
+           "It is often chosen by people who chose {liked}."),
     "bare": ("It suits your request.",
              "A good fit for your request.",
              "It fits what you asked for."),
 }
 _NEUTRAL = ("plain", "plain_no_year", "facets", "bare")
 _SECONDARY_KINDS = ("adds", "decade", "years", "genre", "mood", "cowatch", "cowatch_share",
-                    "runtime", "country", "bound")
+                    "runtime", "country", "bound", "co", "co_share")
 
 
 def _reasons(f: Facts) -> list[_Reason]:
@@ -157,7 +167,14 @@ def _reasons(f: Facts) -> list[_Reason]:
         out.append(_Reason("plain" if it.year else "plain_no_year", 1.0, "plain", args))
     out += _facet_reasons(f)
     out.append(_Reason("bare", -20.0, "bare", {}))  # only when nothing else is known
+    if f.noun:  # an imported catalog: co-choice in its own words
+        out = [replace(r, kind=_CO.get(r.kind, r.kind), args={**r.args, "noun": f.noun})
+               for r in out]
     return sorted(out, key=lambda r: -r.strength)
+
+
+_CO = {"cowatch_top": "co_top", "cowatch_rank": "co_rank", "cowatch_share": "co_share",
+       "cowatch": "co"}
 
 
 def _pairs(pairs) -> str:
@@ -267,7 +284,8 @@ def _repeats(text: str) -> bool:
 
 # Which second sentence is most worth its words: what is different first.
 _SECOND_ORDER = {"adds": 9, "decade": 8, "years": 7, "genre": 6, "mood": 6, "bound": 6,
-                 "cowatch_share": 5, "cowatch": 4, "country": 3, "runtime": 2}
+                 "cowatch_share": 5, "co_share": 5, "cowatch": 4, "co": 4, "country": 3,
+                 "runtime": 2}
 
 
 def template_explanation(f: Facts) -> str:
@@ -278,6 +296,12 @@ def template_explanation(f: Facts) -> str:
 def explanation_messages(f: Facts) -> list[dict]:
     from prompts import load_prompt
 
+    if f.noun:  # an imported catalog: its own noun, no film words
+        return [{"role": "system", "content": load_prompt("explain_catalog_system").render(
+                    noun=f.noun)},
+                {"role": "user", "content": load_prompt("explain_catalog_user").render(
+                    Noun=f.noun.capitalize(), title=f.item.label,
+                    facts="\n".join("- " + line for line in f.lines()))}]
     return [{"role": "system", "content": load_prompt("explain_system").text},
             {"role": "user", "content": load_prompt("explain_user").render(
                 title=f.item.label, facts="\n".join("- " + line for line in f.lines()))}]
