@@ -150,9 +150,9 @@ class Settings:
         fields (genres, years, people) when the dataset is an imported one."""
         if self.dataset not in DATASETS:
             raise ConfigError(
-                f"{what} does not run on imported catalogs yet: the turn still reads "
-                f"MovieLens' fields (genres, years, people). For {self.dataset!r}, `tailor "
-                "import`, `tailor schema` and `tailor index` work today.")
+                f"{what} does not run on imported catalogs yet: it reads MovieLens' fields "
+                f"(genres, years, people). For {self.dataset!r}, every other command works "
+                "(`tailor finetune` trains the ranking adapter).")
 
     def data_dir(self, dataset: str | None = None) -> Path:
         return self.home / "data" / (dataset or self.dataset)

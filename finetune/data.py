@@ -80,16 +80,31 @@ def snapshot_cuts(train: dict[int, list[int]], snapshots: int, seed: int) -> lis
     return out
 
 
-def chat_state(history: list[int], target_item, rng) -> DialogueState:
+def chat_state(history: list[int], target_item, rng, schema=None) -> DialogueState:
     """A dialogue-shaped state: one to three recent likes and one stated fact of the
-    target (a genre or its decade), phrased as the user would."""
+    target (a genre or its decade; on an imported catalog, ``schema``'s, the value of
+    one of its requestable categories), phrased as the user would."""
     liked = tuple(history[-int(rng.integers(1, 4)):])
+    if schema is not None and not any(f.role for f in schema.facets):
+        return _facet_state(liked, target_item, rng, schema)
     if target_item.genres and (target_item.year is None or rng.random() < 0.5):
         genre = str(rng.choice(target_item.genres))
         return DialogueState(liked=liked, genres=(genre,), query=f"a {genre.lower()} movie")
     d = target_item.year // 10 * 10
     return DialogueState(liked=liked, year_min=d, year_max=d + 9,
                          query=f"something from the {decade(target_item.year)}")
+
+
+def _facet_state(liked: tuple[int, ...], target_item, rng, schema) -> DialogueState:
+    said = []
+    for f in schema.requestable:
+        v = target_item.value(f.field)
+        values = list(v) if isinstance(v, (list, tuple)) else [] if v in (None, "") else [v]
+        said += [(f.field, str(x)) for x in values if f.kind != "range"]
+    if not said:
+        return DialogueState(liked=liked, query="something like these")
+    field, value = said[int(rng.integers(len(said)))]
+    return DialogueState(liked=liked, facets=((field, value),), query=f"a {value}, please")
 
 
 def make_example(user: int, kind: str, state: DialogueState, target: int, retriever,
@@ -126,7 +141,8 @@ def training_examples(catalog: Catalog, retriever_for: RetrieverFor, n: int, sna
                       unit="user", disable=not progress, leave=False):
             history, target = before[u], train[u][cuts[u]]
             if rng.random() < chat_share:
-                kind, state = "chat", chat_state(history, cat.get(target), rng)
+                kind, state = "chat", chat_state(history, cat.get(target), rng,
+                                                 getattr(cat, "schema", None))
                 state = state.with_changes(shown=tuple(i for i in history if i not in state.liked))
             else:
                 kind, state = "history", case_state(Case(u, tuple(history), target))

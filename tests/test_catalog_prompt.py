@@ -104,3 +104,24 @@ def test_the_ranker_only_reorders_the_candidates_it_was_given(catalog):
     assert all("N/A" in m[-1]["content"] or "scarf" in m[-1]["content"] for m in seen)
     assert any("N/A" in m[-1]["content"] for m in seen)  # calibrated on the catalog prompt
     assert all(m[0]["content"].startswith("Pick the item ") for m in seen)
+
+
+def test_fine_tuning_examples_on_a_shop_use_its_prompt_and_facets(catalog):
+    """`tailor finetune` (the ranking adapter) on an imported catalog: the prompts are the
+    catalog's, a chat example states one of the target's own facet values, and no
+    example trains on a held-out item."""
+    from eval.protocols import leave_one_out
+    from finetune import data as D
+    from tests.finetune.test_data import EveryItemRetriever
+
+    calls = []
+    examples = D.training_examples(catalog, lambda c: EveryItemRetriever(c, calls), 10, 1,
+                                   chat_share=1.0, seed=0, progress=False)
+    assert len(examples) > 20
+    _, valid, test = leave_one_out(catalog, D.MIN_HISTORY)
+    D.assert_no_heldout_leak(examples, valid, test)
+    for (_, state), ex in zip(calls, examples):
+        assert ex.kind == "chat" and ex.messages[0]["content"].startswith("Pick the item ")
+        target = catalog.items[ex.target]
+        (field, value), = state.facets
+        assert target.value(field) == value and f"a {value}, please" in ex.messages[-1]["content"]

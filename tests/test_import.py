@@ -278,11 +278,12 @@ def test_tailor_import_and_schema_commands(shop, tmp_path, monkeypatch, capsys):
     shown = capsys.readouterr().out
     assert "field: price" in shown and "kind: range" in shown
     assert main(["eval", "--dataset", "shop", "--systems", "popularity,llm-lora"]) == 2
-    assert "llm-lora: MovieLens only for now" in capsys.readouterr().err
+    assert "llm-lora needs an adapter" in capsys.readouterr().err
     assert main(["eval", "--dataset", "shop", "--dialogues", "5"]) == 2
     assert "--dialogues (the simulated user speaks of films)" in capsys.readouterr().err
-    assert main(["finetune", "--dataset", "shop"]) == 2
-    assert "tailor finetune does not run on imported catalogs yet" in capsys.readouterr().err
+    assert main(["finetune", "--dataset", "shop", "--task", "state"]) == 2
+    assert "tailor finetune --task state does not run on imported catalogs yet" in \
+        capsys.readouterr().err
     assert main(["ask", "--dataset", "nosuch", "hi"]) == 2
     assert "no 'nosuch' under" in capsys.readouterr().err
     assert main(["schema", "ml-100k"]) == 0

@@ -249,13 +249,12 @@ def _imported_eval_args(settings: Settings, args) -> None:
                                        ("--dialogue-suite", args.dialogue_suite),
                                        ("--understanding", args.understanding)) if on]
     systems = [s for s in (args.systems or IMPORTED_SYSTEMS).split(",") if s.strip()]
-    film_only += [s for s in systems if s.strip().startswith("llm-lora")]
     if args.dialogues:
         film_only.append("--dialogues (the simulated user speaks of films)")
     if film_only:
         raise ConfigError(f"{', '.join(film_only)}: MovieLens only for now; {settings.dataset!r} "
                           f"is an imported catalog (its systems: {IMPORTED_SYSTEMS}, "
-                          "llm-zero, llm-few)")
+                          "llm-zero, llm-few, llm-lora)")
     args.systems, args.dialogues = ",".join(systems), 0
 
 
@@ -272,7 +271,14 @@ def cmd_eval(settings: Settings, args) -> int:
         return _eval_understanding(settings, args)
     from eval.run import DEFAULT_SYSTEMS, run_evaluation
 
-    report = run_evaluation(settings, args.systems or DEFAULT_SYSTEMS, Path(args.out), args.users,
+    systems = args.systems or DEFAULT_SYSTEMS
+    if "llm-lora" in systems and not settings.adapter:  # before minutes of set-up, not after
+        from agent.errors import ConfigError
+
+        raise ConfigError("llm-lora needs an adapter: --adapter NAME or TAILOR_ADAPTER "
+                          "(train one with `tailor finetune`)")
+
+    report = run_evaluation(settings, systems, Path(args.out), args.users,
                             args.seed, log=_log, conversation_users=args.dialogues,
                             llm_users=args.llm_users, ablation=args.ablation,
                             fusion_users=args.fusion_users)
@@ -308,7 +314,8 @@ def cmd_serve(settings: Settings, args) -> int:
 
 
 def cmd_finetune(settings: Settings, args) -> int:
-    settings.require_movielens("tailor finetune")
+    if args.task == "state":  # its synthetic requests name films, people and decades
+        settings.require_movielens("tailor finetune --task state")
     from finetune.config import load_config
     from finetune.run import run_finetune
 
