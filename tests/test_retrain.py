@@ -150,3 +150,44 @@ def test_the_report_renders_every_system_before_and_after():
     text = render(report)
     assert "| sasrec | all | 0.1000 | 0.1500 |" in text and "with logged" in text
     assert "+0.0500 (-0.0100 to +0.1100) |" in text
+
+
+@pytest.mark.assets
+def test_tailor_retrain_changes_nothing_until_the_refit_has_worked(real_settings, tmp_path,
+                                                                   monkeypatch, capsys):
+    """The command's order: a refit that fails leaves the dataset as it was (the log
+    still unmerged); one that works is followed by the merge on disk and an index whose
+    metadata is current (a later `tailor index` has nothing to rebuild)."""
+    from agent.interfaces import training
+    from agent.interfaces.cli import main
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    for entry in (real_settings.home / "models").iterdir():
+        (home / "models" / entry.name).symlink_to(entry)
+    monkeypatch.setenv("TAILOR_HOME", str(home))
+    files = _make_shop()(tmp_path / "files", n_products=60, users=80, interactions=600)
+    assert main(["import", "shop", "--items", str(files["items"]),
+                 "--interactions", str(files["interactions"])]) == 0
+    assert main(["index", "--dataset", "shop"]) == 0
+    folder = home / "data" / "shop"
+    live = LiveCatalog(Catalog.load(folder), folder)
+    _log_some(live, ["SKU-00001"] * 30, users=tuple(f"new{k}" for k in range(30)))
+    before = (folder / "interactions.npz").read_bytes()
+
+    def broken(settings, catalog=None):
+        raise RuntimeError("out of memory")
+    monkeypatch.setattr(training, "train_collaborative", broken)
+    with pytest.raises(RuntimeError):
+        main(["retrain", "--dataset", "shop", "--no-report"])
+    assert (folder / "interactions.npz").read_bytes() == before and merged_lines(folder) == 0
+    fitted = []
+    monkeypatch.setattr(training, "train_collaborative",
+                        lambda settings, catalog=None: fitted.append(len(catalog.user)))
+    assert main(["retrain", "--dataset", "shop", "--no-report"]) == 0
+    assert fitted == [len(live.catalog.user) + 30] and merged_lines(folder) == 30
+    capsys.readouterr()
+    assert main(["index", "--dataset", "shop"]) == 0
+    assert "is up to date" in capsys.readouterr().err
+    assert main(["retrain", "--dataset", "shop", "--no-report"]) == 0  # nothing new
+    assert "nothing new" in capsys.readouterr().err and merged_lines(folder) == 30
