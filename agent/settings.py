@@ -73,6 +73,10 @@ class Settings:
     adapter: str | None = None  # a LoRA adapter under <home>/adapters, served or loaded by name
     llm_timeout: float = 4.0  # seconds per server request; keeps a degraded turn under 5 s
     quant: str = "none"  # in-process weights: "none" (fp32), "8bit" or "4bit" (bitsandbytes nf4)
+    # `tailor serve` admission control (agent.interfaces.admission): turns running at once
+    # per process (0: one per CPU core) and turns waiting for one; beyond both, a 429.
+    max_inflight: int = 0
+    max_queue: int = 16
     # `tailor serve`: clients send "Authorization: Bearer <api_key>". Never logged or reported.
     api_key: str | None = field(default=None, repr=False)
 
@@ -97,6 +101,9 @@ class Settings:
                 f"(got top_k={self.top_k}, llm_candidates={self.llm_candidates}, "
                 f"candidates={self.candidates})"
             )
+        if self.max_inflight < 0 or self.max_queue < 0:
+            raise ConfigError(f"max_inflight and max_queue must be 0 or more, not "
+                              f"{self.max_inflight} and {self.max_queue}")
         for knob in ("tail_boost", "diversity"):
             if not 0.0 <= getattr(self, knob) <= 1.0:
                 raise ConfigError(f"{knob} must be from 0 to 1, not {getattr(self, knob)}")

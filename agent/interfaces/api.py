@@ -12,6 +12,7 @@ import hmac
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
+from agent.interfaces.admission import Admission, SessionLocks, admit
 from agent.interfaces.sessions import SessionStore, check_session_id
 from agent.understand.parse import MAX_MESSAGE_CHARS
 
@@ -172,24 +174,12 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind}})
 
 
-class SessionLocks:
-    """One lock per session: two messages to one session run one after the other, so
-    neither overwrites the state the other produced."""
-
-    def __init__(self):
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def __call__(self, session_id: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(session_id, threading.Lock())
-
-
 def create_app(recommender, store: SessionStore, api_key: str | None, model_name: str,
-               live=None) -> FastAPI:
+               live=None, admission: Admission | None = None) -> FastAPI:
     """The API. ``api_key=None`` serves without authentication (127.0.0.1 only: the
     ``tailor serve`` command refuses other addresses without a key). ``live``: an
-    ``agent.data.live.LiveCatalog`` for the catalog endpoints (none without it)."""
+    ``agent.data.live.LiveCatalog`` for the catalog endpoints (none without it).
+    ``admission``: how many turns run and wait at once (None: no limit)."""
     app = FastAPI(title="Tailor", version="1", description="Conversational movie recommendations "
                   "from the catalog only. Authenticate with `Authorization: Bearer <key>`.")
     locks = SessionLocks()
@@ -205,7 +195,8 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
 
     @app.exception_handler(StarletteHTTPException)  # ours and the framework's (unparsable body)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        kind = {401: "authentication_error", 404: "not_found"}.get(exc.status_code, "invalid_request")
+        kind = {401: "authentication_error", 404: "not_found",
+                429: "overloaded"}.get(exc.status_code, "invalid_request")
         return JSONResponse(status_code=exc.status_code, headers=exc.headers,
                             content={"error": {"message": str(exc.detail), "type": kind}})
 
@@ -243,11 +234,17 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
             raise HTTPException(404, f"no session {session_id!r}; create one with POST /v1/sessions")
         return session_id
 
-    def run_turn(session_id: str, content: str):
-        with locks(session_id):
-            reply = recommender.turn(content, store.load(session_id))
-            store.save_turn(session_id, content, reply.to_json(), reply.state)
-        return reply
+    def run_turn(session_id: str | None, content: str, state=None):
+        ticket = admit(admission)
+        try:
+            if session_id is None:  # stateless: the caller's state
+                return recommender.turn(content, state)
+            with locks(session_id):
+                reply = recommender.turn(content, store.load(session_id))
+                store.save_turn(session_id, content, reply.to_json(), reply.state)
+            return reply
+        finally:
+            ticket.release()
 
     not_found = {**ERRORS, 404: {"model": ErrorOut, "description": "no such session"}}
 
@@ -295,7 +292,7 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
             store.create(session_id)  # bots name their own sessions; created on first use
             reply = run_turn(session_id, users[-1])
         else:  # stateless: earlier user messages build the state, the last one is answered
-            reply = recommender.turn(users[-1], recommender.state_from(users[:-1]))
+            reply = run_turn(None, users[-1], recommender.state_from(users[:-1]))
         data = reply.to_json()
         data.pop("timings_s", None)
         return {
@@ -314,6 +311,7 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
             lock, state = locks(session_id), None
         else:
             lock, state = threading.Lock(), recommender.state_from(users[:-1])
+        ticket = admit(admission)  # held until the stream ends
         lock.acquire()
         try:
             if session_id:
@@ -322,12 +320,14 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
             first = next(events)  # bad input raises here, before any byte is sent: a 400
         except BaseException:
             lock.release()
+            ticket.release()
             raise
-        return StreamingResponse(sse_chunks(first, events, lock, session_id, users[-1], model),
-                                 media_type="text/event-stream")
+        return StreamingResponse(sse_chunks(first, events, (lock, ticket), session_id,
+                                            users[-1], model), media_type="text/event-stream")
 
-    def sse_chunks(first, events, lock, session_id, message, model):
-        """The chunks of a streamed turn; releases the session's lock when done."""
+    def sse_chunks(first, events, held, session_id, message, model):
+        """The chunks of a streamed turn; releases the session's lock and the turn's
+        admission when done."""
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def chunk(content: str | None = None, finish: str | None = None, **extra) -> str:
@@ -364,7 +364,8 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
                 "message": "something went wrong on our side; please try again",
                 "type": "server_error"}}) + "\n\n"
         finally:
-            lock.release()
+            for h in held:
+                h.release()
 
     return app
 
@@ -388,7 +389,9 @@ def serve(settings, host: str, port: int, log_fn=print) -> None:
     retriever = recommender.retriever
     live = LiveCatalog(recommender.catalog, settings.data_dir(), retriever.collection,
                        retriever.embedder)
+    admission = Admission(settings.max_inflight or os.cpu_count() or 1, settings.max_queue)
     app = create_app(recommender, SessionStore(settings.sessions_db), settings.api_key,
-                     getattr(recommender.backend, "name", "tailor"), live)
-    log_fn(f"Tailor API on http://{host}:{port} (OpenAPI schema at /openapi.json, docs at /docs)")
+                     getattr(recommender.backend, "name", "tailor"), live, admission)
+    log_fn(f"Tailor API on http://{host}:{port} (OpenAPI schema at /openapi.json, docs at /docs); "
+           f"{admission.max_inflight} turns at once, {admission.max_queue} waiting, then 429")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,127 @@
+"""Admission control for the API's turns: load is shed, not queued without bound.
+
+At most ``max_inflight`` turns run at once in a process and at most ``max_queue`` more
+wait for a slot; a turn beyond that is refused at once (the API answers 429 with a
+Retry-After estimated from recent turn times) instead of waiting while every other
+user's latency grows. Only turns are admitted this way: creating a session, feedback,
+health and the catalog endpoints are cheap and always served.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Ticket:
+    """A turn's slot; ``release`` it exactly once when the turn (or its stream) ends."""
+
+    gate: Admission
+    started: float
+    _done: bool = False
+
+    def release(self) -> None:
+        if not self._done:
+            self._done = True
+            self.gate._leave(time.perf_counter() - self.started)
+
+
+class _NoLimit:
+    """The ticket of an app without admission control."""
+
+    def release(self) -> None:
+        pass
+
+
+NO_LIMIT = _NoLimit()
+
+
+def admit(admission: Admission | None):
+    """A slot for one turn (``NO_LIMIT`` without admission control), or the API's 429
+    with Retry-After at once when running and waiting are full."""
+    if admission is None:
+        return NO_LIMIT
+    try:
+        return admission.enter()
+    except Shed as e:
+        from fastapi import HTTPException
+
+        raise HTTPException(429, str(e), headers={"Retry-After": str(e.retry_after)}) from None
+
+
+class Shed(Exception):
+    """No slot and no room to wait: answer 429 with ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int, inflight: int, waiting: int):
+        super().__init__(f"busy: {inflight} turns running and {waiting} waiting; retry in "
+                         f"{retry_after} s")
+        self.retry_after = retry_after
+
+
+class Admission:
+    """``enter()`` a turn (blocks while queued; raises ``Shed`` when full)."""
+
+    def __init__(self, max_inflight: int, max_queue: int, wait_s: float = 30.0):
+        if max_inflight < 1 or max_queue < 0:
+            raise ValueError(f"need max_inflight >= 1 and max_queue >= 0, not {max_inflight}, "
+                             f"{max_queue}")
+        self.max_inflight, self.max_queue, self.wait_s = max_inflight, max_queue, wait_s
+        self._cond = threading.Condition()
+        self.inflight = self.waiting = 0
+        self.turn_s = 1.0  # an exponential average of recent turn times, for Retry-After
+        self.admitted = self.shed = 0
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the queue ahead drained at the running
+        rate, at least 1."""
+        ahead = self.inflight + self.waiting
+        return max(1, math.ceil(self.turn_s * ahead / self.max_inflight))
+
+    def enter(self) -> Ticket:
+        with self._cond:
+            if self.inflight >= self.max_inflight and self.waiting >= self.max_queue:
+                self.shed += 1
+                raise Shed(self.retry_after(), self.inflight, self.waiting)
+            self.waiting += 1
+            deadline = time.monotonic() + self.wait_s
+            try:
+                while self.inflight >= self.max_inflight:
+                    left = deadline - time.monotonic()
+                    if left <= 0:  # waited its share: shed rather than wait on
+                        self.shed += 1
+                        raise Shed(self.retry_after(), self.inflight, self.waiting - 1)
+                    self._cond.wait(left)
+            finally:
+                self.waiting -= 1
+            self.inflight += 1
+            self.admitted += 1
+        return Ticket(self, time.perf_counter())
+
+    def _leave(self, seconds: float) -> None:
+        with self._cond:
+            self.inflight -= 1
+            self.turn_s = 0.8 * self.turn_s + 0.2 * seconds
+            self._cond.notify()
+
+    def stats(self) -> dict:
+        with self._cond:
+            return {"inflight": self.inflight, "waiting": self.waiting,
+                    "max_inflight": self.max_inflight, "max_queue": self.max_queue,
+                    "admitted": self.admitted, "shed": self.shed,
+                    "turn_s": round(self.turn_s, 3)}
+
+
+class SessionLocks:
+    """One lock per session: two messages to one session run one after the other, so
+    neither overwrites the state the other produced."""
+
+    def __init__(self):
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, session_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(session_id, threading.Lock())
