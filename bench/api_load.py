@@ -6,7 +6,9 @@ until the level's fixed number of turns is spent. Every session of a run is a
 different conversation (``bench.dialogues.load_dialogue``), so no ranking prompt
 repeats and a server's prefix cache holds only what real traffic would share. The
 latency of every message request is recorded; one conversation before the first
-level warms the server.
+level warms the server. A turn the server sheds (429, admission control) is counted
+apart from errors, and its client waits the Retry-After it was given (at most
+``MAX_BACKOFF_S``) before its next message, as a polite client would.
 Only the standard library is used, so the load generator itself stays light.
 """
 
@@ -23,6 +25,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.stats import summary
+
+MAX_BACKOFF_S = 2.0
 
 
 def post(url: str, body: dict | None, timeout: float) -> dict:
@@ -53,12 +57,13 @@ class Tickets:
 
 def run_dialogue(base: str, messages, tickets: Tickets | None, timeout: float,
                  results: list) -> None:
-    """One session through ``messages``; appends ``(seconds, ok, degraded)`` per turn."""
+    """One session through ``messages``; appends ``(seconds, outcome, degraded)`` per
+    turn, the outcome "ok", "shed" (429) or "error"."""
     try:
         sid = post(base + "/v1/sessions", None, timeout)["id"]
     except (urllib.error.URLError, OSError):
         if tickets is None or tickets.take():  # a failure spends a turn: the load stays bounded
-            results.append((0.0, False, False))
+            results.append((0.0, "error", False))
         return
     for m in messages:
         if tickets is not None and not tickets.take():
@@ -66,9 +71,14 @@ def run_dialogue(base: str, messages, tickets: Tickets | None, timeout: float,
         t0 = time.perf_counter()
         try:
             reply = post(f"{base}/v1/sessions/{sid}/messages", {"content": m}, timeout)
-            results.append((time.perf_counter() - t0, True, bool(reply.get("notices"))))
+            results.append((time.perf_counter() - t0, "ok", bool(reply.get("notices"))))
+        except urllib.error.HTTPError as e:
+            shed = e.code == 429
+            results.append((time.perf_counter() - t0, "shed" if shed else "error", False))
+            if shed:
+                time.sleep(min(MAX_BACKOFF_S, float(e.headers.get("Retry-After") or 1)))
         except (urllib.error.URLError, OSError):
-            results.append((time.perf_counter() - t0, False, False))
+            results.append((time.perf_counter() - t0, "error", False))
 
 
 def run_level(base: str, dialogues, concurrency: int, turns: int, timeout: float) -> dict:
@@ -87,26 +97,45 @@ def run_level(base: str, dialogues, concurrency: int, turns: int, timeout: float
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    ok = [s for s, good, _ in results if good]
-    return {"concurrency": concurrency, "requests": len(results), "errors": len(results) - len(ok),
+    ok = [s for s, outcome, _ in results if outcome == "ok"]
+    shed = sum(outcome == "shed" for _, outcome, _ in results)
+    return {"concurrency": concurrency, "requests": len(results),
+            "errors": len(results) - len(ok) - shed, "shed": shed,
+            "shed_share": shed / len(results) if results else 0.0,
             "degraded": sum(d for _, _, d in results), "wall_s": wall,
-            "turns_per_s": len(results) / wall if wall else None, "latency_s": summary(ok)}
+            # answered turns a second; latency percentiles are of answered turns only
+            "turns_per_s": len(ok) / wall if wall else None, "latency_s": summary(ok)}
 
 
-def level_dialogues(level: int, turns: int, make) -> list:
-    """Level ``level``'s own conversations: enough for ``turns`` turns even if each
-    had one message, none shared with another level (conversation 0 is the warm-up).
+def level_turns(concurrency: int, turns: int) -> int:
+    """A level's turns: ``turns``, or two per session where there are more sessions (so
+    every session of a 64-session level sends something).
 
-    >>> level_dialogues(1, 3, lambda k: k)
-    [4, 5, 6]
+    >>> level_turns(4, 48), level_turns(64, 48)
+    (48, 128)
     """
-    return [make(1 + level * turns + k) for k in range(turns)]
+    return max(turns, 2 * concurrency)
+
+
+def level_dialogues(levels: list[int], turns: int, make) -> list[list]:
+    """Each level's own conversations: enough for its turns even if each had one
+    message, none shared with another level (conversation 0 is the warm-up).
+
+    >>> level_dialogues([1, 4], 3, lambda k: k)
+    [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11]]
+    """
+    out, start = [], 1
+    for c in levels:
+        n = level_turns(c, turns)
+        out.append([make(start + k) for k in range(n)])
+        start += n
+    return out
 
 
 def drive(base: str, levels: list[int], turns: int, timeout: float, make_dialogue) -> dict:
     run_dialogue(base, make_dialogue(0), None, timeout, [])  # warm-up, not recorded
-    return {str(c): run_level(base, level_dialogues(i, turns, make_dialogue), c, turns, timeout)
-            for i, c in enumerate(levels)}
+    return {str(c): run_level(base, d, c, level_turns(c, turns), timeout)
+            for c, d in zip(levels, level_dialogues(levels, turns, make_dialogue))}
 
 
 def run_load_process(base: str, levels: list[int], turns: int, out: Path,
@@ -133,6 +162,8 @@ def api_block(levels: dict) -> dict:
     for c, lv in levels.items():
         out[f"api_p50_s_at_{c}"] = lv["latency_s"].get("p50")
         out[f"api_p95_s_at_{c}"] = lv["latency_s"].get("p95")
+        out[f"api_turns_per_s_at_{c}"] = lv.get("turns_per_s")
+        out[f"api_shed_share_at_{c}"] = lv.get("shed_share")
     one, many = out.get("api_p95_s_at_1"), out.get("api_p95_s_at_16")
     out["api_p95_16_vs_1"] = many / one if one and many is not None else None
     return {**out, "levels": levels}
@@ -143,7 +174,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--url", required=True, help="the API root, e.g. http://127.0.0.1:8080")
-    p.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--turns", type=int, default=48, help="message requests per level")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     p.add_argument("--out", required=True)

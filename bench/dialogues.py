@@ -46,19 +46,20 @@ LOAD_TITLES = ("Toy Story", "Star Wars", "Fargo", "Heat", "Alien", "Blade Runner
                "L.A. Confidential")
 LOAD_ASKS = ("something from the 90s", "but funnier", "a thriller this time",
              "something from the 80s", "no horror please", "hidden gems", "with more action",
-             "a drama")
+             "a drama", "something lighter", "a classic", "with a bit of romance",
+             "something from the 70s")
 LOAD_FOLLOW_UPS = (("something older", "more like the first one"),
                    ("more like the second one", "something newer"),
                    ("not that one", "any decade is fine"))
 
 
 def load_dialogue(k: int) -> tuple[str, ...]:
-    """The ``k``-th of the API load's distinct conversations (``k`` < 192).
+    """The ``k``-th of the API load's distinct conversations (``k`` < 288).
 
     >>> load_dialogue(0)
     ('I loved Toy Story, something from the 90s', 'something older', 'more like the first one')
-    >>> len({load_dialogue(k)[0] for k in range(192)})
-    192
+    >>> len({load_dialogue(k)[0] for k in range(288)})
+    288
     """
     n_titles, n_asks = len(LOAD_TITLES), len(LOAD_ASKS)
     if not 0 <= k < n_titles * n_asks:

@@ -107,8 +107,9 @@ def details(sections: dict) -> list[str]:
     """Markdown lines for the figures behind the headline: prompt sizes and load levels.
 
     >>> details({"api": {"levels": {"1": {"requests": 48, "errors": 0, "degraded": 0,
-    ...     "turns_per_s": 1.5, "latency_s": {"p50": 0.6, "p95": 0.9}}}}})[-1]
-    '| 1 | 48 | 0.6 | 0.9 | 1.5 | 0 | 0 |'
+    ...     "turns_per_s": 1.5, "latency_s": {"p50": 0.6, "p95": 0.9}, "shed": 0,
+    ...     "shed_share": 0.0}}}})[-1]
+    '| 1 | 48 | 0.6 | 0.9 | 1.5 | 0 (0%) | 0 | 0 |'
     """
     lines = []
     tokens = sections.get("ranking", {}).get("tokens")
@@ -122,14 +123,16 @@ def details(sections: dict) -> list[str]:
                                   if "title_answer_tokens" in tokens else "") + "."]
     levels = sections.get("api", {}).get("levels")
     if levels:
-        lines += ["", "API under load (`tailor serve` through vLLM, load from a second process):",
-                  "", "| sessions | requests | p50 s | p95 s | turns/s | errors | degraded |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", "API under load (`tailor serve` through vLLM, load from a second process; "
+                  "percentiles and turns/s of answered turns):",
+                  "", "| sessions | requests | p50 s | p95 s | turns/s | shed (429) | errors "
+                  "| degraded |", "|---|---|---|---|---|---|---|---|"]
         for c, lv in levels.items():
             lat = lv["latency_s"]
+            shed = f"{lv.get('shed', 0)} ({lv.get('shed_share', 0.0):.0%})"
             lines.append(f"| {c} | {lv['requests']} | {fmt(lat.get('p50'))} | "
-                         f"{fmt(lat.get('p95'))} | {fmt(lv['turns_per_s'])} | {lv['errors']} | "
-                         f"{lv['degraded']} |")
+                         f"{fmt(lat.get('p95'))} | {fmt(lv['turns_per_s'])} | {shed} | "
+                         f"{lv['errors']} | {lv['degraded']} |")
     return lines
 
 

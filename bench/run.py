@@ -96,7 +96,7 @@ class Plan:
     eval_users: int
     eval_llm_users: int
     api_turns: int
-    api_levels: tuple[int, ...] = (1, 4, 16)
+    api_levels: tuple[int, ...] = (1, 4, 16, 64)
     vllm_wait_s: float = 600.0
     only: tuple[str, ...] | None = None  # None = every section
 

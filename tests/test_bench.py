@@ -193,7 +193,7 @@ def test_quick_plan_is_smaller_everywhere():
     for field in ("prompts", "turns", "llm_turns", "retrieval_states", "synthetic_items",
                   "eval_users", "api_turns"):
         assert getattr(quick, field) < getattr(full, field), field
-    assert full.synthetic_items == 100_000 and full.api_levels == (1, 4, 16)
+    assert full.synthetic_items == 100_000 and full.api_levels == (1, 4, 16, 64)
 
 
 # Servers and load ---------------------------------------------------------------------
@@ -304,7 +304,47 @@ def test_no_two_sessions_of_the_api_load_send_the_same_conversation():
     from bench.dialogues import load_dialogue
 
     plan = make_plan(False, True)
-    sessions = [d for i in range(len(plan.api_levels))
-                for d in level_dialogues(i, plan.api_turns, load_dialogue)]
+    sessions = [d for level in level_dialogues(list(plan.api_levels), plan.api_turns,
+                                               load_dialogue) for d in level]
     openers = [d[0] for d in sessions] + [load_dialogue(0)[0]]  # the warm-up too
-    assert len(set(openers)) == len(openers) == 3 * 48 + 1
+    assert len(set(openers)) == len(openers) == 3 * 48 + 128 + 1
+
+
+class BusyAPI(FakeAPI):
+    """Sheds every other message with 429 and a Retry-After, as admission control does."""
+
+    count = 0
+
+    def do_POST(self):
+        cls = type(self)
+        if self.path != "/v1/sessions":
+            with cls.lock:
+                cls.count += 1
+                shed = cls.count % 2 == 0
+            if shed:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        super().do_POST()
+
+
+def test_a_shed_turn_is_counted_apart_from_errors_and_its_client_backs_off(monkeypatch):
+    import bench.api_load as load
+
+    waits = []
+    monkeypatch.setattr(load.time, "sleep", waits.append)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BusyAPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        got = run_level(f"http://127.0.0.1:{server.server_address[1]}", DIALOGUES,
+                        concurrency=1, turns=6, timeout=10)
+    finally:
+        server.shutdown()
+    assert got["requests"] == 6 and got["shed"] == 3 and got["errors"] == 0
+    assert got["shed_share"] == 0.5 and got["latency_s"]["n"] == 3
+    assert waits == [1.0, 1.0, 1.0]  # the Retry-After it was given
+    block = api_block({"64": got})
+    assert block["api_shed_share_at_64"] == 0.5 and block["api_turns_per_s_at_64"] > 0
