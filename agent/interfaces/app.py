@@ -16,7 +16,7 @@ import time
 import uuid
 
 from agent.errors import TailorError
-from agent.interfaces.sessions import SessionStore, apply_feedback
+from agent.interfaces.sessions import SessionStore, apply_feedback, open_store
 from agent.types import DialogueState
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def launch(recommender, settings, host: str = "127.0.0.1", port: int = 7860) -> 
                               "who can reach it could use it; set a key or bind 127.0.0.1")
         key = settings.api_key.encode()
         auth = lambda user, password: hmac.compare_digest(password.encode(), key)  # noqa: E731
-    app = build_app(recommender, SessionStore(settings.sessions_db),
+    app = build_app(recommender, open_store(settings),
                     getattr(recommender.backend, "name", "none"), settings.adapter,
                     settings.tail_boost, settings.diversity, settings.top_k)
     app.launch(server_name=host, server_port=port, show_error=False, auth=auth)

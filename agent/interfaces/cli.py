@@ -44,6 +44,8 @@ SETTING_HELP = {
     "adapter": "a LoRA adapter under <home>/adapters, loaded or served by name",
     "llm_timeout": "seconds per model-server request",
     "max_inflight": "tailor serve: turns run at once (0: one per CPU core)",
+    "store_url": "sessions in PostgreSQL (postgresql://...), shared by API replicas; "
+                 "unset: SQLite under the data home",
     "max_queue": "tailor serve: turns that may wait for one; beyond, a 429 with Retry-After",
     "quant": "in-process weights: none, 8bit or 4bit",
     "api_key": "clients' bearer key for `tailor serve` (and `tailor demo` beyond 127.0.0.1)",

@@ -116,14 +116,14 @@ def _recommender(settings: Settings):
 
 
 def cmd_ask(settings: Settings, args) -> int:
-    from agent.interfaces.sessions import SessionStore, check_session_id
+    from agent.interfaces.sessions import check_session_id, open_store
     from agent.recommender import clean_message
 
     clean_message(args.message)  # bad input fails before any model loads
     store = state = None
     if args.session:
         check_session_id(args.session)
-        store = SessionStore(settings.sessions_db)
+        store = open_store(settings)
         state = store.load(args.session)
     rec = _recommender(settings)
     reply = rec.turn(args.message, state)

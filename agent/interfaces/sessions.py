@@ -1,4 +1,10 @@
-"""Durable sessions: dialogue state and turns in SQLite (WAL)."""
+"""Durable sessions: dialogue state, turns and feedback.
+
+One interface, two stores: ``SessionStore`` (SQLite in WAL mode, the embedded default)
+and ``agent.interfaces.pg_store.PostgresStore`` (``TAILOR_STORE_URL=postgresql://...``,
+shared by API replicas). Each store's schema is a numbered list of migrations, applied
+in order and recorded in ``schema_version``; ``open_store`` picks the store from the
+settings."""
 
 from __future__ import annotations
 
@@ -14,7 +20,11 @@ from agent.errors import InputError
 from agent.types import DialogueState
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-SCHEMA = """
+# Migration N brings a store from version N-1 to N; a store records the last applied.
+# (Version 1 is the schema stores had before versioning: IF NOT EXISTS keeps it a no-op
+# on those.)
+MIGRATIONS = (
+    (1, """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY, state TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS turns (
@@ -24,7 +34,9 @@ CREATE TABLE IF NOT EXISTS turns (
 CREATE TABLE IF NOT EXISTS feedback (
     session_id TEXT NOT NULL REFERENCES sessions(id), item_id INTEGER NOT NULL,
     value TEXT NOT NULL CHECK (value IN ('like', 'dislike')), at REAL NOT NULL);
-"""
+"""),
+    (2, "CREATE INDEX IF NOT EXISTS feedback_session ON feedback (session_id);"),
+)
 FEEDBACK = ("like", "dislike")
 
 
@@ -40,17 +52,45 @@ class SessionStore:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        with self._connect() as con:
-            con.executescript(SCHEMA)
+        self.version = self._migrate()
+
+    def _migrate(self) -> int:
+        """Apply the migrations this file lacks, each with its version, in one
+        transaction (BEGIN IMMEDIATE: a second process waits instead of racing)."""
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            (current,) = con.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version"
+                                     ).fetchone()
+            for version, sql in MIGRATIONS:
+                if version > current:
+                    for statement in filter(str.strip, sql.split(";")):
+                        con.execute(statement)
+                    con.execute("INSERT INTO schema_version VALUES (?)", (version,))
+                    current = version
+            con.execute("COMMIT")
+            return current
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
 
     @contextmanager
-    def _connect(self):
-        """A connection for one transaction: committed on success, always closed."""
+    def _connect(self, write: bool = False):
+        """A connection for one transaction: committed on success, always closed.
+        ``write``: take the write lock first (BEGIN IMMEDIATE), so a read-then-write
+        (the next turn's number) cannot race another process's."""
         con = sqlite3.connect(self.path, timeout=10)
         try:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives a crash
             with con:
+                if write:
+                    con.execute("BEGIN IMMEDIATE")
                 yield con
         finally:
             con.close()
@@ -71,7 +111,7 @@ class SessionStore:
 
     def save_turn(self, session_id: str, message: str, reply_json: dict, state: DialogueState) -> None:
         now = time.time()
-        with self._connect() as con:
+        with self._connect(write=True) as con:
             con.execute("INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)",
                         (session_id, json.dumps(state.to_dict()), now, now))
             (n,) = con.execute("SELECT COUNT(*) FROM turns WHERE session_id = ?",
@@ -91,7 +131,7 @@ class SessionStore:
         transaction: once this returns, both are on disk (synchronous=FULL)."""
         if value not in FEEDBACK:
             raise InputError(f"feedback is 'like' or 'dislike', not {value!r}")
-        with self._connect() as con:
+        with self._connect(write=True) as con:
             row = con.execute("SELECT state FROM sessions WHERE id = ?",
                               (check_session_id(session_id),)).fetchone()
             if row is None:
@@ -119,6 +159,16 @@ class SessionStore:
             rows = con.execute("SELECT message, reply FROM turns WHERE session_id = ? ORDER BY idx",
                                (check_session_id(session_id),)).fetchall()
         return [{"message": m, "reply": json.loads(r)} for m, r in rows]
+
+
+def open_store(settings):
+    """The store the settings name: PostgreSQL at ``store_url``, else the SQLite file
+    under the data home."""
+    if settings.store_url:
+        from agent.interfaces.pg_store import PostgresStore
+
+        return PostgresStore(settings.store_url)
+    return SessionStore(settings.sessions_db)
 
 
 def apply_feedback(state: DialogueState, item_id: int, value: str) -> DialogueState:
