@@ -137,3 +137,31 @@ def test_the_settings_pick_the_store(tmp_path, pg_url):
     store.close()
     shown = Settings(store_url="postgresql://u:pw@h/db").public()["store_url"]
     assert shown == "postgresql://u:***@h/db"
+
+
+def test_a_session_lock_holds_across_replicas(pg_url):
+    """Two replicas (two stores, two lock tables) never run one session's turns at once;
+    other sessions are not held up."""
+    import time
+
+    from agent.interfaces.admission import SessionLocks
+    from agent.interfaces.pg_store import PostgresStore
+
+    a, b = PostgresStore(pg_url), PostgresStore(pg_url)
+    try:
+        sid, other = _sid(), _sid()
+        held, order = SessionLocks(a)(sid), []
+        held.acquire()
+        waiter = threading.Thread(target=lambda: (SessionLocks(b)(sid).__enter__(),
+                                                  order.append("b got it")))
+        waiter.start()
+        with SessionLocks(b)(other):  # a different session: not blocked
+            order.append("other")
+        time.sleep(0.3)
+        order.append("a releases")
+        held.release()
+        waiter.join(10)
+        assert order == ["other", "a releases", "b got it"]
+    finally:
+        a.close()
+        b.close()

@@ -116,12 +116,44 @@ class Admission:
 
 class SessionLocks:
     """One lock per session: two messages to one session run one after the other, so
-    neither overwrites the state the other produced."""
+    neither overwrites the state the other produced. With a store that locks sessions
+    across processes (``PostgresStore.session_lock``), that lock is taken too, after
+    this process's own (so waiting threads hold no database connection)."""
 
-    def __init__(self):
+    def __init__(self, store=None):
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._shared = getattr(store, "session_lock", None)
 
-    def __call__(self, session_id: str) -> threading.Lock:
+    def __call__(self, session_id: str):
         with self._guard:
-            return self._locks.setdefault(session_id, threading.Lock())
+            local = self._locks.setdefault(session_id, threading.Lock())
+        return local if self._shared is None else _Both(local, self._shared(session_id))
+
+
+class _Both:
+    """This process's lock, then the shared one; released in the other order."""
+
+    def __init__(self, local: threading.Lock, shared):
+        self.local, self.shared = local, shared
+
+    def acquire(self) -> None:
+        self.local.acquire()
+        try:
+            self.shared.acquire()
+        except BaseException:
+            self.local.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            self.shared.release()
+        finally:
+            self.local.release()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

@@ -182,7 +182,7 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
     ``admission``: how many turns run and wait at once (None: no limit)."""
     app = FastAPI(title="Tailor", version="1", description="Conversational movie recommendations "
                   "from the catalog only. Authenticate with `Authorization: Bearer <key>`.")
-    locks = SessionLocks()
+    locks = SessionLocks(store)
 
     def authorize(authorization: str | None = Header(None)) -> None:
         if api_key is None:

@@ -38,6 +38,41 @@ CREATE TABLE IF NOT EXISTS feedback (
 MIGRATION_LOCK = 727_001  # pg_advisory_xact_lock key: one migrator at a time
 
 
+class SessionLock:
+    """``acquire``/``release`` (or ``with``) a session's advisory lock."""
+
+    def __init__(self, pool, session_id: str):
+        self.pool, self.key = pool, session_id
+        self._con = None
+
+    def acquire(self) -> None:
+        con = self.pool.getconn()
+        try:
+            con.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (self.key,))
+            con.commit()
+        except BaseException:
+            self.pool.putconn(con)
+            raise
+        self._con = con
+
+    def release(self) -> None:
+        con, self._con = self._con, None
+        if con is None:
+            return
+        try:
+            con.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self.key,))
+            con.commit()
+        finally:
+            self.pool.putconn(con)
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
 def redact(url: str) -> str:
     """``url`` without its password, for messages.
 
@@ -50,7 +85,7 @@ def redact(url: str) -> str:
 class PostgresStore:
     """Sessions, turns and feedback in PostgreSQL; each method is one transaction."""
 
-    def __init__(self, url: str, max_connections: int = 8):
+    def __init__(self, url: str, max_connections: int = 20):
         if not url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(f"TAILOR_STORE_URL must be a postgresql:// URL, not "
                               f"{redact(url)!r}")
@@ -71,6 +106,12 @@ class PostgresStore:
 
     def close(self) -> None:
         self.pool.close()
+
+    def session_lock(self, session_id: str) -> SessionLock:
+        """A lock on one session across every replica (a PostgreSQL advisory lock held
+        on its own connection for the turn), so two turns of a session never interleave
+        their state updates even on two machines."""
+        return SessionLock(self.pool, session_id)
 
     def _migrate(self) -> int:
         with self.pool.connection() as con, con.transaction():
