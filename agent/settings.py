@@ -77,10 +77,12 @@ class Settings:
     # per process (0: one per CPU core) and turns waiting for one; beyond both, a 429.
     max_inflight: int = 0
     max_queue: int = 16
+    rate_limit: float = 0.0  # turns a minute per API key (0: no limit); beyond, a 429
     # Sessions and feedback in PostgreSQL (postgresql://user:pass@host/db), shared by API
     # replicas; unset: the SQLite file under the data home. Reported without its password.
     store_url: str | None = field(default=None, repr=False)
-    # `tailor serve`: clients send "Authorization: Bearer <api_key>". Never logged or reported.
+    # `tailor serve`: clients send "Authorization: Bearer <api_key>"; several keys, comma-
+    # separated, give each client its own (and its own rate). Never logged or reported.
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +106,9 @@ class Settings:
                 f"(got top_k={self.top_k}, llm_candidates={self.llm_candidates}, "
                 f"candidates={self.candidates})"
             )
+        if self.rate_limit < 0:
+            raise ConfigError(f"rate_limit is turns a minute per key, 0 or more, not "
+                              f"{self.rate_limit}")
         if self.max_inflight < 0 or self.max_queue < 0:
             raise ConfigError(f"max_inflight and max_queue must be 0 or more, not "
                               f"{self.max_inflight} and {self.max_queue}")

@@ -134,3 +134,39 @@ def test_two_messages_to_one_session_never_interleave(catalog, tmp_path):
     assert max(overlaps) == 1  # never two turns of one session at once
     liked = store.load(sid).liked
     assert len(liked) == 2  # neither turn overwrote the other's like
+
+
+def test_each_key_has_its_own_rate_of_turns(catalog, tmp_path):
+    """Two clients, two keys: one spending its burst gets 429 with Retry-After; the other
+    key, and the cheap endpoints, are unaffected; a wrong key is still a 401."""
+    keys = ("a" * 32, "b" * 32)
+    app = create_app(make(catalog, FakeBackend()), SessionStore(tmp_path / "s.sqlite3"),
+                     ",".join(keys), "fake", rate_limit=6.0)  # 6 a minute, bursts of 1
+    c = TestClient(app, raise_server_exceptions=False)
+    auth = [{"Authorization": f"Bearer {k}"} for k in keys]
+    sid = c.post("/v1/sessions", headers=auth[0]).json()["id"]
+
+    def turn(h):
+        return c.post(f"/v1/sessions/{sid}/messages", headers=h, json={"content": "a comedy"})
+    assert turn(auth[0]).status_code == 200
+    limited = turn(auth[0])
+    assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 10
+    assert limited.json()["error"]["type"] == "overloaded"
+    assert turn(auth[1]).status_code == 200  # the other key's own budget
+    assert c.post("/v1/sessions", headers=auth[0]).status_code == 200  # not a turn
+    assert c.post("/v1/chat/completions", headers=auth[0], json={
+        "messages": [{"role": "user", "content": "a comedy"}]}).status_code == 429
+    assert turn({"Authorization": "Bearer " + "c" * 32}).status_code == 401
+
+
+def test_a_bucket_refills_at_its_rate(monkeypatch):
+    from agent.interfaces import admission as A
+
+    clock = [100.0]
+    monkeypatch.setattr(A.time, "monotonic", lambda: clock[0])
+    rates = A.KeyRates(per_minute=60.0)  # one a second, bursts of 10
+    assert all(rates.take(0) is None for _ in range(10))
+    assert rates.take(0) == 1
+    clock[0] += 2.5
+    assert rates.take(0) is None and rates.take(0) is None and rates.take(0) == 1
+    assert rates.take(1) is None  # another key

@@ -212,10 +212,14 @@ def test_no_unsafe_loading_remote_code_or_open_binds_in_the_source_tree():
 
 
 def test_the_api_key_is_checked_with_compare_digest():
-    tree = ast.parse((ROOT / "agent" / "interfaces" / "api.py").read_text(encoding="utf-8"))
+    """The API's keys (agent/interfaces/admission.py, which api.py authorizes with) are
+    compared in constant time, against every key."""
+    tree = ast.parse((ROOT / "agent" / "interfaces" / "admission.py").read_text(encoding="utf-8"))
     digests = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
                and dotted(n.func) == ("hmac", "compare_digest")]
-    assert digests and any("api_key" in ast.unparse(n) for n in digests)
+    assert digests and any("key.encode()" in ast.unparse(n) for n in digests)
+    api = (ROOT / "agent" / "interfaces" / "api.py").read_text(encoding="utf-8")
+    assert "authorize = make_authorize(api_key" in api
 
 
 def test_servers_bind_127_0_0_1_by_default():

@@ -1,4 +1,5 @@
-"""Admission control for the API's turns: load is shed, not queued without bound.
+"""Admission control for the API's turns: load is shed, not queued without bound, and
+each API key gets its own rate of turns.
 
 At most ``max_inflight`` turns run at once in a process and at most ``max_queue`` more
 wait for a slot; a turn beyond that is refused at once (the API answers 429 with a
@@ -9,10 +10,13 @@ health and the catalog endpoints are cheap and always served.
 
 from __future__ import annotations
 
+import hmac
 import math
 import threading
 import time
 from dataclasses import dataclass
+
+from fastapi import Header, HTTPException, Request
 
 
 @dataclass
@@ -47,8 +51,6 @@ def admit(admission: Admission | None):
     try:
         return admission.enter()
     except Shed as e:
-        from fastapi import HTTPException
-
         raise HTTPException(429, str(e), headers={"Retry-After": str(e.retry_after)}) from None
 
 
@@ -157,3 +159,71 @@ class _Both:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def api_keys(setting: str | None) -> list[str] | None:
+    """The keys ``TAILOR_API_KEY`` names (several, comma-separated: one per client);
+    None serves without authentication.
+
+    >>> api_keys("a1, b2"), api_keys(None)
+    (['a1', 'b2'], None)
+    """
+    if not setting:
+        return None
+    return [k.strip() for k in setting.split(",") if k.strip()]
+
+
+def matching_key(given: str, keys: list[str]) -> int | None:
+    """The index of the key ``given`` is, comparing with every key in constant time (the
+    time taken reveals neither how much matched nor which key)."""
+    found = None
+    for k, key in enumerate(keys):
+        if hmac.compare_digest(given.encode(), key.encode()):
+            found = k
+    return found
+
+
+class KeyRates:
+    """A token bucket per API key: ``per_minute`` turns a minute, in bursts of up to a
+    sixth of that (at least one)."""
+
+    def __init__(self, per_minute: float):
+        self.rate = per_minute / 60.0
+        self.burst = max(1.0, per_minute / 6.0)
+        self._buckets: dict[int, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def take(self, key: int) -> int | None:
+        """None when a turn may run now; else the seconds until it may (a 429)."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return None
+            self._buckets[key] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) / self.rate))
+
+
+def make_authorize(setting: str | None, per_minute: float = 0.0):
+    """The API's auth dependency: a bearer key among ``api_keys(setting)`` (401 else)
+    and, for turns, that key's rate (429 with Retry-After beyond it; ``per_minute`` 0:
+    no limit)."""
+    keys, rates = api_keys(setting), KeyRates(per_minute) if per_minute > 0 else None
+
+    def authorize(request: Request, authorization: str | None = Header(None)) -> None:
+        key = -1  # without keys (127.0.0.1 only) every caller shares one rate
+        if keys is not None:
+            scheme, _, given = (authorization or "").partition(" ")
+            key = matching_key(given, keys) if scheme.lower() == "bearer" else None
+            if key is None:
+                raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY)",
+                                    headers={"WWW-Authenticate": "Bearer"})
+        path = request.url.path
+        if rates is not None and (path.endswith("/messages") or path == "/v1/chat/completions"):
+            wait = rates.take(key)
+            if wait is not None:
+                raise HTTPException(429, f"this key's rate of turns is used up; retry in {wait} s",
+                                    headers={"Retry-After": str(wait)})
+    return authorize

@@ -8,7 +8,6 @@ as structured data under ``"tailor"``.
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import json
 import logging
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
-from agent.interfaces.admission import Admission, SessionLocks, admit
+from agent.interfaces.admission import Admission, SessionLocks, admit, make_authorize
 from agent.interfaces.sessions import SessionStore, check_session_id, open_store
 from agent.understand.parse import MAX_MESSAGE_CHARS
 
@@ -175,23 +174,18 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
 
 
 def create_app(recommender, store: SessionStore, api_key: str | None, model_name: str,
-               live=None, admission: Admission | None = None) -> FastAPI:
+               live=None, admission: Admission | None = None,
+               rate_limit: float = 0.0) -> FastAPI:
     """The API. ``api_key=None`` serves without authentication (127.0.0.1 only: the
     ``tailor serve`` command refuses other addresses without a key). ``live``: an
     ``agent.data.live.LiveCatalog`` for the catalog endpoints (none without it).
-    ``admission``: how many turns run and wait at once (None: no limit)."""
+    ``admission``: how many turns run and wait at once (None: no limit). ``api_key``: one
+    key or several, comma-separated; ``rate_limit``: turns a minute per key (0: none)."""
     app = FastAPI(title="Tailor", version="1", description="Conversational movie recommendations "
                   "from the catalog only. Authenticate with `Authorization: Bearer <key>`.")
     locks = SessionLocks(store)
 
-    def authorize(authorization: str | None = Header(None)) -> None:
-        if api_key is None:
-            return
-        scheme, _, given = (authorization or "").partition(" ")
-        # compare_digest: the time taken does not reveal how much of the key matched.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY)",
-                                headers={"WWW-Authenticate": "Bearer"})
+    authorize = make_authorize(api_key, rate_limit)  # bearer keys; each key's rate of turns
 
     @app.exception_handler(StarletteHTTPException)  # ours and the framework's (unparsable body)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -391,7 +385,8 @@ def serve(settings, host: str, port: int, log_fn=print) -> None:
                        retriever.embedder)
     admission = Admission(settings.max_inflight or os.cpu_count() or 1, settings.max_queue)
     app = create_app(recommender, open_store(settings), settings.api_key,
-                     getattr(recommender.backend, "name", "tailor"), live, admission)
+                     getattr(recommender.backend, "name", "tailor"), live, admission,
+                     settings.rate_limit)
     log_fn(f"Tailor API on http://{host}:{port} (OpenAPI schema at /openapi.json, docs at /docs); "
            f"{admission.max_inflight} turns at once, {admission.max_queue} waiting, then 429")
     uvicorn.run(app, host=host, port=port, log_level="warning")

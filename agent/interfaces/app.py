@@ -201,8 +201,6 @@ def build_app(recommender, store: SessionStore | None = None, model_name: str = 
 def launch(recommender, settings, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Serve the page. Beyond 127.0.0.1 it asks for a login (any user name, the password
     ``TAILOR_API_KEY``) and refuses to start without a key, as ``tailor serve`` does."""
-    import hmac
-
     from agent.errors import ConfigError
     from agent.settings import LOOPBACK
 
@@ -211,8 +209,10 @@ def launch(recommender, settings, host: str = "127.0.0.1", port: int = 7860) -> 
         if not settings.api_key:
             raise ConfigError(f"refusing to serve the UI on {host} without TAILOR_API_KEY: anyone "
                               "who can reach it could use it; set a key or bind 127.0.0.1")
-        key = settings.api_key.encode()
-        auth = lambda user, password: hmac.compare_digest(password.encode(), key)  # noqa: E731
+        from agent.interfaces.admission import api_keys, matching_key
+
+        keys = api_keys(settings.api_key)
+        auth = lambda user, password: matching_key(password, keys) is not None  # noqa: E731
     app = build_app(recommender, open_store(settings),
                     getattr(recommender.backend, "name", "none"), settings.adapter,
                     settings.tail_boost, settings.diversity, settings.top_k)

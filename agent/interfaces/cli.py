@@ -47,8 +47,10 @@ SETTING_HELP = {
     "store_url": "sessions in PostgreSQL (postgresql://...), shared by API replicas; "
                  "unset: SQLite under the data home",
     "max_queue": "tailor serve: turns that may wait for one; beyond, a 429 with Retry-After",
+    "rate_limit": "tailor serve: turns a minute per API key (0: no limit)",
     "quant": "in-process weights: none, 8bit or 4bit",
-    "api_key": "clients' bearer key for `tailor serve` (and `tailor demo` beyond 127.0.0.1)",
+    "api_key": "clients' bearer key(s), comma-separated, for `tailor serve` (and `tailor demo` "
+               "beyond 127.0.0.1)",
 }
 
 
