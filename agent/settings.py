@@ -74,9 +74,11 @@ class Settings:
     llm_timeout: float = 4.0  # seconds per server request; keeps a degraded turn under 5 s
     quant: str = "none"  # in-process weights: "none" (fp32), "8bit" or "4bit" (bitsandbytes nf4)
     # `tailor serve` admission control (agent.interfaces.admission): turns running at once
-    # per process (0: one per CPU core) and turns waiting for one; beyond both, a 429.
+    # per process (0: one per CPU core) and turns waiting for one; beyond both, a 429. A
+    # waiting turn waits about queue/throughput: with 2 cores and 2 waiting, p95 stays
+    # ~6 s at 16 and 64 sessions, where a queue of 16 let it reach 22 s (README).
     max_inflight: int = 0
-    max_queue: int = 16
+    max_queue: int = 2
     rate_limit: float = 0.0  # turns a minute per API key (0: no limit); beyond, a 429
     # Sessions and feedback in PostgreSQL (postgresql://user:pass@host/db), shared by API
     # replicas; unset: the SQLite file under the data home. Reported without its password.
