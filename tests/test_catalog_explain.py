@@ -9,7 +9,6 @@ import re
 import pytest
 
 from agent.data.catalog import Catalog
-from agent.data.imports import import_dataset
 from agent.explain.check import check_explanation
 from agent.explain.facts import gather_facts
 from agent.explain.writer import explain_picks, explanation_messages
@@ -18,18 +17,14 @@ from agent.rank.verbalizer import VerbalizerRanker
 from agent.recommender import Recommender
 from agent.types import DialogueState
 from agent.understand.linking import TitleIndex
-from tests.test_import import _make_shop
+from tests.test_import import imported_shop
 
 FILM_WORDS = re.compile(r"\b(film|films|movie|movies|watch\w*|viewers?)\b", re.I)
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
-    root = tmp_path_factory.mktemp("catalog-explain")
-    files = _make_shop()(root / "files", n_products=80, users=150, interactions=1500)
-    result = import_dataset("shop", root / "data", files["items"], files["interactions"],
-                            log=lambda *_: None)
-    return Catalog.load(result.folder)
+    return Catalog.load(imported_shop(tmp_path_factory.mktemp("catalog-explain"), n_products=80, users=150, interactions=1500))
 
 
 def _liked_and_picks(catalog):

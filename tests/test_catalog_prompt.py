@@ -8,22 +8,17 @@ from __future__ import annotations
 import pytest
 
 from agent.data.catalog import Catalog
-from agent.data.imports import import_dataset
 from agent.llm.fake import FakeBackend
 from agent.rank.catalog_prompt import COMPACT, catalog_demos, catalog_line, constraints
 from agent.rank.verbalizer import VerbalizerRanker
 from agent.types import Candidate, DialogueState
 from eval.protocols import make_split
-from tests.test_import import _make_shop
+from tests.test_import import imported_shop
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
-    root = tmp_path_factory.mktemp("catalog-prompt")
-    files = _make_shop()(root / "files", n_products=80, users=100, interactions=900)
-    result = import_dataset("shop", root / "data", files["items"], files["interactions"],
-                            log=lambda *_: None)
-    return Catalog.load(result.folder)
+    return Catalog.load(imported_shop(tmp_path_factory.mktemp("catalog-prompt"), n_products=80, users=100, interactions=900))
 
 
 def _cands(catalog, n):

@@ -28,6 +28,13 @@ def _make_shop():
     return module.make_shop
 
 
+def imported_shop(root, **sizes):
+    """The generated shop (``sizes``: make_shop's) imported under ``root``; its folder."""
+    files = _make_shop()(root / "files", **sizes)
+    return import_dataset("shop", root / "data", files["items"], files["interactions"],
+                          log=lambda *_: None).folder
+
+
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     return _make_shop()(tmp_path_factory.mktemp("shop"), n_products=120, users=150,

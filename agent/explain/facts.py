@@ -102,14 +102,16 @@ class Facts:
             out.append(f"It is {join_words(self.meets_genre)}, as requested.")
         for mood, genre in self.meets_moods:
             out.append(f"It fits the {mood} mood the user asked for: it is {genre}.")
-        for name, value in self.facet_facts:
-            out.append(f"Its {name}: {value}.")
-        for name, value in self.meets_facets:
-            out.append(f"Its {name} is {value}, as the user asked.")
-        for name, value, bound in self.meets_bounds:
-            out.append(f"Its {name}, {value}, is within the user's {bound}.")
-        return out
+        return out + self._facet_lines()
 
+
+    def _facet_lines(self) -> list[str]:
+        """A catalog's own facets: its facts, the asked values it has, the bounds met."""
+        return ([f"Its {name}: {value}." for name, value in self.facet_facts]
+                + [f"Its {name} is {value}, as the user asked."
+                   for name, value in self.meets_facets]
+                + [f"Its {name}, {value}, is within the user's {bound}."
+                   for name, value, bound in self.meets_bounds])
 
     def _catalog_lines(self) -> list[str]:
         """``lines`` for an imported catalog: its facets, and co-choice in neutral words."""
@@ -126,13 +128,7 @@ class Facts:
             out.append(f"It is the {self.noun} most often chosen alongside {liked.title}."
                        if rank == 1 else f"It is among the {top_band(rank)} {nouns} most "
                        f"often chosen alongside {liked.title}.")
-        for name, value in self.facet_facts:
-            out.append(f"Its {name}: {value}.")
-        for name, value in self.meets_facets:
-            out.append(f"Its {name} is {value}, as the user asked.")
-        for name, value, bound in self.meets_bounds:
-            out.append(f"Its {name}, {value}, is within the user's {bound}.")
-        return out
+        return out + self._facet_lines()
 
 
 def top_band(rank: int) -> int:

@@ -16,7 +16,8 @@ import time
 import uuid
 
 from agent.errors import ConfigError, InputError
-from agent.interfaces.sessions import FEEDBACK, apply_feedback, check_session_id
+from agent.interfaces.sessions import (FEEDBACK, apply_feedback, apply_migrations,
+                                       check_session_id)
 from agent.types import DialogueState
 
 MIGRATIONS = (
@@ -116,16 +117,7 @@ class PostgresStore:
     def _migrate(self) -> int:
         with self.pool.connection() as con, con.transaction():
             con.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            (current,) = con.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version"
-                                     ).fetchone()
-            for version, sql in MIGRATIONS:
-                if version > current:
-                    for statement in filter(str.strip, sql.split(";")):
-                        con.execute(statement)
-                    con.execute("INSERT INTO schema_version VALUES (%s)", (version,))
-                    current = version
-        return current
+            return apply_migrations(con.execute, MIGRATIONS, "%s")
 
     def create(self, session_id: str | None = None) -> str:
         session_id = check_session_id(session_id) if session_id else uuid.uuid4().hex

@@ -61,15 +61,7 @@ class SessionStore:
         try:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("BEGIN IMMEDIATE")
-            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            (current,) = con.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version"
-                                     ).fetchone()
-            for version, sql in MIGRATIONS:
-                if version > current:
-                    for statement in filter(str.strip, sql.split(";")):
-                        con.execute(statement)
-                    con.execute("INSERT INTO schema_version VALUES (?)", (version,))
-                    current = version
+            current = apply_migrations(con.execute, MIGRATIONS, "?")
             con.execute("COMMIT")
             return current
         except BaseException:
@@ -159,6 +151,21 @@ class SessionStore:
             rows = con.execute("SELECT message, reply FROM turns WHERE session_id = ? ORDER BY idx",
                                (check_session_id(session_id),)).fetchall()
         return [{"message": m, "reply": json.loads(r)} for m, r in rows]
+
+
+def apply_migrations(execute, migrations, mark: str) -> int:
+    """Apply the ``migrations`` newer than the store's recorded version, recording each,
+    through ``execute`` (inside the caller's transaction; ``mark``: the driver's
+    parameter placeholder). Returns the version now."""
+    execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    (current,) = execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+    for version, sql in migrations:
+        if version > current:
+            for statement in filter(str.strip, sql.split(";")):
+                execute(statement)
+            execute(f"INSERT INTO schema_version VALUES ({mark})", (version,))
+            current = version
+    return current
 
 
 def open_store(settings):

@@ -129,8 +129,8 @@ def catalog_lines(cands: Sequence[int], co: Sequence[int], n_liked: int, catalog
 def catalog_messages(state: DialogueState, lines: Sequence[str], catalog, few_shot: bool,
                      compact: int = 0, demos=None) -> list[dict]:
     """The ranking prompt over an imported catalog for candidate ``lines``
-    (``catalog_lines``). ``compact`` (an index of ``COMPACT``): shorter names, fewer facets and request words,
-    for a tight token budget. ``demos``: ``catalog_demos(catalog)``, when already drawn."""
+    (``catalog_lines``). ``compact`` (an index of ``COMPACT``): shorter names, fewer
+    facets and request words, for a tight token budget. ``demos``: ``catalog_demos(catalog)``, when already drawn."""
     from agent.rank.verbalizer import LABELS
 
     schema, items = catalog.schema, catalog.items
