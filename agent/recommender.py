@@ -60,6 +60,7 @@ class Recommender:
         # The catalog's own facets ("a blue wool jumper under 50"), and which film rules
         # its schema has facets for (MovieLens: all of them; a shop's: none).
         self.facets = FacetIndex.for_catalog(catalog)
+        self._values_version = getattr(catalog, "values_version", 0)
         self.roles = frozenset(f.role for f in catalog.schema.facets if f.role)
 
     def clarify_text(self) -> str:
@@ -90,6 +91,9 @@ class Recommender:
 
     def parse(self, text: str):
         """The rules' parse of a message, refined by the LLM's JSON form when enabled."""
+        version = getattr(self.catalog, "values_version", 0)
+        if version != self._values_version:  # an item added online brought a new value
+            self.facets, self._values_version = FacetIndex.for_catalog(self.catalog), version
         parsed = parse_message(text, self.title_index, self.people, self.reference,
                                self.facets, self.roles)
         if self.extractor is not None:

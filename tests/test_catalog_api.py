@@ -109,3 +109,21 @@ def test_interactions_are_stored_before_the_answer(shop):
     missing = api.post("/v1/interactions", headers=AUTH, json={**body, "item": "SKU-0"})
     assert missing.status_code == 404
     assert len((folder / INTERACTIONS).read_text().splitlines()) == 1
+
+
+def test_a_brand_first_seen_online_can_be_asked_for_at_once(shop):
+    """A value no item had (a new brand) becomes something a request names at the next
+    turn, not after a restart; excluding it works too."""
+    api, rec, _ = shop
+    fields = {**NEW, "brand": "Hestra", "name": "Hestra Studio red cashmere scarf"}
+    r = api.put("/v1/items/SKU-HESTRA", headers=AUTH, json={"fields": fields})
+    assert r.status_code == 200
+    sid = api.post("/v1/sessions", headers=AUTH).json()["id"]
+    r = api.post(f"/v1/sessions/{sid}/messages", headers=AUTH,
+                 json={"content": "a scarf by Hestra"}).json()
+    assert ["brand", "Hestra"] in r["state"]["facets"]
+    assert r["items"][0]["external_id"] == "SKU-HESTRA"
+    r = api.post(f"/v1/sessions/{sid}/messages", headers=AUTH,
+                 json={"content": "actually no Hestra"}).json()
+    assert ["brand", "Hestra"] in r["state"]["excluded_facets"]
+    assert all(it["external_id"] != "SKU-HESTRA" for it in r["items"])

@@ -25,6 +25,7 @@ class Catalog:
         self.items = {it.id: it for it in items}
         self._schema = schema  # agent.domain.schema.CatalogSchema; None: MovieLens
         self.hidden: set[int] = set()  # items taken off sale (agent.data.live): never picked
+        self.values_version = 0  # bumped when an item brings a facet value new to the catalog
         self.meta = meta
         self.user, self.item, self.timestamp = user, item, timestamp
         self.head = head
@@ -59,6 +60,24 @@ class Catalog:
 
             self._schema = CatalogSchema.load(SCHEMA)
         return self._schema
+
+    def note_values(self, item: Item) -> None:
+        """After an item is added or changed online: if it has a category or entity value
+        the catalog had not, recount ``facet_values`` and bump ``values_version`` (what
+        a request may name follows at the next turn, not the next restart)."""
+        known = self.__dict__.get("facet_values")
+        if known is None:
+            return
+        for field, values in known.items():
+            facet = self.schema.facet(field)
+            if facet.values:  # the schema's own list: new values are not requestable
+                continue
+            v = item.value(field)
+            if any(str(x) not in values for x in (v if isinstance(v, (list, tuple)) else
+                                                  [v] if v else [])):
+                del self.__dict__["facet_values"]
+                self.values_version += 1
+                return
 
     @cached_property
     def facet_values(self) -> dict[str, tuple[str, ...]]:

@@ -5,8 +5,9 @@ Each change is appended to a log beside the dataset (``updates.jsonl`` for items
 nothing acknowledged is lost; ``Catalog.load`` replays the item log, so a restart or a
 second process sees the same catalog. An upserted item is searchable at once (Chroma
 upsert); a hidden one is never recommended again (left out of every source and deleted
-from the index). The collaborative stages learn the new interactions when they are
-retrained (`tailor train-cf` after the log is merged).
+from the index); a facet value no item had before (a new brand) can be asked for from the
+next turn. The collaborative stages learn the new interactions when `tailor retrain`
+merges the log and refits them.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class LiveCatalog:
                                                   "at": time.time()})
             item = _put(self.catalog, record)
             self._ids[external_id] = item.id
+            self.catalog.note_values(item)
             self._index(item)
         return item, known is None
 
