@@ -70,6 +70,8 @@ def test_the_llm_prompt_names_the_catalogs_noun_and_facts(catalog):
     ("It is {other_colour}, a colour you will love.", "says colour"),
     ("At just 3.99 it is a bargain.", "states a number"),
     ("It is {colour} and costs {price}.", None),
+    ("You could buy it as a gift for a friend.", "says things the facts do not"),
+    ("The user chose it as their item.", "speaks of the user"),
 ])
 def test_the_check_catches_a_value_or_number_that_is_not_the_picks(catalog, draft, problem):
     _, picks = _liked_and_picks(catalog)

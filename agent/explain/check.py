@@ -62,6 +62,14 @@ def _facet_problems(text, blank, f: Facts, liked, state, values) -> list[str]:
             v = str(value).lower()
             if v not in own and re.search(r"(?<![\w-])" + re.escape(v) + r"(?![\w-])", lowered):
                 problems.append(f"says {field.replace('_', ' ')} {value!r}, which is not its")
+    grounding = set(re.findall(r"[a-z0-9']+", (" ".join(f.lines()) + " " + state.query + " "
+                                               + " ".join(it.title for it in liked)).lower()))
+    loose = sorted(w for w in set(re.findall(r"[a-z']+", lowered))
+                   if len(w) > 2 and w not in grounding and w not in _GLUE)
+    if len(loose) > 1:  # a catalog's facts are few: "a gift for a friend" is invented
+        problems.append(f"says things the facts do not: {loose[:6]}")
+    if re.match(r"\s*(the|this) (user|customer)\b", text, re.I):
+        problems.append("speaks of the user instead of to them")
     grounded = [float(x.replace(",", ".")) for x in
                 _NUMBER.findall(" ".join(f.lines()) + " " + state.query)]
     for m in _NUMBER.finditer(blank):

@@ -30,7 +30,8 @@ def test_eval_smoke_writes_a_readable_report(real_settings, tmp_path):
         assert len(r["per_user"]) == 12 and r["sampled_metrics"]["hr@10"] >= m["hr@10"]
     assert systems["llm-zero"]["metrics"]["faithfulness"] == 1.0
     assert report["protocol"]["users_evaluated"] == 12 and report["git_sha"]
-    assert set(report["prompt_hashes"]) == {"rank_system", "rank_user", "rank_demos"}
+    assert set(report["prompt_hashes"]) == {"rank_system", "rank_user", "rank_demos",
+                                            "rank_catalog_system", "rank_catalog_user"}
     conv = report["conversation"]
     assert set(conv) == {"hybrid", "llm-zero"}
     for c in conv.values():
