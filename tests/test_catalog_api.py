@@ -12,7 +12,6 @@ from chromadb.config import Settings
 from fastapi.testclient import TestClient
 
 from agent.data.catalog import Catalog
-from agent.data.imports import import_dataset
 from agent.data.live import INTERACTIONS, UPDATES, LiveCatalog
 from agent.interfaces.api import create_app
 from agent.interfaces.sessions import SessionStore
@@ -22,7 +21,7 @@ from agent.recommender import Recommender
 from agent.retrieve.index import build_index, open_collection
 from agent.retrieve.sources import HybridRetriever
 from agent.understand.linking import TitleIndex
-from tests.test_import import _make_shop
+from tests.test_import import imported_shop
 from tests.test_index import HashEmbedder
 
 KEY = "k" * 32
@@ -32,23 +31,27 @@ NEW = {"name": "Muji Studio red cashmere scarf", "category": "scarf", "brand": "
        "description": "Red scarf in cashmere by Muji, from the Studio line."}
 
 
-@pytest.fixture
-def shop(tmp_path):
-    files = _make_shop()(tmp_path / "files", n_products=120, users=150, interactions=1200)
-    result = import_dataset("shop", tmp_path / "data", files["items"], files["interactions"],
-                            log=lambda *_: None)
+def live_shop(tmp_path, **sizes):
+    """The generated shop imported and indexed (hash embeddings) under ``tmp_path``: its
+    LiveCatalog (catalog, folder, collection, embedder) and Chroma client."""
     client = chromadb.PersistentClient(path=str(tmp_path / "chroma"),
                                        settings=Settings(anonymized_telemetry=False))
-    catalog, emb = Catalog.load(result.folder), HashEmbedder()
+    catalog, emb = Catalog.load(imported_shop(tmp_path, **sizes)), HashEmbedder()
     build_index(client, catalog, emb, "shop", log=lambda m: None)
-    collection = open_collection(client, emb, "shop")
+    folder = tmp_path / "data" / "shop"
+    return LiveCatalog(catalog, folder, open_collection(client, emb, "shop"), emb), client
+
+
+@pytest.fixture
+def shop(tmp_path):
+    live, _ = live_shop(tmp_path, n_products=120, users=150, interactions=1200)
+    catalog = live.catalog
     rec = Recommender(catalog, TitleIndex(list(catalog.items.values())),
-                      HybridRetriever(collection, emb, catalog),
+                      HybridRetriever(live.collection, live.embedder, catalog),
                       VerbalizerRanker(FakeBackend(), catalog, n_llm=0), None,
                       n_candidates=10, top_k=3, explain="template")
-    live = LiveCatalog(catalog, result.folder, collection, emb)
     app = create_app(rec, SessionStore(tmp_path / "s.sqlite3"), KEY, "fake", live)
-    return TestClient(app, raise_server_exceptions=False), rec, result.folder
+    return TestClient(app, raise_server_exceptions=False), rec, live.folder
 
 
 def _ask(api, text):

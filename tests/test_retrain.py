@@ -10,33 +10,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import chromadb
 import numpy as np
 import pytest
-from chromadb.config import Settings
 
 from agent.data.catalog import Catalog
-from agent.data.imports import import_dataset
 from agent.data.live import INTERACTIONS, LiveCatalog, append_record
 from agent.data.retrain import merge_log, merged_lines, write_merge
-from agent.retrieve.index import build_index, open_collection, refresh_metadata
+from agent.retrieve.index import build_index, refresh_metadata
 from eval.protocols import make_split
 from eval.retrain import before_split, render
 from tests.test_import import _make_shop
-from tests.test_index import HashEmbedder
+from tests.test_catalog_api import live_shop
 
 
 @pytest.fixture
 def shop(tmp_path):
-    files = _make_shop()(tmp_path / "files", n_products=60, users=80, interactions=600)
-    result = import_dataset("shop", tmp_path / "data", files["items"], files["interactions"],
-                            log=lambda *_: None)
-    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"),
-                                       settings=Settings(anonymized_telemetry=False))
-    catalog, emb = Catalog.load(result.folder), HashEmbedder()
-    build_index(client, catalog, emb, "shop", log=lambda m: None)
-    collection = open_collection(client, emb, "shop")
-    return LiveCatalog(catalog, result.folder, collection, emb), client, emb
+    live, client = live_shop(tmp_path, n_products=60, users=80, interactions=600)
+    return live, client, live.embedder
 
 
 def _log_some(live, skus, users=("newcomer", "c0001"), t0=2_000_000_000):
