@@ -61,7 +61,8 @@ def make_backend(settings: Settings):
 
     adapter = adapter_location(settings)
     return LocalBackend(model_location(settings), threads=settings.threads,
-                        adapter_path=str(adapter) if adapter else None, quant=settings.quant)
+                        adapter_path=str(adapter) if adapter else None, quant=settings.quant,
+                        pack=bool(settings.pack_weights))
 
 
 def reference_films(settings: Settings, catalog, log=print):

@@ -227,3 +227,22 @@ def make_authorize(setting: str | None, per_minute: float = 0.0):
                 raise HTTPException(429, f"this key's rate of turns is used up; retry in {wait} s",
                                     headers={"Retry-After": str(wait)})
     return authorize
+
+
+def add_stats_route(app, backend, admission: Admission | None, authorize) -> None:
+    """``GET /v1/stats``: admission counters and the in-process model's work (forward
+    passes, tokens, FLOPs, busy seconds) since start, for operators and the benchmark
+    (its FLOP-limited throughput is counted from them). ``model`` is null for a model
+    behind a server (vLLM reports its own metrics)."""
+    from fastapi import Depends
+    from pydantic import BaseModel, Field
+
+    class StatsOut(BaseModel):
+        admission: dict | None = Field(description="turns in flight, waiting, admitted, shed")
+        model: dict | None = Field(description="the in-process model's work since start")
+
+    @app.get("/v1/stats", dependencies=[Depends(authorize)], response_model=StatsOut)
+    def stats() -> dict:
+        work = getattr(backend, "stats", None)
+        return {"admission": admission.stats() if admission else None,
+                "model": work() if callable(work) else None}

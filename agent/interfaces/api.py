@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
-from agent.interfaces.admission import Admission, SessionLocks, admit, make_authorize
+from agent.interfaces.admission import (Admission, SessionLocks, add_stats_route, admit,
+                                        make_authorize)
 from agent.interfaces.sessions import SessionStore, check_session_id, open_store
 from agent.understand.parse import MAX_MESSAGE_CHARS
 
@@ -212,6 +213,8 @@ def create_app(recommender, store: SessionStore, api_key: str | None, model_name
         from agent.interfaces.catalog_api import add_catalog_routes
 
         add_catalog_routes(app, live, authorize)
+
+    add_stats_route(app, getattr(recommender, "backend", None), admission, authorize)
 
     @app.get("/health", response_model=HealthOut)
     def health() -> dict:
