@@ -36,6 +36,7 @@ def test_packing_swaps_every_layer_projection_and_keeps_the_outputs():
     assert pack_linears(model) == 2 * 7  # q k v o, gate up down, in each of 2 layers
     assert linears(model) == [model.lm_head]  # the head (tied, one row) stays as it was
     assert sum(isinstance(m, PackedLinear) for m in model.modules()) == 14
+    assert model.get_memory_footprint() == plain.get_memory_footprint()  # still counted
     x = torch.tensor([[5, 9, 12, 40, 41, 7, 3]])
     with torch.inference_mode():
         want, got = plain(input_ids=x), model(input_ids=x)

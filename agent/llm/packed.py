@@ -32,7 +32,9 @@ class PackedLinear(torch.nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight_numel = linear.weight.numel()  # parameter counts (bench) still see it
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), None)
+        # a buffer, so memory accounting (get_memory_footprint) still sees the weight
+        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(
+            linear.weight.detach(), None), persistent=False)
         self.bias = linear.bias
 
     def forward(self, x):
