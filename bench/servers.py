@@ -119,15 +119,18 @@ def api_home(settings, workdir: Path) -> Path:
 
 
 @contextmanager
-def api_server(settings, workdir: Path, llm_url: str, llm_model: str, base_env: dict[str, str],
-               log_path: Path, wait_s: float = 300, log=print) -> Iterator[dict]:
-    """``tailor serve`` on 127.0.0.1 in a child process, ranking through ``llm_url``, its
-    data home under ``workdir`` (see ``api_home``). Yields ``{"url", "pid", "start_s", "log"}``."""
+def api_server(settings, workdir: Path, llm_url: str | None, llm_model: str | None,
+               base_env: dict[str, str], log_path: Path, wait_s: float = 300,
+               log=print) -> Iterator[dict]:
+    """``tailor serve`` on 127.0.0.1 in a child process, ranking through ``llm_url`` (or,
+    None, with its own in-process model), its data home under ``workdir`` (see
+    ``api_home``). Yields ``{"url", "pid", "start_s", "log"}``."""
     from agent.llm.serving import http_ok
 
     home = api_home(settings, workdir)
     port = free_port()
-    served = {"adapter": llm_model} if settings.adapter else {"llm_model": llm_model}
+    served = {} if not llm_url else (
+        {"adapter": llm_model} if settings.adapter else {"llm_model": llm_model})
     env = child_env(base_env, settings_env(settings, home=home, llm_url=llm_url,
                                            llm_timeout=60.0, quant="none", **served))
     url = f"http://127.0.0.1:{port}"

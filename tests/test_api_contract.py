@@ -31,9 +31,9 @@ def operations(catalog, tmp_path):
     app = create_app(make(catalog, FakeBackend()), store, KEY, "fake-model")
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     ops = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in ops} == {"/health", "/v1/sessions", "/v1/sessions/{session_id}/messages",
-                                       "/v1/sessions/{session_id}/feedback", "/v1/chat/completions",
-                                       "/v1/stats"}
+    assert {op.path for op in ops} == {
+        "/health", "/v1/sessions", "/v1/sessions/{session_id}/messages",
+        "/v1/sessions/{session_id}/feedback", "/v1/chat/completions", "/v1/stats"}
     return ops
 
 

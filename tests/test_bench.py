@@ -12,13 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.api_load import api_block, run_level
+from bench.api_load import api_block, flop_limit, run_level
 from bench.dialogues import DIALOGUES, messages, pick_dialogues
 from bench.floor import flop_floor_s, matmul_gflops_from, matmul_shapes, measure_matmul_gflops
 from bench.latency import latency_block, timed_turn
 from bench.ranking import GENERATION_ASK, generation_messages, summarize_local
-from bench.report import TARGETS, evaluate_targets, markdown
-from bench.run import headline, make_plan
+from bench.report import TARGETS, evaluate_targets, headline, markdown
+from bench.run import make_plan
 from bench.servers import child_env, settings_env
 from bench.stats import percentile, summary
 
@@ -49,12 +49,26 @@ def test_summary_reports_its_sample_size():
                  "max": 8.0}
 
 
-def test_flop_floor_is_two_flops_per_weight_per_token():
-    # 106,223,040 non-embedding weights x 247 tokens x 2 = 52.47 GFLOP; at 50 GFLOP/s ~1.05 s
-    assert flop_floor_s(106_223_040, 247, 50.0) == pytest.approx(2 * 106_223_040 * 247 / 50e9)
-    assert flop_floor_s(1_000_000, 1000, 2.0) == pytest.approx(1.0)
+def test_flop_floor_is_the_flops_at_the_peak_rate():
+    assert flop_floor_s(52.47e9, 50.0) == pytest.approx(1.0494)
     with pytest.raises(ValueError):
-        flop_floor_s(1, 1, 0.0)
+        flop_floor_s(1.0, 0.0)
+
+
+def test_a_ranking_prompts_flops_count_weights_attention_and_one_row_of_logits():
+    from agent.llm.flops import Shape, attention_flops, forward_flops
+
+    # SmolLM2-135M: 30 layers, 9 heads of 64, hidden 576, vocab 49,152
+    smol = Shape(layer_params=106_168_320, layers=30, attn_dim=576, hidden=576, vocab=49_152)
+    weights = 2 * 106_168_320 * 222
+    attention = 4 * 30 * 576 * (222 * 411 + 222 * 223 / 2)  # each new token sees 411 + i
+    head = 2 * 49_152 * 576
+    assert attention_flops(smol, 222, 411) == pytest.approx(attention)
+    assert forward_flops(smol, 222, past=411) == pytest.approx(weights + attention + head)
+    assert 0.1 < attention / (weights + attention) < 0.2  # why the old floor was too low
+    # more context costs more; the cached prefix's own weights cost nothing here
+    assert forward_flops(smol, 222, past=800) > forward_flops(smol, 222, past=411)
+    assert forward_flops(smol, 222, past=411) < forward_flops(smol, 633)
 
 
 def test_matmul_rate_and_shapes():
@@ -65,10 +79,33 @@ def test_matmul_rate_and_shapes():
                                                (600, 1536, 576), (600, 576, 576)]
 
 
-def test_measured_matmul_peak_is_the_best_shape():
+def test_measured_matmul_peak_is_the_best_shape_and_kernel():
     got = measure_matmul_gflops([(8, 16, 16), (64, 64, 64)], seconds=0.02, rounds=1)
     assert got["peak_gflops"] == max(s["gflops"] for s in got["shapes"]) > 0
     assert got["peak_shape"] in ([8, 16, 16], [64, 64, 64])
+    assert {s["kernel"] for s in got["shapes"]} == {"matmul", "packed"}  # this torch has both
+    assert got["peak_kernel"] in ("matmul", "packed")
+
+
+def test_the_flop_limit_is_the_peak_over_the_flops_of_an_answered_turn():
+    level = {"concurrency": 4, "answered": 20, "turns_per_s": 0.9, "latency_s": {"p95": 5.0},
+             "server_work": {"flops": 20 * 60e9, "tokens": 4400, "forward_passes": 20,
+                             "seconds": 21.0}}
+    got = flop_limit(level, peak_gflops=66.0)
+    assert got["flops_per_turn"] == pytest.approx(60e9)
+    assert got["flop_limited_turns_per_s"] == pytest.approx(1.1)
+    assert got["vs_flop_limit"] == pytest.approx(0.9 / 1.1)
+    assert flop_limit({**level, "server_work": None}, 66.0) == {**level, "server_work": None}
+    block = api_block({"1": {**level, "concurrency": 1, "turns_per_s": 0.7, "wall_s": 10.0},
+                       "4": {**level, "wall_s": 20.0},
+                       "16": {**level, "concurrency": 16, "answered": 10, "wall_s": 20.0,
+                              "turns_per_s": 0.5, "server_work": {"flops": 10 * 60e9}}},
+                      peak_gflops=66.0)
+    # saturation pools the levels of 4 sessions or more: 30 turns in 40 s
+    assert block["api_saturated_turns_per_s"] == pytest.approx(0.75)
+    assert block["api_flop_limited_turns_per_s"] == pytest.approx(1.1)
+    assert block["api_vs_flop_limit"] == pytest.approx(0.75 / 1.1)
+    assert block["levels"]["1"]["vs_flop_limit"] == pytest.approx(0.7 / 1.1)
 
 
 def test_ranking_ratios_are_medians_of_per_prompt_ratios():
@@ -279,6 +316,12 @@ def test_tailor_bench_quick_writes_every_required_figure(real_settings, tmp_path
         assert s[key] is not None, key
     assert s["api_p95_s_at_16"] is None and result["targets"]["api_p95_16_vs_1"]["met"] is None
     assert s["ttfr_p50_s"] <= s["ttfr_p95_s"] and s["verbalizer_speedup"] > 0
+    # the in-process API load: the server counted its model's FLOPs, so each level has a
+    # FLOP limit (a real rate: between a tenth and all of it on any CPU)
+    local = result["sections"]["api_local"]["levels"]
+    assert set(local) == {"1", "4"} and all(lv["errors"] == 0 for lv in local.values())
+    assert all(lv["server_work"]["flops"] > 1e9 for lv in local.values())
+    assert 0.1 < s["local_api_vs_flop_limit"] < 1.0
     assert set(s["eval_users_per_s"]) == {"popularity", "hybrid", "llm-zero"}
     assert result["git_sha"] and result["machine"]["cpu_count"] and result["prompt_tokens"]
     assert result["errors"] == {}
@@ -291,11 +334,13 @@ def test_only_some_sections_still_builds_the_prompts_they_need():
 
     assert sections_to_run(("eval", "vllm"), vllm=True) == ["floor", "eval", "vllm"]
     assert sections_to_run(("vllm",), vllm=False) == []  # --no-vllm wins
+    assert sections_to_run(("api_local",), vllm=False) == ["floor", "api_local"]
     assert "vllm" not in sections_to_run(None, vllm=False)
     with pytest.raises(ConfigError, match="unknown bench section"):
         sections_to_run(("api",), vllm=True)
     assert skipped(make_plan(False, True, only=("vllm",))) == [
-        "sections not asked for with --only: ranking, latency, retrieval, index_build, eval"]
+        "sections not asked for with --only: ranking, latency, retrieval, index_build, eval, "
+        "api_local"]
     assert skipped(make_plan(False, True)) == []
 
 
