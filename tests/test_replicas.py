@@ -1,8 +1,10 @@
-"""Two `tailor serve` replicas sharing one PostgreSQL store: a conversation started on one
-continues on the other, feedback posted to either is seen by both, and when one is
-killed mid-conversation the other finishes it with nothing acknowledged lost.
+"""Two `tailor serve` replicas sharing one PostgreSQL store behind an nginx reverse proxy:
+a conversation started through the proxy continues on either replica, feedback posted to
+either is seen by both, and when one is killed mid-conversation the proxy sends the
+rest to the other, with nothing acknowledged lost.
 
-Real processes, the real model and data, a real PostgreSQL server (tests/postgres.py).
+Real processes, the real model and data, a real PostgreSQL server (tests/postgres.py),
+Debian's nginx with the README's configuration (tests/nginx.py).
 Each replica reads its own copy of the index, as the benchmark's server does (two
 processes never share one on-disk Chroma store; a deployment points both at a Chroma
 server, README)."""
@@ -21,6 +23,7 @@ import urllib.request
 import pytest
 
 from bench.servers import api_home, free_port, stop_group
+from tests.nginx import running_nginx
 
 pytestmark = [pytest.mark.assets, pytest.mark.integration]
 KEY = "r" * 32
@@ -60,8 +63,6 @@ def _wait_up(proc, url: str, log_path, wait_s: float = 300) -> None:
 
 
 def test_a_conversation_survives_the_loss_of_its_replica(real_settings, pg_url, tmp_path):
-    from agent.interfaces.pg_store import PostgresStore
-
     procs = []
     try:
         urls = []
@@ -73,36 +74,50 @@ def test_a_conversation_survives_the_loss_of_its_replica(real_settings, pg_url, 
         for proc, url, name in zip(procs, urls, "ab"):
             _wait_up(proc, url, tmp_path / f"{name}.log")
         a, b = urls
-        sid = _call(a + "/v1/sessions")["id"]
-        first = _call(f"{a}/v1/sessions/{sid}/messages", {"content": "I loved Alien"})
-        alien = first["state"]["liked"]
-        assert alien and first["items"]
-        pick = first["items"][0]["id"]
-        liked = _call(f"{b}/v1/sessions/{sid}/feedback", {"item_id": pick, "value": "like"})
-        assert pick in liked["state"]["liked"]  # posted to b, about a's conversation
-        second = _call(f"{a}/v1/sessions/{sid}/messages", {"content": "something from the 90s"})
-        assert pick in second["state"]["liked"]  # a sees b's feedback
-        # a dies while a third turn may be in flight: that turn was never acknowledged
-        threading.Thread(target=lambda: _swallow(
-            lambda: _call(f"{a}/v1/sessions/{sid}/messages", {"content": "more like that"},
-                          timeout=30)), daemon=True).start()
-        time.sleep(0.3)
-        os.killpg(procs[0].pid, 9)
-        procs[0].wait(30)
-        third = _call(f"{b}/v1/sessions/{sid}/messages", {"content": "a comedy this time"})
-        state = third["state"]
-        assert set(alien) | {pick} <= set(state["liked"]) and state["genres"] == ["Comedy"]
-        store = PostgresStore(pg_url)
-        try:
-            turns = [t["message"] for t in store.turns(sid)]
-        finally:
-            store.close()
-        acknowledged = ["I loved Alien", "something from the 90s", "a comedy this time"]
-        assert [m for m in turns if m in acknowledged] == acknowledged
-        assert len(turns) in (3, 4)  # the killed turn: saved whole or not at all
+        with running_nginx([u.removeprefix("http://") for u in urls]) as proxy:
+            _converse(proxy, a, b, procs[0], pg_url)
     finally:
         for proc in procs:
             stop_group(proc)
+
+
+def _converse(proxy: str, a: str, b: str, replica_a, pg_url: str) -> None:
+    """One conversation through the proxy and both replicas; ``a`` dies mid-way."""
+    from agent.interfaces.pg_store import PostgresStore
+
+    sid = _call(proxy + "/v1/sessions")["id"]
+    first = _call(f"{proxy}/v1/sessions/{sid}/messages", {"content": "I loved Alien"})
+    alien = first["state"]["liked"]
+    assert alien and first["items"]
+    pick = first["items"][0]["id"]
+    liked = _call(f"{b}/v1/sessions/{sid}/feedback", {"item_id": pick, "value": "like"})
+    assert pick in liked["state"]["liked"]  # posted to b, whichever replica answered first
+    second = _call(f"{a}/v1/sessions/{sid}/messages", {"content": "something from the 90s"})
+    assert pick in second["state"]["liked"]  # a sees b's feedback
+    # a dies while a third turn may be in flight: that turn was never acknowledged
+    threading.Thread(target=lambda: _swallow(
+        lambda: _call(f"{a}/v1/sessions/{sid}/messages", {"content": "more like that"},
+                      timeout=30)), daemon=True).start()
+    time.sleep(0.3)
+    os.killpg(replica_a.pid, 9)
+    replica_a.wait(30)
+    # through the proxy again: round robin sends one of these two to the dead replica,
+    # which refuses the connection, and nginx passes it to b (a turn never sent is safe
+    # to pass on); the user sees two answers
+    third = _call(f"{proxy}/v1/sessions/{sid}/messages", {"content": "a comedy this time"})
+    state = third["state"]
+    assert set(alien) | {pick} <= set(state["liked"]) and state["genres"] == ["Comedy"]
+    fourth = _call(f"{proxy}/v1/sessions/{sid}/messages", {"content": "something lighter"})
+    assert fourth["items"] and set(alien) | {pick} <= set(fourth["state"]["liked"])
+    store = PostgresStore(pg_url)
+    try:
+        turns = [t["message"] for t in store.turns(sid)]
+    finally:
+        store.close()
+    acknowledged = ["I loved Alien", "something from the 90s", "a comedy this time",
+                    "something lighter"]
+    assert [m for m in turns if m in acknowledged] == acknowledged
+    assert len(turns) in (4, 5)  # the killed turn: saved whole or not at all
 
 
 def _swallow(fn) -> None:
