@@ -74,7 +74,7 @@ class Settings:
     llm_timeout: float = 4.0  # seconds per server request; keeps a degraded turn under 5 s
     quant: str = "none"  # in-process weights: "none" (fp32), "8bit" or "4bit" (bitsandbytes nf4)
     # 1: an fp32 in-process model's layer weights are packed once for oneDNN (ranking
-    # prompts ~20% faster on CPU; agent.llm.packed); 0: plain torch linears.
+    # prompts ~10% faster on CPU; agent.llm.packed); 0: plain torch linears.
     pack_weights: int = 1
     # `tailor serve` admission control (agent.interfaces.admission): turns running at once
     # per process (0: one per CPU core) and turns waiting for one; beyond both, a 429. A

@@ -48,3 +48,6 @@ def test_quantized_models_load_smaller_and_rank_like_fp32(real_settings):
         scores = np.array(q.label_logprobs(messages, LABELS[:5]))
         assert np.isfinite(scores).all() and not np.allclose(scores, base, atol=1e-4)
         assert np.corrcoef(scores, base)[0, 1] > 0.5, (quant, scores, base)
+        # its work is counted in passes and tokens; its FLOPs are not guessed
+        assert q.stats()["forward_passes"] >= 1 and q.stats()["flops_counted"] is False
+        assert q.packed == 0 and fp32.packed > 0

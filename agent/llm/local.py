@@ -53,7 +53,7 @@ class LocalBackend:
         quant: ``"none"`` (fp32), ``"8bit"`` or ``"4bit"`` (nf4): bitsandbytes weights,
             which its CPU backend runs too.
         pack: pack an fp32 CPU model's layer weights for oneDNN (``agent.llm.packed``):
-            prompts run ~20% faster, single decoded tokens a little slower.
+            prompts run ~10% faster, single decoded tokens a little slower.
     """
 
     def __init__(self, model_path: str | None = None, threads: int = 0, model=None, tokenizer=None,
@@ -97,7 +97,9 @@ class LocalBackend:
         # cache is shared state (the CPU is one resource anyway).
         self._lock = threading.Lock()
         self._grammars = None  # (xgrammar compiler, {schema: compiled grammar}), built on use
-        self._shape = _shape_of(self.model)
+        # FLOPs are counted for full-precision weights (a quantized layer's parameter
+        # count is of its packed storage, not of the products it computes)
+        self._shape = _shape_of(self.model) if quant == "none" else None
         # The model's work since load (``stats``): forward passes, tokens computed, FLOPs
         # (``agent.llm.flops``) and seconds; updated under the lock.
         self._work = {"forward_passes": 0, "tokens": 0, "flops": 0.0, "seconds": 0.0}

@@ -4,7 +4,8 @@
 out in cache-sized blocks on every call. oneDNN can lay it out once, at load time; the
 product then runs from the packed copy. On this project's 2-core AVX2 CPU a SmolLM2
 layer's projections for a ranking prompt (~230 tokens) ran at 67 GFLOP/s packed
-against 53 unpacked (the ranking forward 1.23 s → 0.98 s); for a single decoded token
+against 53 unpacked (the bench's ranking pass 1.10 s → 1.01 s at p50: attention and the
+element-wise work are not sped up); for a single decoded token
 the packed kernel is slower (0.71 against 0.49 ms a layer), so generation loses a
 little of what ranking gains (``bench/`` measures both). PyTorch's own compiler packs
 linear weights the same way when it freezes a model for CPU inference
