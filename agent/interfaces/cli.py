@@ -340,17 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve_llm)
     s = _command(sub, "bench", help="measure speed on this machine against the targets "
                       "(ranking vs FLOP floor, verbalizer vs generation, turn latency, "
-                      "retrieval, index build, eval throughput, vLLM and API under load)",
+                      "retrieval, index build, eval throughput, the API under load with the "
+                      "in-process model and through vLLM)",
                       description="Writes bench.json (every figure with its sample size, "
                       "machine, model, git SHA, targets met or missed) and bench.md. The full "
-                      "run takes ~15-20 min on 2 cores; --quick a few minutes.")
+                      "run takes ~25-30 min on 2 cores; --quick a few minutes.")
     s.add_argument("--out", default="out/bench", help="report folder (default out/bench)")
     s.add_argument("--quick", action="store_true",
-                   help="fewer prompts, turns and queries; a 10,000-item synthetic catalog")
+                   help="fewer prompts, turns and queries; a 5,000-item synthetic catalog; "
+                   "the API load at 1 and 4 sessions only")
     s.add_argument("--no-vllm", action="store_true",
-                   help="skip the parts that start servers (vLLM turns, API under load)")
+                   help="skip the parts that start vLLM (its turns, the API load through it)")
     s.add_argument("--only", help="comma-separated sections to measure again: floor, ranking, "
-                   "latency, retrieval, index_build, eval, vllm (vllm includes the API load)")
+                   "latency, retrieval, index_build, eval, api_local (the API load on the "
+                   "in-process model, against the FLOP limit), vllm (includes the API load "
+                   "through vLLM)")
     s.set_defaults(func=cmd_bench)
     s = _command(sub, "quantize-llm", help="write an INT8 W8A8 copy of the chat model that "
                       "vLLM serves on CPU")
