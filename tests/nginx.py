@@ -14,6 +14,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.servers import free_port
+
 # What the README shows: round robin; a replica that refuses connections is skipped for
 # 10 s, and a request it never received goes to the next one (nginx passes a POST on only
 # when it was not sent: a turn is never run twice).
@@ -51,12 +53,6 @@ def nginx_bin() -> str | None:
         (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_nginx(upstreams: list[str]):
     """Yields ``http://127.0.0.1:PORT``, proxying to ``upstreams`` (``host:port``);
@@ -64,7 +60,7 @@ def running_nginx(upstreams: list[str]):
     binary = nginx_bin()
     if binary is None:
         raise RuntimeError("no nginx: `make test` installs it as root; else apt-get install nginx")
-    root, port = Path(tempfile.mkdtemp(prefix="tailor-nginx-")), _free_port()
+    root, port = Path(tempfile.mkdtemp(prefix="tailor-nginx-")), free_port()
     root.chmod(0o755)
     servers = "\n".join(f"        server {u} max_fails=1 fail_timeout=10s;" for u in upstreams)
     # as root, nginx's worker would switch to a user that may lack these temp paths
