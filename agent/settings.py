@@ -66,6 +66,9 @@ class Settings:
     # SASRec's epochs at most; 0 = early stopping alone ends training (what set-up and the
     # benchmarks use). `make test` caps it: the tests need the path, not the quality.
     sasrec_epochs: int = 0
+    # SASRec's input length, the items of a history it reads; 0 = by the data: 200 where
+    # users have 150 items or more on average (ML-1M), else 50 (agent.models.sasrec).
+    sasrec_max_len: int = 0
     # An OpenAI-compatible server (`tailor serve-llm`) instead of the in-process model.
     # The model or adapter name is always explicit: never "the first one the server lists".
     llm_url: str | None = None
@@ -101,6 +104,9 @@ class Settings:
             raise ConfigError(f"explain must be 'llm' or 'template', not {self.explain!r}")
         if self.sasrec_epochs < 0:
             raise ConfigError(f"sasrec_epochs must be 0 (no cap) or more, not {self.sasrec_epochs}")
+        if self.sasrec_max_len < 0:
+            raise ConfigError(f"sasrec_max_len must be 0 (by the data) or more, "
+                              f"not {self.sasrec_max_len}")
         if self.state_llm not in ("off", "auto", "always"):
             raise ConfigError(f"state_llm must be off, auto or always, not {self.state_llm!r}")
         if self.title_llm not in ("off", "on"):

@@ -69,7 +69,7 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
             from agent.models.sasrec import config_for
             from eval.sasrec import SASRecSystem
 
-            made["sasrec"] = SASRecSystem.train(cat, split, config_for(settings), log=log,
+            made["sasrec"] = SASRecSystem.train(cat, split, config_for(settings, cat), log=log,
                                                 cache_dir=settings.models_dir)
         return made["sasrec"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.models.sasrec import SASRec, SASRecConfig, left_pad, train_sasrec  # noqa: F401
+from agent.models.sasrec import (SASRec, SASRecConfig, checkpoint_path, left_pad,  # noqa: F401
+                                 save_trained, train_sasrec)
 from eval.systems import ScoringSystem
 
 
@@ -47,9 +48,8 @@ class SASRecSystem(ScoringSystem):
         valid = np.zeros(catalog.max_id + 1, dtype=bool)
         valid[list(catalog.items)] = True
         model = train_sasrec([c.history for c in split.valid], catalog.max_id + 1,
-                             [(c.history, c.target) for c in probe], cfg, valid, log)
+                             [(c.history, c.target) for c in probe], cfg, valid, log,
+                             checkpoint=folder and checkpoint_path(folder))
         if folder is not None:
-            tmp = folder.with_name(folder.name + ".tmp")
-            model.save(tmp)
-            tmp.rename(folder)
+            save_trained(model, folder)
         return cls(catalog, model)

@@ -36,6 +36,7 @@ def test_settings_from_env_with_overrides(tmp_path):
     ({"TAILOR_DATASET": "netflix"}, "dataset must be"),
     ({"TAILOR_TOP_K": "30"}, "top_k"),
     ({"TAILOR_SASREC_EPOCHS": "-1"}, "sasrec_epochs must be 0"),
+    ({"TAILOR_SASREC_MAX_LEN": "-5"}, "sasrec_max_len must be 0"),
 ])
 def test_bad_settings_are_clear_errors(env, match):
     with pytest.raises(ConfigError, match=match):
@@ -52,3 +53,21 @@ def test_the_sasrec_epoch_cap_keys_a_model_of_its_own():
     assert config_for(Settings.from_env({})) == SASRecConfig()  # no cap: early stopping
     capped = config_for(Settings.from_env({"TAILOR_SASREC_EPOCHS": "30"}))
     assert capped.max_epochs == 30 and capped != SASRecConfig()
+
+
+def test_sasrec_reads_200_items_of_long_histories_and_50_of_shorter_ones():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from agent.models.sasrec import config_for
+
+    def catalog(per_user):
+        return SimpleNamespace(user=np.repeat(np.arange(1, 5), per_user))
+
+    plain = Settings.from_env({})
+    assert config_for(plain, catalog(106)).max_len == 50  # ML-100K's mean
+    assert config_for(plain, catalog(165)).max_len == 200  # ML-1M's
+    assert config_for(plain).max_len == 50  # no data: the default
+    chosen = Settings.from_env({"TAILOR_SASREC_MAX_LEN": "80"})
+    assert config_for(chosen, catalog(165)).max_len == 80

@@ -39,6 +39,7 @@ SETTING_HELP = {
     "diversity": "genre variety between picks, 0 to 1",
     "threads": "torch threads (0 = let torch decide)",
     "sasrec_epochs": "SASRec's epochs at most (0 = early stopping alone ends training)",
+    "sasrec_max_len": "items of a history SASRec reads (0 = 200 for long histories, else 50)",
     "llm_url": "rank with an OpenAI-compatible server, e.g. `tailor serve-llm`",
     "llm_model": "the served model name (with TAILOR_LLM_URL)",
     "adapter": "a LoRA adapter under <home>/adapters, loaded or served by name",

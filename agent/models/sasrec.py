@@ -57,14 +57,29 @@ def build_model(n_items: int, cfg: SASRecConfig):
             mask = torch.triu(torch.ones(cfg.max_len, cfg.max_len, dtype=torch.bool), 1)
             self.register_buffer("causal", mask)
 
-        def forward(self, seq):  # seq: (B, L) item ids, 0 = padding on the left
+        def encode(self, seq):  # seq: (B, L) item ids, 0 = padding on the left
             L = seq.shape[1]
             keep = (seq != 0).unsqueeze(-1)
             h = (self.items(seq) * cfg.dim ** 0.5 + self.pos.weight[:L]) * keep
             # Causal mask only: with left padding, a key-padding mask would leave the
             # padding rows with no key at all, and softmax over nothing is NaN.
             h = self.encoder(self.drop(h), mask=self.causal[:L, :L]) * keep
-            return self.norm(h) @ self.items.weight.T  # (B, L, n_items)
+            return self.norm(h)  # (B, L, dim)
+
+        def forward(self, seq):
+            return self.encode(seq) @ self.items.weight.T  # (B, L, n_items)
+
+        def last(self, seq):
+            """Scores of the item after each sequence: (B, n_items)."""
+            return self.encode(seq)[:, -1] @ self.items.weight.T
+
+        def loss(self, inputs, targets):
+            """Full-softmax cross-entropy at every position with a next item; the
+            catalog-wide scores are computed at those positions only (padding has none)."""
+            from torch.nn import functional as F
+
+            at = targets != 0
+            return F.cross_entropy(self.encode(inputs)[at] @ self.items.weight.T, targets[at])
 
     return SASRecNet()
 
@@ -104,7 +119,7 @@ class SASRec:
             seq = torch.tensor([left_pad(h, self.cfg.max_len)
                                 for h in histories[start:start + 256]])
             with torch.inference_mode():
-                out.append(self.net(seq)[:, -1].numpy().astype(np.float64))
+                out.append(self.net.last(seq).numpy().astype(np.float64))
         return np.concatenate(out) if out else np.zeros((0, self.n_items))
 
     def scores(self, history: Sequence[int]) -> np.ndarray:
@@ -145,11 +160,14 @@ class SASRec:
 
 def train_sasrec(sequences: Sequence[Sequence[int]], n_items: int,
                  probe: Sequence[tuple[Sequence[int], int]], cfg: SASRecConfig | None = None,
-                 valid: np.ndarray | None = None, log=print, progress: bool = True) -> SASRec:
+                 valid: np.ndarray | None = None, log=print, progress: bool = True,
+                 checkpoint: Path | None = None) -> SASRec:
     """Train on ``sequences`` (item ids >= 1, time order), early-stopped on ``probe``
-    (``(history, next item)`` pairs never trained on); returns the best checkpoint."""
+    (``(history, next item)`` pairs never trained on); returns the best checkpoint.
+
+    ``checkpoint``: a file the state is saved to at every evaluation; a run on the same
+    data and config that finds it resumes there (hours of ML-1M survive an interrupt)."""
     import torch
-    from torch.nn import functional as F
     from tqdm import tqdm
 
     cfg = cfg or SASRecConfig()
@@ -160,40 +178,114 @@ def train_sasrec(sequences: Sequence[Sequence[int]], n_items: int,
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
     model = SASRec(net, cfg, n_items)
     histories, wanted = [h for h, _ in probe], [t for _, t in probe]
-    best, best_state, stale, curve = -1.0, None, 0, []
-    t0 = time.perf_counter()
-    bar = tqdm(range(1, cfg.max_epochs + 1), desc="training sasrec", unit="epoch",
-               disable=not progress)
+    run = _Run(_fingerprint(data, n_items, probe, cfg), checkpoint)
+    if run.resume(net, opt):
+        log(f"sasrec: resuming at epoch {run.epoch + 1} from {checkpoint}")
+    bar = tqdm(range(run.epoch + 1, cfg.max_epochs + 1), desc="training sasrec",
+               unit="epoch", disable=not progress, initial=run.epoch, total=cfg.max_epochs)
     for epoch in bar:
+        if run.stale >= cfg.patience:
+            break
         net.train()
         for idx in torch.randperm(len(data)).split(cfg.batch):
-            logits = net(inputs[idx])
-            loss = F.cross_entropy(logits.reshape(-1, n_items), targets[idx].reshape(-1),
-                                   ignore_index=0)
+            if not bool((targets[idx] != 0).any()):
+                continue
+            loss = net.loss(inputs[idx], targets[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
+            run.loss = loss.item()
         if epoch % cfg.eval_every and epoch != cfg.max_epochs:
             continue
         net.eval()
         score = float(np.mean([ndcg10(r, t) for r, t in
                                zip(model.rank_many(histories, 10, valid), wanted)]))
-        curve.append({"epoch": epoch, "loss": loss.item(), "valid_ndcg@10": score})
-        bar.set_postfix(valid_ndcg=f"{score:.4f}", best=f"{max(best, score):.4f}")
-        if score > best:
-            best, stale = score, 0
-            best_state = {k: v.clone() for k, v in net.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    net.load_state_dict(best_state)
-    stopped = "early stop" if stale >= cfg.patience else "epoch limit"
-    model.info = {"valid_ndcg@10": best, "curve": curve, "train_s": time.perf_counter() - t0,
+        run.evaluated(epoch, score, net)
+        bar.set_postfix(valid_ndcg=f"{score:.4f}", best=f"{run.best:.4f}")
+        run.save(net, opt)
+    net.load_state_dict(run.best_state)
+    stopped = "early stop" if run.stale >= cfg.patience else "epoch limit"
+    model.info = {"valid_ndcg@10": run.best, "curve": run.curve, "train_s": run.seconds(),
                   "stopped": stopped, "config": asdict(cfg)}
-    log(f"sasrec: best validation NDCG@10 {best:.4f}; {curve[-1]['epoch']} epochs "
+    log(f"sasrec: best validation NDCG@10 {run.best:.4f}; {run.curve[-1]['epoch']} epochs "
         f"({stopped}, {model.info['train_s']:.0f}s)")
     return model
+
+
+def _fingerprint(data, n_items: int, probe, cfg: SASRecConfig) -> str:
+    """What a checkpoint must match to be resumed: the training data, the catalog size,
+    the early-stopping probe and the config."""
+    import hashlib
+
+    h = hashlib.sha256(data.numpy().tobytes())
+    h.update(json.dumps([n_items, [[list(map(int, a)), int(b)] for a, b in probe],
+                         asdict(cfg)]).encode())
+    return h.hexdigest()
+
+
+class _Run:
+    """The training loop's state between evaluations, and its checkpoint file."""
+
+    def __init__(self, fingerprint: str, path: Path | None):
+        self.fingerprint, self.path = fingerprint, Path(path) if path else None
+        self.epoch, self.best, self.best_state, self.stale = 0, -1.0, None, 0
+        self.curve, self.loss, self.before = [], float("nan"), 0.0
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.t0
+
+    def evaluated(self, epoch: int, score: float, net) -> None:
+        self.epoch = epoch
+        self.curve.append({"epoch": epoch, "loss": self.loss, "valid_ndcg@10": score})
+        if score > self.best:
+            self.best, self.stale = score, 0
+            self.best_state = {k: v.clone() for k, v in net.state_dict().items()}
+        else:
+            self.stale += 1
+
+    def save(self, net, opt) -> None:
+        import torch
+
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save({"fingerprint": self.fingerprint, "epoch": self.epoch, "best": self.best,
+                    "best_state": self.best_state, "stale": self.stale, "curve": self.curve,
+                    "seconds": self.seconds(), "net": net.state_dict(),
+                    "opt": opt.state_dict(), "rng": torch.get_rng_state()}, tmp)
+        tmp.replace(self.path)  # whole or absent
+
+    def resume(self, net, opt) -> bool:
+        """Load the checkpoint when there is one for this run; False when starting anew."""
+        import torch
+
+        if self.path is None or not self.path.is_file():
+            return False
+        state = torch.load(self.path, weights_only=False)
+        if state.get("fingerprint") != self.fingerprint:
+            return False
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["rng"])
+        self.epoch, self.best, self.best_state = state["epoch"], state["best"], state["best_state"]
+        self.stale, self.curve, self.before = state["stale"], state["curve"], state["seconds"]
+        return True
+
+
+
+def checkpoint_path(folder: Path) -> Path:
+    """Where the training of the model cached in ``folder`` keeps its checkpoint."""
+    return folder.with_name(folder.name + ".partial.pt")
+
+
+def save_trained(model: SASRec, folder: Path) -> None:
+    """Save ``model`` as ``folder``, whole or absent, and drop its training checkpoint."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save(tmp)
+    tmp.rename(folder)  # whole or absent: an interrupted run leaves no half model
+    checkpoint_path(folder).unlink(missing_ok=True)
 
 
 # --- the agent's model: trained on the whole catalog's interactions, cached -------------
@@ -205,15 +297,27 @@ def catalog_sequences(catalog) -> dict[int, list[int]]:
             for u, items in group_by_user(catalog.user, catalog.item, catalog.timestamp).items()}
 
 
-def config_for(settings) -> SASRecConfig:
+LONG_HISTORIES = 150  # mean items per user from which a model reads 200 of them, not 50
+
+
+def config_for(settings, catalog=None) -> SASRecConfig:
     """The SASRec config ``settings`` ask for: the defaults, with ``sasrec_epochs`` (when
-    set) as the epoch cap.
+    set) as the epoch cap and ``sasrec_max_len`` (when set) as the input length. Unset,
+    the length follows the data, as in the SASRec paper: 200 items where users have
+    ``LONG_HISTORIES`` or more on average (ML-1M: 165), 50 elsewhere (ML-100K: 106).
 
     >>> config_for(type("S", (), {"sasrec_epochs": 30})).max_epochs
     30
     """
-    cap = getattr(settings, "sasrec_epochs", 0)
-    return SASRecConfig(max_epochs=cap) if cap else SASRecConfig()
+    changes = {}
+    if getattr(settings, "sasrec_epochs", 0):
+        changes["max_epochs"] = settings.sasrec_epochs
+    if getattr(settings, "sasrec_max_len", 0):
+        changes["max_len"] = settings.sasrec_max_len
+    elif catalog is not None and len(catalog.user):
+        mean = len(catalog.user) / len(np.unique(catalog.user))
+        changes["max_len"] = 200 if mean >= LONG_HISTORIES else 50
+    return SASRecConfig(**changes)
 
 
 def model_key(catalog, cfg: SASRecConfig) -> str:
@@ -232,7 +336,7 @@ def model_dir(models_dir: Path, dataset: str, catalog, cfg: SASRecConfig) -> Pat
 
 
 def train_for_catalog(catalog, cfg: SASRecConfig | None = None, log=print,
-                      progress: bool = True) -> SASRec:
+                      progress: bool = True, checkpoint: Path | None = None) -> SASRec:
     """Train on every user's history but its last item; the last items of users with at
     least 3 items are the early-stopping targets (held out from training)."""
     cfg = cfg or SASRecConfig()
@@ -241,26 +345,26 @@ def train_for_catalog(catalog, cfg: SASRecConfig | None = None, log=print,
     probe = [(s[:-1], s[-1]) for s in seqs.values() if len(s) >= 3]
     valid = np.zeros(catalog.max_id + 1, dtype=bool)
     valid[list(catalog.items)] = True
-    return train_sasrec(train, catalog.max_id + 1, probe, cfg, valid, log, progress)
+    return train_sasrec(train, catalog.max_id + 1, probe, cfg, valid, log, progress,
+                        checkpoint)
 
 
 def prepare_sasrec(settings, catalog, log=print, cfg: SASRecConfig | None = None) -> Path:
     """The cached agent model for ``settings.dataset``, trained now if missing."""
-    cfg = cfg or config_for(settings)
+    cfg = cfg or config_for(settings, catalog)
     folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg)
     if (folder / CONFIG).is_file():
         return folder
     log(f"training the sequential model for {settings.dataset} (once; cached in {folder})")
-    model = train_for_catalog(catalog, cfg, log)
-    tmp = folder.with_name(folder.name + ".tmp")
-    model.save(tmp)
-    tmp.rename(folder)  # whole or absent: an interrupted run leaves no half model
+    model = train_for_catalog(catalog, cfg, log, checkpoint=checkpoint_path(folder))
+    save_trained(model, folder)
     return folder
 
 
 def sasrec_dir(settings, catalog, cfg: SASRecConfig | None = None) -> Path | None:
     """The folder of the cached agent model, or None when it has not been trained."""
-    folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg or config_for(settings))
+    folder = model_dir(settings.models_dir, settings.dataset, catalog,
+                       cfg or config_for(settings, catalog))
     return folder if (folder / CONFIG).is_file() else None
 
 

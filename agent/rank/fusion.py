@@ -291,7 +291,8 @@ def shadow_sequential(before, truncated, sequences, cfg, cache_dir: Path | None 
                       name: str = "data", log=print, progress: bool = True):
     """SASRec (config ``cfg``) trained on the truncated histories, early-stopped on each
     user's first held-out item; cached in ``cache_dir`` by data and config."""
-    from agent.models.sasrec import CONFIG, SASRec, model_key, train_sasrec
+    from agent.models.sasrec import (CONFIG, SASRec, checkpoint_path, model_key,
+                                     save_trained, train_sasrec)
 
     folder = None
     if cache_dir is not None:
@@ -304,11 +305,10 @@ def shadow_sequential(before, truncated, sequences, cfg, cache_dir: Path | None 
     valid = np.zeros(before.max_id + 1, dtype=bool)
     valid[list(before.items)] = True
     model = train_sasrec(list(truncated.values()), before.max_id + 1,
-                         first_cases(truncated, sequences), cfg, valid, log, progress)
+                         first_cases(truncated, sequences), cfg, valid, log, progress,
+                         folder and checkpoint_path(folder))
     if folder is not None:
-        tmp = folder.with_name(folder.name + ".tmp")
-        model.save(tmp)
-        tmp.rename(folder)
+        save_trained(model, folder)
     return model
 
 

@@ -42,3 +42,56 @@ def test_a_saved_model_loads_with_the_same_scores(tmp_path):
     assert again.info["stopped"] == "epoch limit" and len(again.info["curve"]) == 3
     assert model.rank_many([[1, 2, 3]], 2) == again.rank_many([[1, 2, 3]], 2)
     assert not {1, 2, 3, 0} & set(model.rank_many([[1, 2, 3]], 5)[0])
+
+
+def test_an_interrupted_training_resumes_where_its_checkpoint_left_off(tmp_path, monkeypatch):
+    from agent.models import sasrec as sas
+
+    seqs = [[(s + k) % 12 + 1 for k in range(8)] for s in range(24)]
+    cfg = SASRecConfig(dim=8, blocks=1, heads=1, max_len=8, dropout=0.1, max_epochs=6,
+                       eval_every=2, patience=5)
+    probe = [([1, 2, 3], 4), ([5, 6], 7)]
+    whole = sas.train_sasrec(seqs, 13, probe, cfg, log=lambda m: None, progress=False)
+    ckpt = tmp_path / "m.partial.pt"
+    real, calls = sas.SASRec.rank_many, []
+
+    def dies_at_the_second_evaluation(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(sas.SASRec, "rank_many", dies_at_the_second_evaluation)
+    try:
+        sas.train_sasrec(seqs, 13, probe, cfg, log=lambda m: None, progress=False,
+                         checkpoint=ckpt)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(sas.SASRec, "rank_many", real)
+    assert ckpt.is_file()
+    said = []
+    again = sas.train_sasrec(seqs, 13, probe, cfg, log=said.append, progress=False,
+                             checkpoint=ckpt)
+    assert "resuming at epoch 3" in said[0]
+    assert [c["epoch"] for c in again.info["curve"]] == [2, 4, 6]
+    # The same run as the uninterrupted one: the same batches, dropout and updates.
+    assert np.allclose([c["loss"] for c in again.info["curve"]],
+                       [c["loss"] for c in whole.info["curve"]], rtol=1e-5)
+    assert np.allclose(whole.scores([1, 2, 3]), again.scores([1, 2, 3]), atol=1e-5)
+    # Another config (or data) does not pick up this checkpoint: it starts anew.
+    said.clear()
+    sas.train_sasrec(seqs, 13, probe, SASRecConfig(**{**cfg.__dict__, "lr": 2e-3}),
+                     log=said.append, progress=False, checkpoint=ckpt)
+    assert not any("resuming" in m for m in said)
+
+
+def test_a_saved_model_drops_its_checkpoint(tmp_path):
+    from agent.models.sasrec import checkpoint_path, save_trained, train_sasrec
+
+    cfg = SASRecConfig(dim=8, blocks=1, heads=1, max_len=8, max_epochs=2, eval_every=1)
+    folder = tmp_path / "sasrec-x"
+    model = train_sasrec([[1, 2, 3, 4]] * 4, 13, [([1, 2], 3)], cfg, log=lambda m: None,
+                         progress=False, checkpoint=checkpoint_path(folder))
+    assert checkpoint_path(folder).is_file()
+    save_trained(model, folder)
+    assert (folder / "sasrec.json").is_file() and not checkpoint_path(folder).exists()
