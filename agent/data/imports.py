@@ -34,6 +34,10 @@ RATING_NAMES = ("rating", "score", "stars")
 ENTITY_NAMES = ("brand", "author", "director", "cast", "artist", "maker", "manufacturer",
                 "publisher", "studio", "actors", "creator")
 MAX_CATEGORY_VALUES = 60  # a text column with more distinct values is free text, not a facet
+# A column of numbers but for at most this share of its values, in at most MAX_MISSING
+# distinct words ("unknown", "n/a"), is a range whose odd words mean "not known": the
+# inferred schema lists them under the facet's ``missing``, where a user sees and edits them.
+MISSING_SHARE, MAX_MISSING = 0.01, 3
 
 
 def check_name(name: str) -> str:
@@ -72,9 +76,11 @@ def _facet_for(column: str, values: list, table: Table, sep: str) -> Facet | Non
     """The facet ``column`` looks like, or None when it is free text."""
     entity = column.lower() in ENTITY_NAMES
     kind = table.types.get(column)
-    if kind in ("float", "float_seq") or (kind != "token_seq" and values
-                                          and all(_is_number(v) for v in values)):
-        return Facet(column, "range") if kind != "float_seq" else None
+    if kind in ("float", "float_seq"):
+        return Facet(column, "range") if kind == "float" else None
+    odd = _odd_words(values) if kind != "token_seq" else None
+    if odd is not None:
+        return Facet(column, "range", missing=odd)
     listed = any(isinstance(v, list) for v in values) or any(
         isinstance(v, str) and sep in v for v in values)
     if listed:
@@ -85,6 +91,21 @@ def _facet_for(column: str, values: list, table: Table, sep: str) -> Facet | Non
     if len(distinct) <= MAX_CATEGORY_VALUES and len(distinct) <= max(2, len(values) // 2):
         return Facet(column, "category")
     return None
+
+
+def _odd_words(values: list) -> tuple[str, ...] | None:
+    """The words of a column of numbers that are not numbers (``()``: none), or None
+    when the column is not one of numbers (see ``MISSING_SHARE``).
+
+    >>> _odd_words(["1995"] * 200 + ["unknown", "V"]), _odd_words([1, 2.5]), _odd_words(["a", 1])
+    (('V', 'unknown'), (), None)
+    """
+    if not values or any(isinstance(v, (list, bool)) for v in values):
+        return None
+    odd = [str(v).strip() for v in values if not _is_number(v)]
+    if len(odd) > MISSING_SHARE * len(values) or len(set(odd)) > MAX_MISSING:
+        return None
+    return tuple(sorted(set(odd)))
 
 
 def infer_schema(name: str, items: Table, interactions: Table, sep: str = "|") -> CatalogSchema:
@@ -170,12 +191,13 @@ def _number(value, where: str, why: str):
 
 
 def _facet_value(facet: Facet, value, sep: str, where: str):
-    if _blank(value):
+    if _blank(value) or (facet.missing and str(value).strip() in facet.missing):
         return [] if facet.multi else None
     if facet.kind == "range":
         if isinstance(value, list):
             raise DataFileError(f"{where}: a list, but {facet.field} is a range (one number)")
-        return _number(value, where, f"the schema makes {facet.field!r} a range facet")
+        return _number(value, where, f"the schema makes {facet.field!r} a range facet; if "
+                       "the word means 'not known', list it under the facet's missing")
     if isinstance(value, list):
         values = [str(v).strip() for v in value if str(v).strip()]
     else:
@@ -306,6 +328,10 @@ def import_dataset(name: str, data_root: Path, items: Path, interactions: Path,
     spec = (CatalogSchema.load(Path(schema)) if schema
             else infer_schema(name, item_table, inter_table))
     spec = CatalogSchema.from_dict({**spec.to_dict(), "name": name})
+    for facet in spec.facets if not schema else ():
+        if facet.missing:
+            log(f"{facet.field}: numbers, but for {', '.join(map(repr, facet.missing))}, "
+                "read as 'not known' (the facet's missing in the schema)")
     records = convert_items(item_table, spec)
     inter = convert_interactions(inter_table, spec, {r["external_id"]: r["id"] for r in records},
                                  item_table.path.name)

@@ -49,6 +49,8 @@ class Facet:
     ``filter``: the Chroma index carries it as metadata for ``where`` filters (a
     category as one boolean flag per value, keyed ``<key>_<value>``; a range as its
     number). ``values``: the category's allowed values (default: those the items have).
+    ``missing``: values in the files that mean "not known" (as pandas' ``na_values``):
+    an item with one has no value for the facet, where a range would reject it.
     ``role``: which of the film dialogue rules reads it ("genre": genre words and moods,
     "year": decades and "older", "people": fuzzy names); a facet without one is read
     from requests by its own values ("a blue wool jumper", "no leather", "under 50",
@@ -66,9 +68,11 @@ class Facet:
     key: str = ""  # the metadata key (prefix, for categories); default the field name
     values: tuple[str, ...] = ()
     role: str = ""
+    missing: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "values", tuple(self.values))
+        object.__setattr__(self, "missing", tuple(str(v) for v in self.missing))
         if self.kind not in FACET_KINDS:
             raise ConfigError(f"facet {self.field!r}: kind must be one of "
                               f"{', '.join(FACET_KINDS)}, not {self.kind!r}")
