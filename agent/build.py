@@ -89,7 +89,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
     from agent.data.assets import prepare_embedder
     from agent.data.catalog import Catalog
     from agent.models.sasrec import find_sasrec, sasrec_dir
-    from agent.rank.fusion import find_fusion
+    from agent.rank.shadow import find_fusion
     from agent.rank.rerank import TailDiversityReranker
     from agent.rank.verbalizer import VerbalizerRanker
     from agent.recommender import Recommender

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from agent.rank.fusion import (
-    HELD_OUT, Example, FusionConfig, FusionRanker, feature_names, known_user_example, recall,
-    shadow_examples, shadow_sequential, train_fusion)
+from agent.rank.fusion import (Example, FusionConfig, FusionRanker, feature_names,
+                               known_user_example, recall, train_fusion)
+from agent.rank.shadow import HELD_OUT, shadow_examples, shadow_sequential
 from eval.protocols import Case
 from eval.systems import PoolSystem
 
@@ -78,7 +78,7 @@ def train_two_stage(catalog, split, retriever, log=print, cfg: FusionConfig | No
                     users: int | None = None) -> tuple[FusionRanker, dict, list[Example]]:
     """Fit the fusion on the last ``HELD_OUT`` items before each user's test item (the
     validation item among them), with sources fitted on the histories before those
-    (``agent.rank.fusion.shadow_examples``); returns it, a report (recall@50 of each source
+    (``agent.rank.shadow.shadow_examples``); returns it, a report (recall@50 of each source
     and of the union on the validation items, training info) and the training cases.
 
     ``sequential_for(before, truncated, sequences)``: the shadow sequence model; by

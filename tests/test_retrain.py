@@ -165,19 +165,51 @@ def test_tailor_retrain_changes_nothing_until_the_refit_has_worked(real_settings
     _log_some(live, ["SKU-00001"] * 30, users=tuple(f"new{k}" for k in range(30)))
     before = (folder / "interactions.npz").read_bytes()
 
-    def broken(settings, catalog=None):
+    def broken(settings, catalog=None, previous=None):
         raise RuntimeError("out of memory")
     monkeypatch.setattr(training, "train_collaborative", broken)
     with pytest.raises(RuntimeError):
         main(["retrain", "--dataset", "shop", "--no-report"])
     assert (folder / "interactions.npz").read_bytes() == before and merged_lines(folder) == 0
     fitted = []
-    monkeypatch.setattr(training, "train_collaborative",
-                        lambda settings, catalog=None: fitted.append(len(catalog.user)))
+    monkeypatch.setattr(training, "train_collaborative", lambda settings, catalog=None,
+                        previous=None: fitted.append((len(catalog.user), len(previous.user))))
     assert main(["retrain", "--dataset", "shop", "--no-report"]) == 0
-    assert fitted == [len(live.catalog.user) + 30] and merged_lines(folder) == 30
+    # the refit starts from the models of the data before (training.warm_models)
+    assert fitted == [(len(live.catalog.user) + 30, len(live.catalog.user))]
+    assert merged_lines(folder) == 30
     capsys.readouterr()
     assert main(["index", "--dataset", "shop"]) == 0
     assert "is up to date" in capsys.readouterr().err
     assert main(["retrain", "--dataset", "shop", "--no-report"]) == 0  # nothing new
     assert "nothing new" in capsys.readouterr().err and merged_lines(folder) == 30
+
+
+def test_a_retrain_starts_from_the_sequence_models_fitted_before(tmp_path):
+    """``tailor retrain``'s models start from the serving and shadow SASRec of the data
+    before the merge (found by that data's keys); none cached, or another shape: none."""
+    from agent.interfaces.training import warm_models
+    from agent.models.sasrec import catalog_sequences, config_for, prepare_sasrec
+    from agent.rank.shadow import KEEP, shadow_catalog, shadow_sequential, shadow_split
+    from agent.settings import Settings
+    from tests.eval.test_two_stage import cycle_catalog
+
+    settings = Settings.from_env({"TAILOR_HOME": str(tmp_path), "TAILOR_SASREC_EPOCHS": "2"})
+    old, new = cycle_catalog(40), cycle_catalog(60)  # 20 more users' interactions
+    assert warm_models(settings, old, new) == (None, None)
+    quiet = {"log": lambda m: None}
+    prepare_sasrec(settings, old, **quiet)
+    cfg = config_for(settings, old)
+    sequences = {u: s for u, s in catalog_sequences(old).items() if len(s) > KEEP}
+    truncated, _ = shadow_split(sequences)
+    shadow_sequential(shadow_catalog(old), truncated, sequences, cfg, settings.models_dir,
+                      settings.dataset, progress=False, **quiet)
+    serving, shadow = warm_models(settings, old, new)
+    assert serving is not None and shadow is not None
+    assert serving.info["valid_ndcg@10"] != shadow.info["valid_ndcg@10"] or \
+        serving.info["curve"] != shadow.info["curve"]  # two models, not one twice
+    said = []
+    prepare_sasrec(settings, new, log=said.append, warm=serving)
+    assert any("starting from the model fitted before" in m for m in said)
+    assert warm_models(Settings.from_env({"TAILOR_HOME": str(tmp_path)}), old, new) == \
+        (None, None)  # another config (no epoch cap): another key, nothing cached

@@ -161,12 +161,15 @@ class SASRec:
 def train_sasrec(sequences: Sequence[Sequence[int]], n_items: int,
                  probe: Sequence[tuple[Sequence[int], int]], cfg: SASRecConfig | None = None,
                  valid: np.ndarray | None = None, log=print, progress: bool = True,
-                 checkpoint: Path | None = None) -> SASRec:
+                 checkpoint: Path | None = None, warm: SASRec | None = None) -> SASRec:
     """Train on ``sequences`` (item ids >= 1, time order), early-stopped on ``probe``
     (``(history, next item)`` pairs never trained on); returns the best checkpoint.
 
     ``checkpoint``: a file the state is saved to at every evaluation; a run on the same
-    data and config that finds it resumes there (hours of ML-1M survive an interrupt)."""
+    data and config that finds it resumes there (hours of ML-1M survive an interrupt).
+    ``warm``: a model of the same config to start from (``tailor retrain``: the one
+    fitted before the new interactions); new items start from fresh embeddings. It must
+    not have seen a ``probe`` target."""
     import torch
     from tqdm import tqdm
 
@@ -175,10 +178,13 @@ def train_sasrec(sequences: Sequence[Sequence[int]], n_items: int,
     data = torch.tensor([left_pad(s, cfg.max_len + 1) for s in sequences])
     inputs, targets = data[:, :-1], data[:, 1:]
     net = build_model(n_items, cfg)
+    if warm is not None:
+        start_from(net, warm, cfg)
+        log(f"sasrec: starting from the model fitted before ({warm.n_items - 1} items)")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
     model = SASRec(net, cfg, n_items)
     histories, wanted = [h for h, _ in probe], [t for _, t in probe]
-    run = _Run(_fingerprint(data, n_items, probe, cfg), checkpoint)
+    run = _Run(_fingerprint(data, n_items, probe, cfg, warm), checkpoint)
     if run.resume(net, opt):
         log(f"sasrec: resuming at epoch {run.epoch + 1} from {checkpoint}")
     bar = tqdm(range(run.epoch + 1, cfg.max_epochs + 1), desc="training sasrec",
@@ -212,12 +218,33 @@ def train_sasrec(sequences: Sequence[Sequence[int]], n_items: int,
     return model
 
 
-def _fingerprint(data, n_items: int, probe, cfg: SASRecConfig) -> str:
+def start_from(net, warm: SASRec, cfg: SASRecConfig) -> None:
+    """Copy ``warm``'s weights into ``net`` (of config ``cfg``); item embeddings row by
+    row, so items added since keep their fresh initialisation."""
+    import torch
+
+    shape = ("dim", "blocks", "heads", "max_len")
+    if [getattr(warm.cfg, k) for k in shape] != [getattr(cfg, k) for k in shape]:
+        raise ValueError(f"a warm start needs a model of the same {', '.join(shape)}")
+    state = net.state_dict()
+    with torch.no_grad():
+        for name, value in warm.net.state_dict().items():
+            if name == "items.weight":
+                rows = min(len(value), len(state[name]))
+                state[name][:rows] = value[:rows]
+            elif name in state and state[name].shape == value.shape:
+                state[name].copy_(value)
+    net.load_state_dict(state)
+
+
+def _fingerprint(data, n_items: int, probe, cfg: SASRecConfig, warm=None) -> str:
     """What a checkpoint must match to be resumed: the training data, the catalog size,
-    the early-stopping probe and the config."""
+    the early-stopping probe, the config and the model started from."""
     import hashlib
 
     h = hashlib.sha256(data.numpy().tobytes())
+    if warm is not None:
+        h.update(warm.net.items.weight.detach().numpy().tobytes())
     h.update(json.dumps([n_items, [[list(map(int, a)), int(b)] for a, b in probe],
                          asdict(cfg)]).encode())
     return h.hexdigest()
@@ -336,7 +363,8 @@ def model_dir(models_dir: Path, dataset: str, catalog, cfg: SASRecConfig) -> Pat
 
 
 def train_for_catalog(catalog, cfg: SASRecConfig | None = None, log=print,
-                      progress: bool = True, checkpoint: Path | None = None) -> SASRec:
+                      progress: bool = True, checkpoint: Path | None = None,
+                      warm: SASRec | None = None) -> SASRec:
     """Train on every user's history but its last item; the last items of users with at
     least 3 items are the early-stopping targets (held out from training)."""
     cfg = cfg or SASRecConfig()
@@ -346,17 +374,19 @@ def train_for_catalog(catalog, cfg: SASRecConfig | None = None, log=print,
     valid = np.zeros(catalog.max_id + 1, dtype=bool)
     valid[list(catalog.items)] = True
     return train_sasrec(train, catalog.max_id + 1, probe, cfg, valid, log, progress,
-                        checkpoint)
+                        checkpoint, warm)
 
 
-def prepare_sasrec(settings, catalog, log=print, cfg: SASRecConfig | None = None) -> Path:
-    """The cached agent model for ``settings.dataset``, trained now if missing."""
+def prepare_sasrec(settings, catalog, log=print, cfg: SASRecConfig | None = None,
+                   warm: SASRec | None = None) -> Path:
+    """The cached agent model for ``settings.dataset``, trained now if missing (from
+    ``warm``'s weights when given: see ``train_sasrec``)."""
     cfg = cfg or config_for(settings, catalog)
     folder = model_dir(settings.models_dir, settings.dataset, catalog, cfg)
     if (folder / CONFIG).is_file():
         return folder
     log(f"training the sequential model for {settings.dataset} (once; cached in {folder})")
-    model = train_for_catalog(catalog, cfg, log, checkpoint=checkpoint_path(folder))
+    model = train_for_catalog(catalog, cfg, log, checkpoint=checkpoint_path(folder), warm=warm)
     save_trained(model, folder)
     return folder
 

@@ -95,3 +95,27 @@ def test_a_saved_model_drops_its_checkpoint(tmp_path):
     assert checkpoint_path(folder).is_file()
     save_trained(model, folder)
     assert (folder / "sasrec.json").is_file() and not checkpoint_path(folder).exists()
+
+
+def test_a_warm_start_keeps_what_the_model_knew_and_adds_new_items():
+    import pytest
+
+    from agent.models.sasrec import train_sasrec
+
+    seqs = [[(s + k) % 12 + 1 for k in range(8)] for s in range(24)]
+    cfg = SASRecConfig(dim=16, blocks=1, heads=1, max_len=8, dropout=0.0, lr=5e-3,
+                       max_epochs=40, eval_every=10, patience=5)
+    probe = [([1, 2, 3], 4), ([7, 8], 9), ([10, 11, 12], 1), ([4, 5, 6], 7)]
+    quiet = {"log": lambda m: None, "progress": False}
+    old = train_sasrec(seqs, 13, probe, cfg, **quiet)
+    assert old.info["valid_ndcg@10"] >= 0.8
+    # Two items more (13, 14) and one epoch: warm, it still knows the cycle; cold, not yet.
+    more = seqs + [[13, 14, 13, 14]] * 4
+    one = SASRecConfig(**{**cfg.__dict__, "max_epochs": 1, "eval_every": 1})
+    warm = train_sasrec(more, 15, probe, one, warm=old, **quiet)
+    cold = train_sasrec(more, 15, probe, one, **quiet)
+    assert warm.info["valid_ndcg@10"] >= 0.8 and cold.info["valid_ndcg@10"] < 0.6
+    assert warm.scores([1, 2, 3]).shape == (15,)
+    with pytest.raises(ValueError, match="same dim"):
+        train_sasrec(more, 15, probe, SASRecConfig(**{**one.__dict__, "dim": 8}), warm=old,
+                     **quiet)

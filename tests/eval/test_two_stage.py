@@ -56,7 +56,7 @@ def test_training_examples_see_nothing_of_their_targets(client):  # noqa: F811
     # is always among the held-out items the fusion learns on: the sources fitted on the
     # truncated histories have never seen it, so co-watching and popularity cannot
     # propose it, and the shadow sequence model is trained without it.
-    from agent.rank.fusion import shadow_examples
+    from agent.rank.shadow import shadow_examples
 
     split = make_split(cycle_catalog(rare=12), n_negatives=3)
     cat = split.train_catalog
@@ -112,7 +112,7 @@ def test_the_fusion_learns_to_trust_the_source_that_knows(client):  # noqa: F811
 
 def test_the_agents_fusion_learns_without_the_held_out_last_items(catalog):
     from agent.models.sasrec import catalog_sequences
-    from agent.rank.fusion import shadow_split
+    from agent.rank.shadow import shadow_split
 
     sequences = catalog_sequences(catalog)
     truncated, cases = shadow_split(sequences, held=1, keep=2)
@@ -129,7 +129,7 @@ def test_the_agents_fusion_learns_without_the_held_out_last_items(catalog):
 
 def test_the_agents_fusion_is_trained_once_and_cached(client, tmp_path):  # noqa: F811
     from agent.models.sasrec import SASRecConfig, prepare_sasrec
-    from agent.rank.fusion import find_fusion, prepare_fusion
+    from agent.rank.shadow import find_fusion, prepare_fusion
 
     class S:  # the settings fields the caches read
         models_dir, dataset = tmp_path, "tiny"
