@@ -114,6 +114,11 @@ def markdown(report: dict) -> str:
                       f"{t['held_out']} items before the test item), "
                       f"{t['recall@50_train_cases']:.1%} of them with the target among "
                       f"the candidates; best rounds {t['fusion'].get('best_rounds')}.", ""]
+        if "importance_llm" in t:
+            lines += [f"The fusion with the LLM column learned on {t['cases']} cases of "
+                      f"{t['users']} users, the LLM scoring each one's top {t['n_llm']} "
+                      "(ranked by a fusion fitted on the other users); the column's share "
+                      f"of the gain {t['importance_llm']:.3f}.", ""]
         if "ablation" in t:
             lines += ["Ablation (the fusion retrained without one source or feature, the "
                       "same users):", "", "| without | NDCG@10 | recall of the candidates |",

@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.errors import ConfigError
 
 SYSTEMS = ("popularity", "itemknn", "sasrec", "tailor", "retrieval", "hybrid", "llm-zero",
-           "llm-few", "llm-lora", "llm-lora-tail")
+           "llm-few", "llm-lora", "llm-lora-tail", "llm-feature")
 DEFAULT_SYSTEMS = "popularity,itemknn,retrieval,hybrid,llm-zero,llm-few"
 
 
@@ -88,17 +88,36 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
         system.report, system.train_examples = dict(report, tail_boost=tail_boost), examples
         return system
 
+    def backend(adapter):
+        if adapter not in backends:
+            backends[adapter] = backend_factory(adapter)
+        return backends[adapter]
+
+    def llm_feature(cases):  # two systems: the fusion with and without the LLM column
+        from eval.llm_feature import CASES, LLMFeature, train_llm_feature
+        from eval.two_stage import TwoStage
+
+        base = tailor(0.0)
+
+        def ranker_for(catalog):
+            return VerbalizerRanker(backend(settings.adapter), catalog, **ranker_options(settings))
+
+        off, on, report = train_llm_feature(base, split, ranker_for,
+                                            CASES if cases is None else int(cases), log=log)
+        plain = TwoStage(cat, base.retriever, off, name="llm-feature-off",
+                         examples=made["fusion"][4])
+        plain.report = {"llm_feature": "the same cases as llm-feature, without the column"}
+        return [plain, LLMFeature(base, off, on, ranker_for(cat), report)]
+
     def llm(name):
         if name not in made:
             adapter = settings.adapter if name == "llm-lora" else None
             if name == "llm-lora" and not adapter:
                 raise ConfigError("llm-lora needs an adapter: --adapter NAME or TAILOR_ADAPTER "
                                   "(train one with `tailor finetune`)")
-            if adapter not in backends:
-                backends[adapter] = backend_factory(adapter)
             options = ranker_options(replace(settings, adapter=adapter,
                                              rank_mode="few" if name == "llm-few" else "zero"))
-            ranker = VerbalizerRanker(backends[adapter], cat, **options)
+            ranker = VerbalizerRanker(backend(adapter), cat, **options)
             made[name] = S.LLMRerank(name, hybrid(), ranker, settings.candidates)
         return made[name]
 
@@ -117,6 +136,8 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
                                            settings.tail_boost if arg is None else arg)))
         elif name == "hybrid":
             built.append(hybrid())
+        elif name == "llm-feature":  # "llm-feature:500": the LLM scores ~500 training cases
+            built += llm_feature(arg)
         elif name == "llm-lora-tail":
             strength = check_knob("the llm-lora-tail strength", 0.5 if arg is None else arg)
             built.append(S.TailRerank(llm("llm-lora"), TailDiversityReranker(

@@ -247,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: popularity, itemknn, sasrec, retrieval, hybrid, "
                         "tailor[:tail_boost] (SASRec and every source, then the learned "
                         "fusion, then the tail re-ranker), llm-zero, llm-few, llm-lora, "
-                        "llm-lora-tail[:strength] "
+                        "llm-lora-tail[:strength], llm-feature[:cases] (the fusion with "
+                        "and without the LLM's score as a feature, learned from the same "
+                        "~1000 training cases; with --adapter, the adapter's score) "
                         "(default: popularity,itemknn,retrieval,hybrid,llm-zero,llm-few)")
     s.add_argument("--out", default=EVAL_OUT, help="report folder (default out/eval; "
                    "out/understanding, out/dialogues and out/withheld for those)")

@@ -85,14 +85,16 @@ def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
     env.setdefault("TAILOR_SASREC_EPOCHS", "30")  # the path, not the quality (as `make test`)
     run = subprocess.run([sys.executable, "-m", "agent", "eval", "--systems",
-                          "sasrec,tailor", "--users", "20", "--seed", "1", "--fusion-users",
+                          "sasrec,tailor,llm-feature:40", "--users", "20", "--seed", "1",
+                          "--llm-users", "10", "--fusion-users",
                           "150", "--out", str(out)],
                          capture_output=True, text=True, env=env, timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert list(report["systems"]) == ["sasrec", "tailor"]
-    for r in report["systems"].values():
-        assert len(r["per_user"]) == 20 and r["metrics"]["oov_rate@20"] == 0.0
+    assert list(report["systems"]) == ["sasrec", "tailor", "llm-feature-off", "llm-feature"]
+    for name, r in report["systems"].items():
+        assert len(r["per_user"]) == (10 if name.startswith("llm") else 20)
+        assert r["metrics"]["oov_rate@20"] == 0.0
         assert r["metrics"]["history_repeat@20"] == 0.0
     training = report["training"]["tailor"]
     recall = training["recall@50_valid"]
@@ -100,3 +102,7 @@ def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
     assert abs(sum(training["importances"].values()) - 1.0) < 1e-6
     assert training["train_users"] == 150  # --fusion-users: a quick fusion, not every user's
     assert "Recall@50 on the validation users" in (out / "report.md").read_text()
+    # llm-feature: the same sampled cases with and without the LLM's column (whole users)
+    llm = report["training"]["llm-feature"]
+    assert llm["cases"] >= 40 and llm["importances"]["llm"] == llm["importance_llm"] >= 0
+    assert "the LLM scoring each one's top" in (out / "report.md").read_text()
