@@ -80,7 +80,7 @@ def evaluate_system(system, cases: list[Case], split: Split, vectors=None, progr
     catalog_ids = set(catalog.items)
     n_users = len(np.unique(catalog.user))
     pop = {i: it.popularity for i, it in catalog.items.items()}
-    lists, faithful = [], []
+    lists = []
     sampled_rows = []
     t0 = time.perf_counter()
     if hasattr(system, "prepare"):  # LLM systems score their prompts in batches first

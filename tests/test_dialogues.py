@@ -4,7 +4,6 @@ no item shown twice, and feedback that changes the next answer."""
 from agent.interfaces.sessions import apply_feedback
 from agent.llm.fake import FakeBackend
 from agent.recommender import CLARIFY
-from agent.types import DialogueState
 from agent.understand.state import satisfies
 from tests.test_recommender import make
 

@@ -4,7 +4,6 @@ against the real catalog, and one small run through the real recommender."""
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 

@@ -6,7 +6,7 @@ import torch
 
 from finetune.config import load_config
 from finetune.data import Example
-from finetune.train import (TrainState, attach_lora, best_weight, fused_positions,
+from finetune.train import (attach_lora, best_weight, fused_positions,
                             ranking_report, score_examples, train)
 from tests.tiny_lm import tiny_model_and_tokenizer
 
