@@ -189,7 +189,8 @@ EVAL_OUT = "out/eval"
 
 
 def _eval_understanding(settings: Settings, args) -> int:
-    from eval.understanding import HELDOUT, run_understanding
+    from eval.understanding import HELDOUT
+    from eval.understanding_run import run_understanding
 
     path = HELDOUT if args.understanding is True else Path(args.understanding)
     if args.out == EVAL_OUT:  # not over the ranking report

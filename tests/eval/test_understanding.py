@@ -11,9 +11,10 @@ from agent.domain.movielens.loaders import ML_GENRES
 from agent.types import DialogueState
 from agent.understand.parse import ParsedMessage
 from agent.understand.vocabulary import load_vocabulary
-from eval.understanding import (DEFAULT, HELDOUT, SLOTS, PickJudge, failure_kinds,
-                                load_requests, picks_fit, resolve, run_understanding,
-                                slot_counts, state_slots, summarize, value_matches)
+from eval.understanding import (DEFAULT, HELDOUT, SLOTS, failure_kinds, load_requests,
+                                picks_fit, resolve, slot_counts, state_slots, summarize,
+                                value_matches)
+from eval.understanding_run import PickJudge, run_understanding
 from tests.conftest import tiny_items
 
 DEV = HELDOUT.with_name("requests_dev.jsonl")
