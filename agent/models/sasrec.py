@@ -290,7 +290,7 @@ class _Run:
 
         if self.path is None or not self.path.is_file():
             return False
-        state = torch.load(self.path, weights_only=False)
+        state = torch.load(self.path, weights_only=True)
         if state.get("fingerprint") != self.fingerprint:
             return False
         net.load_state_dict(state["net"])
