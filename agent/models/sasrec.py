@@ -38,6 +38,11 @@ class SASRecConfig:
     eval_every: int = 5
     patience: int = 8  # evaluations without improvement before stopping (40 epochs)
     seed: int = 0
+    # Weight matrices and embeddings start Xavier-normal, as in the reference PyTorch
+    # SASRec; torch's N(0, 1) embeddings ("normal", the earlier models) make the first
+    # logits so large that ML-100K took 40 epochs to reach validation NDCG@10 0.042,
+    # against 0.110 with "xavier" (README, "MovieLens-1M").
+    init: str = "xavier"
 
 
 def build_model(n_items: int, cfg: SASRecConfig):
@@ -56,6 +61,14 @@ def build_model(n_items: int, cfg: SASRecConfig):
             self.drop = nn.Dropout(cfg.dropout)
             mask = torch.triu(torch.ones(cfg.max_len, cfg.max_len, dtype=torch.bool), 1)
             self.register_buffer("causal", mask)
+            if cfg.init == "xavier":
+                for weight in self.parameters():
+                    if weight.dim() > 1:
+                        nn.init.xavier_normal_(weight)
+                with torch.no_grad():
+                    self.items.weight[0].zero_()  # padding
+            elif cfg.init != "normal":
+                raise ValueError(f"SASRec init must be xavier or normal, not {cfg.init!r}")
 
         def encode(self, seq):  # seq: (B, L) item ids, 0 = padding on the left
             L = seq.shape[1]

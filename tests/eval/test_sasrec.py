@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from agent.data.catalog import Catalog
 from eval.protocols import make_split
@@ -119,3 +120,22 @@ def test_a_warm_start_keeps_what_the_model_knew_and_adds_new_items():
     with pytest.raises(ValueError, match="same dim"):
         train_sasrec(more, 15, probe, SASRecConfig(**{**one.__dict__, "dim": 8}), warm=old,
                      **quiet)
+
+
+def test_a_new_model_starts_near_uniform_scores():
+    # Xavier-normal weights (the reference SASRec's): an untrained model's scores are
+    # small, so cross-entropy starts near log(n) and learns from the first epoch; torch's
+    # N(0, 1) embeddings start it with logits of std ~8 (the earlier, slow models).
+    import torch
+
+    from agent.models.sasrec import build_model
+
+    torch.manual_seed(0)
+    seq = torch.tensor([[0, 0, 3, 5, 7, 9]])
+    xavier = build_model(3000, SASRecConfig(max_len=6)).eval()
+    normal = build_model(3000, SASRecConfig(max_len=6, init="normal")).eval()
+    with torch.no_grad():
+        assert float(xavier.last(seq).std()) < 0.5 < 3 < float(normal.last(seq).std())
+        assert float(xavier.items.weight[0].abs().sum()) == 0.0  # the padding row
+    with pytest.raises(ValueError, match="init must be"):
+        build_model(10, SASRecConfig(init="zeros"))
