@@ -173,7 +173,8 @@ def test_tailor_retrain_changes_nothing_until_the_refit_has_worked(real_settings
     assert (folder / "interactions.npz").read_bytes() == before and merged_lines(folder) == 0
     fitted = []
     monkeypatch.setattr(training, "train_collaborative", lambda settings, catalog=None,
-                        previous=None: fitted.append((len(catalog.user), len(previous.user))))
+                        previous=None: fitted.append((len(catalog.user),
+                                                      previous and len(previous.user))))
     assert main(["retrain", "--dataset", "shop", "--no-report"]) == 0
     # the refit starts from the models of the data before (training.warm_models)
     assert fitted == [(len(live.catalog.user) + 30, len(live.catalog.user))]
