@@ -41,7 +41,7 @@ class SASRecConfig:
     # Weight matrices and embeddings start Xavier-normal, as in the reference PyTorch
     # SASRec; torch's N(0, 1) embeddings ("normal", the earlier models) make the first
     # logits so large that ML-100K took 40 epochs to reach validation NDCG@10 0.042,
-    # against 0.110 with "xavier" (README, "MovieLens-1M").
+    # against 0.110 with "xavier" (README, "Two stages", run F).
     init: str = "xavier"
 
 
@@ -303,8 +303,11 @@ class _Run:
 
         if self.path is None or not self.path.is_file():
             return False
-        state = torch.load(self.path, weights_only=True)
-        if state.get("fingerprint") != self.fingerprint:
+        try:
+            state = torch.load(self.path, weights_only=True)
+        except Exception:  # unreadable (another torch, a damaged disk): start anew
+            return False
+        if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
             return False
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
@@ -312,7 +315,6 @@ class _Run:
         self.epoch, self.best, self.best_state = state["epoch"], state["best"], state["best_state"]
         self.stale, self.curve, self.before = state["stale"], state["curve"], state["seconds"]
         return True
-
 
 
 def checkpoint_path(folder: Path) -> Path:

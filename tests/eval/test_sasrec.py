@@ -79,6 +79,12 @@ def test_an_interrupted_training_resumes_where_its_checkpoint_left_off(tmp_path,
     assert np.allclose([c["loss"] for c in again.info["curve"]],
                        [c["loss"] for c in whole.info["curve"]], rtol=1e-5)
     assert np.allclose(whole.scores([1, 2, 3]), again.scores([1, 2, 3]), atol=1e-5)
+    # A damaged checkpoint is not fatal: the run starts anew.
+    damaged = tmp_path / "damaged.partial.pt"
+    damaged.write_bytes(b"not a checkpoint")
+    said.clear()
+    sas.train_sasrec(seqs, 13, probe, cfg, log=said.append, progress=False, checkpoint=damaged)
+    assert not any("resuming" in m for m in said) and damaged.stat().st_size > 100
     # Another config (or data) does not pick up this checkpoint: it starts anew.
     said.clear()
     sas.train_sasrec(seqs, 13, probe, SASRecConfig(**{**cfg.__dict__, "lr": 2e-3}),
