@@ -91,3 +91,20 @@ def test_asking_for_hidden_gems_sets_and_keeps_the_tail_preference(catalog):
     assert s2.tail_boost == 0.7  # kept until the user says otherwise
     s3 = merge(s2, parse_message("actually something popular", index))
     assert s3.tail_boost == 0.0 and "popular picks" in describe(s3, catalog.items)
+
+
+def test_without_diversity_the_tail_blend_is_the_greedy_pick_order(catalog):
+    # diversity 0 takes a sort, not the greedy MMR loop: same order, same rewritten scores
+    import random
+
+    rng = random.Random(0)
+    ids = list(catalog.items)
+    for _ in range(20):
+        entries = [Ranked(i, rng.choice([1.0, 2.0, 3.0]), 0.0, None)
+                   for i in rng.sample(ids, 8)]
+        fast = TailDiversityReranker(catalog, tail_boost=0.4)
+        slow = TailDiversityReranker(catalog, tail_boost=0.4, diversity=1e-12)
+        a, b = fast.rerank(entries), slow.rerank(entries)
+        assert order(a) == order(b)
+        assert [r.score for r in a] == pytest.approx([r.score for r in b])
+        assert order(fast.rerank(entries, k=3)) == order(a)[:3]

@@ -104,10 +104,14 @@ class TailDiversityReranker:
         if (t == 0 and d == 0) or len(ranked) < 2:
             return list(ranked)[:k]
         base = self.objective(ranked, t)  # no shared state: the API re-ranks from threads
+        limit = len(ranked) if k is None else min(k, len(ranked))
+        if d == 0:  # no diversity term: the greedy picks below reduce to a sort
+            order = sorted(range(len(ranked)), key=lambda j: (-base[j], j))[:limit]
+            return [replace(ranked[j], score=base[j]) if is_dataclass(ranked[j]) else ranked[j]
+                    for j in order]
         genres = [self.catalog.get(r.item_id).genres if r.item_id in self.catalog else ()
                   for r in ranked]
         left, picked, out = list(range(len(ranked))), [], []
-        limit = len(ranked) if k is None else min(k, len(ranked))
         while len(out) < limit:
             def mmr(j: int) -> float:
                 overlap = max((genre_jaccard(genres[j], genres[p]) for p in picked), default=0.0)
