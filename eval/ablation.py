@@ -16,7 +16,7 @@ import numpy as np
 
 from agent.rank.fusion import SOURCES, Example, FusionConfig, feature_names, train_fusion
 
-ABLATED_SOURCES = ("sequential", "cowatch", "semantic", "content", "popular")
+ABLATED_SOURCES = ("sequential", "transition", "cowatch", "semantic", "content", "popular")
 ABLATED_FEATURES = ("rrf", "log_popularity", "history_len", "year")
 
 

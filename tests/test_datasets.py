@@ -7,7 +7,7 @@ import pytest
 
 from agent.domain.movielens.loaders import (
     load_grouplens_100k, load_grouplens_1m, load_recbole, open_grouplens_zip, prepare_dataset)
-from agent.data.stats import cowatch_matrix, head_tail_split
+from agent.data.stats import cowatch_matrix, head_tail_split, transition_matrix
 from agent.domain.movielens.facts import enrich_items, load_film_facts, title_key
 from agent.errors import AssetError
 from tests.conftest import RECBOLE_100K, RECBOLE_1M
@@ -112,6 +112,14 @@ def test_cowatch_is_cosine_of_binary_columns():
     # item 1 watched by 3 users, item 2 by 2, both by 2: 2 / sqrt(3 * 2)
     assert sim[1, 2] == pytest.approx(2 / np.sqrt(6))
     assert sim[1, 1] == 0.0
+
+
+def test_what_came_next_keeps_the_order_and_the_distance():
+    m = transition_matrix([[1, 2, 3, 4], [2, 1]], 5, window=2).toarray()
+    assert m[1, 2] > m[1, 3] > 0 and m[1, 4] == 0  # nearer first; beyond the window: none
+    assert m[3, 2] == 0 and m[4, 1] == 0 and m[2, 1] > 0  # only what came after
+    assert m[1].sum() == pytest.approx(1.0) and m[4].sum() == 0  # last items lead nowhere
+    assert transition_matrix([[1]], 3).nnz == 0
 
 
 def test_prepare_dataset_from_zip_writes_normalized_files(tmp_path, film_db):

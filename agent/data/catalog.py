@@ -11,6 +11,7 @@ import numpy as np
 from agent.errors import AssetError
 from agent.types import Item
 
+RECENT_STEPS = 3  # the last items of a history that ``followed_by`` reads
 QUALITY_PRIOR = 25  # pseudo-ratings at the global mean in the quality prior
 NEIGHBOURS = 50  # an item counts as co-watched with another if among its 50 nearest
 MAX_FLAGGED = 500  # an entity with more values (a film's cast) gets no index flags
@@ -126,6 +127,28 @@ class Catalog:
             return []
         scores = np.asarray(self.cowatch[ids].sum(axis=0)).ravel()
         scores[ids] = 0.0
+        top = np.argsort(-scores, kind="stable")[:n]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+    @cached_property
+    def transitions(self):
+        """What users watched within a few items after each item (``transition_matrix``)."""
+        from agent.data.stats import first_watches, transition_matrix
+
+        return transition_matrix(first_watches(self.user, self.item, self.timestamp).values(),
+                                 self.max_id + 1)
+
+    def followed_by(self, sequence, n: int) -> list[tuple[int, float]]:
+        """Items other users watched soon after the last ``RECENT_STEPS`` items of
+        ``sequence`` (time order; the latest weighs 1, the one before 1/2, then 1/4),
+        strongest first; the sequence's own items are left out."""
+        known = [i for i in sequence if i in self.items and i < self.transitions.shape[0]]
+        if not known:
+            return []
+        recent = known[-RECENT_STEPS:]
+        weights = np.array([0.5 ** k for k in range(len(recent))][::-1], dtype=np.float32)
+        scores = np.asarray(self.transitions[recent].T @ weights).ravel()
+        scores[known] = 0.0
         top = np.argsort(-scores, kind="stable")[:n]
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 

@@ -56,6 +56,43 @@ def cowatch_matrix(user: np.ndarray, item: np.ndarray, n_items: int):
     return sim
 
 
+TRANSITION_WINDOW = 5  # j "came next" after i when a user watched it within 5 items of i
+
+
+def transition_matrix(sequences, n_items: int, window: int = TRANSITION_WINDOW):
+    """What came next: row ``i`` sums, over every history, 1/d for the item ``d <= window``
+    places after ``i``; each row is then scaled to sum to 1 (scipy CSR). Unlike co-watching
+    (anywhere in the same history), it keeps the order and the distance.
+
+    >>> m = transition_matrix([[1, 2, 3], [1, 2]], 4, window=2).toarray()
+    >>> [round(float(v), 3) for v in m[1]], [round(float(v), 3) for v in m[2]]
+    ([0.0, 0.0, 0.8, 0.2], [0.0, 0.0, 0.0, 1.0])
+    """
+    from scipy import sparse
+
+    rows, cols, vals = [], [], []
+    for seq in sequences:
+        s = np.asarray(seq, dtype=np.int64)
+        for d in range(1, min(window, len(s) - 1) + 1):
+            rows.append(s[:-d])
+            cols.append(s[d:])
+            vals.append(np.full(len(s) - d, 1.0 / d, dtype=np.float32))
+    if not rows:
+        return sparse.csr_matrix((n_items, n_items), dtype=np.float32)
+    m = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(n_items, n_items))  # repeated pairs are summed
+    out = np.asarray(m.sum(axis=1)).ravel()
+    out[out == 0] = 1.0
+    return (sparse.diags(1.0 / out) @ m).tocsr()
+
+
+def first_watches(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray
+                  ) -> dict[int, list[int]]:
+    """Each user's items in time order, each item once (its first watch)."""
+    return {u: list(dict.fromkeys(items))
+            for u, items in group_by_user(user, item, timestamp).items()}
+
+
 def group_by_user(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> dict[int, list[int]]:
     """Each user's items in time order (ties broken by item id)."""
     order = np.lexsort((item, timestamp, user))

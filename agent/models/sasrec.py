@@ -267,10 +267,9 @@ def save_trained(model: SASRec, folder: Path) -> None:
 # --- the agent's model: trained on the whole catalog's interactions, cached -------------
 def catalog_sequences(catalog) -> dict[int, list[int]]:
     """Each user's items in time order, each item once (its first watch)."""
-    from agent.data.stats import group_by_user
+    from agent.data.stats import first_watches
 
-    return {u: list(dict.fromkeys(items))
-            for u, items in group_by_user(catalog.user, catalog.item, catalog.timestamp).items()}
+    return first_watches(catalog.user, catalog.item, catalog.timestamp)
 
 
 LONG_HISTORIES = 150  # mean items per user from which a model reads 200 of them, not 50

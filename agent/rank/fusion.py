@@ -29,7 +29,8 @@ from agent.errors import ConfigError
 
 # Sources, in the order their features appear. "avoid" (items like the disliked ones)
 # is a source the model may learn to count against an item.
-SOURCES = ("sequential", "cowatch", "semantic", "content", "popular", "quality", "avoid")
+SOURCES = ("sequential", "cowatch", "semantic", "content", "popular", "quality", "avoid",
+           "transition")
 ITEM_FEATURES = ("rrf", "n_sources", "log_popularity", "tail", "quality_prior", "year",
                  "history_len")
 LLM_FEATURE = "llm"

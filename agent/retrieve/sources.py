@@ -25,7 +25,7 @@ class Retriever(Protocol):
 # "avoid" (items like the disliked ones) counts against an item: a dislike changes what
 # comes next, not only that one title.
 SOURCE_WEIGHTS = {"semantic": 1.0, "cowatch": 1.0, "content": 1.0, "popular": 0.3, "avoid": -0.5,
-                  "quality": 1.0, "sequential": 1.0}
+                  "quality": 1.0, "sequential": 1.0, "transition": 1.0}
 
 POPULAR_ASKED = 1.5  # the popularity list's weight when the user asks for popular films
 
@@ -106,7 +106,8 @@ class ContentFacts:
 
 
 class HybridRetriever:
-    """Chroma semantic search + co-watch + content overlap + popularity, fused."""
+    """Chroma semantic search, co-watch, what came next, the sequence model, content overlap
+    and popularity, fused."""
 
     def __init__(self, collection, embedder, catalog, people=None, reference=None,
                  sequential=None, fusion=None):
@@ -197,6 +198,16 @@ class HybridRetriever:
         fit = self.fitting(state)
         return [(i, s) for i, s in pool if i in fit][:n]
 
+    def transition(self, state: DialogueState, n: int,
+                   history: Sequence[int] = ()) -> list[tuple[int, float]]:
+        """What other users watched soon after the last titles of a known user's
+        ``history`` and then the liked titles, in the order they were said."""
+        sequence = [i for i in history if i not in state.liked] + list(state.liked)
+        if not sequence:
+            return []
+        fit = self.fitting(state)
+        return [(i, s) for i, s in self.catalog.followed_by(sequence, n * 10) if i in fit][:n]
+
     def sequential(self, state: DialogueState, n: int,
                    history: Sequence[int] = ()) -> list[tuple[int, float]]:
         """What the sequence model predicts after a known user's ``history`` and then the
@@ -252,6 +263,7 @@ class HybridRetriever:
         lists = {"semantic": self.semantic(state, pool),
                  "cowatch": self.cowatched(state, pool, history),
                  "sequential": self.sequential(state, pool, history),
+                 "transition": self.transition(state, pool, history),
                  "content": self.content(state, pool), "popular": self.popular(state, pool)}
         if state.well_liked or state.lesser_known:  # a hidden gem is a well-liked one
             lists["quality"] = self.quality(state, pool)

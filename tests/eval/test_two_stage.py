@@ -2,11 +2,13 @@
 when one source carries the signal."""
 
 import numpy as np
+import pytest
 
 from agent.data.catalog import Catalog
 from agent.rank.fusion import feature_names
 from agent.retrieve.index import build_index, open_collection
 from agent.retrieve.sources import HybridRetriever
+from agent.understand.state import known_user_state
 from eval.experiment import evaluate_system
 from eval.protocols import make_split
 from eval.two_stage import TwoStage, make_example, train_two_stage
@@ -78,6 +80,7 @@ def test_training_examples_see_nothing_of_their_targets(client):  # noqa: F811
     assert targets and sum(last) == len(sequences)
     for ex, lst in targets:
         assert 12 not in {i for i, _ in lst["cowatch"]}
+        assert 12 not in {i for i, _ in lst.get("transition", [])}
         assert 12 not in {i for i, _ in lst.get("popular", [])[:5]}
         row = ex.X[ex.ids.index(12)] if 12 in ex.ids else None
         if row is not None:  # proposed by content/semantic only, with zero popularity
@@ -92,6 +95,19 @@ def test_serving_examples_read_the_training_split_only(client):  # noqa: F811
     for case in [c for c in split.valid if c.target == 12]:
         _, lists = make_example(retriever, case, cat)
         assert 12 not in {i for i, _ in lists["cowatch"]}
+        assert 12 not in {i for i, _ in lists.get("transition", [])}
+
+
+def test_what_came_next_proposes_the_next_item_of_the_cycle(client):  # noqa: F811
+    # co-watching cannot tell the item after from the item before; the order can
+    cat = make_split(cycle_catalog(), n_negatives=3).train_catalog
+    assert cat.followed_by([4, 5], 3)[0][0] == 6
+    assert cat.followed_by([9, 2], 3)[0][0] == 3  # the latest item weighs most
+    assert 5 not in {i for i, _ in cat.followed_by([4, 5], 12)}  # nor what was watched
+    co = dict(cat.cowatched_with([5], 12))
+    assert co[4] == pytest.approx(co[6], abs=0.02)
+    state = known_user_state([3, 4, 5])
+    assert retriever_for(client, cat).lists(state)["transition"][0][0] == 6
 
 
 def test_the_fusion_learns_to_trust_the_source_that_knows(client):  # noqa: F811
@@ -151,9 +167,12 @@ def test_the_agents_fusion_is_trained_once_and_cached(client, tmp_path):  # noqa
     assert len(list(tmp_path.glob("shadow-sasrec-tiny-*"))) == 1
 
 
-def test_the_ablation_finds_the_source_that_carries_the_signal(client):  # noqa: F811
+def test_the_ablation_finds_the_source_that_carries_the_signal(client, monkeypatch):  # noqa: F811
     from eval.ablation import ablate
 
+    # what came next in other histories knows the cycle as well as the sequence model:
+    # without it, one source carries the signal
+    monkeypatch.setattr(HybridRetriever, "transition", lambda self, *a, **k: [])
     split = make_split(cycle_catalog(), n_negatives=3)
     cat = split.train_catalog
     retriever = retriever_for(client, cat, Successor(cat.max_id + 1))
@@ -167,7 +186,8 @@ def test_the_ablation_finds_the_source_that_carries_the_signal(client):  # noqa:
     # with it), so it recovers some of what the sequence model gave
     assert table["-sequential"]["ndcg@10"] < table["all"]["ndcg@10"] - 0.1
     assert table["-year"]["ndcg@10"] > 0.9  # a feature that carries nothing costs nothing
-    assert set(table) >= {"-cowatch", "-semantic", "-content", "-popular", "-rrf"}
+    assert set(table) >= {"-cowatch", "-semantic", "-content", "-popular", "-rrf",
+                          "-transition"}
 
 
 def test_tailor_variants_share_one_build_of_each_users_candidates(client):  # noqa: F811
@@ -185,3 +205,24 @@ def test_tailor_variants_share_one_build_of_each_users_candidates(client):  # no
     case = split.test[0]
     assert plain.rank_pool(case) == other.rank_pool(case)
     assert plain.example(case)[0] is other.example(case)[0] and len(built) == 1
+
+
+def test_the_tail_choice_reads_only_training_cases(client):  # noqa: F811
+    from dataclasses import replace
+
+    from eval.tail_choice import BOOSTS, least_boost, run_tail_choice
+
+    split = make_split(cycle_catalog(), n_negatives=3)
+    cat = split.train_catalog
+    retriever = retriever_for(client, cat, Successor(cat.max_id + 1))
+    fusion, _, examples = train_two_stage(
+        cat, split, retriever, **QUIET, sequential_for=lambda *a: Successor(cat.max_id + 1))
+    system = TwoStage(cat, retriever, fusion)
+    system.train_examples = examples
+    out = run_tail_choice(system, replace(split, test=None), log=lambda m: None)
+    curve = {float(b): v for b, v in out["curve"].items()}
+    assert sorted(curve) == list(BOOSTS) and out["cases"] == len(examples)
+    assert out["chosen"] == least_boost(curve, out["reference"])
+    # the fusion alone follows the sequence model, which knows the cycle
+    assert curve[0.0]["ndcg@10"] > 0.9 and out["reference"]["ndcg@10"] > 0.9
+    assert curve[1.0]["tail_share@10"] >= curve[0.0]["tail_share@10"]
