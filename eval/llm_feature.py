@@ -84,11 +84,11 @@ def sample_cases(examples: list[Example], n: int, seed: int = 0) -> list[int]:
 def out_of_fold_heads(examples: list[Example], n: int, cfg: FusionConfig, seed: int = 0,
                       log=print) -> list[list]:
     """Each example's top ``n`` by a fusion fitted on the other half of the users."""
-    users = sorted({e.user for e in examples})
-    half = set(np.random.default_rng(seed + 1).permutation(users)[:len(users) // 2].tolist())
-    folds = [[e for e in examples if e.user in half], [e for e in examples if e.user not in half]]
-    fitted = [train_fusion(fold, feature_names(), cfg, log) for fold in folds]
-    return [head(fitted[0] if e.user not in half else fitted[1], e, n) for e in examples]
+    from agent.types import Candidate
+    from eval.tail_choice import out_of_fold
+
+    return [[Candidate(i, s, ("fusion",)) for i, s in ranked[:n]]
+            for ranked in out_of_fold(examples, cfg, seed, log)]
 
 
 def train_llm_feature(base, split, ranker_for, cases: int = CASES, seed: int = 0, log=print,

@@ -126,6 +126,17 @@ def markdown(report: dict) -> str:
             lines += [f"| {'(nothing)' if k == 'all' else k[1:]} | {v['ndcg@10']:.4f} | "
                       f"{v['recall']:.3f} |" for k, v in t["ablation"].items()]
             lines += [""]
+        if "tail_choice" in t:
+            c = t["tail_choice"]
+            ref = c["reference"]
+            lines += [f"Tail choice on {c['cases']} training cases, out of fold: the sequence "
+                      f"model's tail share {ref['tail_share@10']:.3f} and coverage "
+                      f"{ref['coverage@10']:.3f}; least boost reaching both: {c['chosen']}.",
+                      "", "| tail_boost | NDCG@10 | tail share@10 | coverage@10 |",
+                      "|---|---|---|---|"]
+            lines += [f"| {b} | {v['ndcg@10']:.4f} | {v['tail_share@10']:.3f} | "
+                      f"{v['coverage@10']:.3f} |" for b, v in c["curve"].items()]
+            lines += [""]
         if "importances" in t:
             top = sorted(t["importances"].items(), key=lambda kv: -kv[1])
             lines += ["Fusion feature importances (share of gain): " + ", ".join(

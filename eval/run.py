@@ -193,13 +193,16 @@ def run_conversations(built, split, collection, embedder, n_users: int, seed: in
 def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: int,
                    log=print, backend_factory=None, conversation_users: int = 0,
                    llm_users: int | None = None, ablation: bool = False,
+                   tail_choice: bool = False,
                    fusion_users: int | None = None) -> dict:
     """Evaluate ``systems`` on ``settings.dataset``; writes ``out/report.{json,md}`` and plots.
 
     ``fusion_users``: a ``tailor`` system's fusion learns from a fixed-seed sample of
     that many users' cases (a quick run; None: every user's).
     ``ablation``: also retrain the first ``tailor`` system's fusion without each source
-    and feature in turn (``eval.ablation``) and score it on the same users."""
+    and feature in turn (``eval.ablation``) and score it on the same users.
+    ``tail_choice``: also apply the rule that picks the agent's ``tail_boost`` to the
+    first ``tailor`` system's training cases (``eval.tail_choice``)."""
     from agent.data.assets import prepare_embedder
     from agent.data.catalog import Catalog
     from agent.retrieve.embeddings import SentenceEmbedder
@@ -253,10 +256,23 @@ def run_evaluation(settings, systems: str, out: Path, users: int | None, seed: i
                                      seed, log) if conversation_users else {}
     if ablation:
         run_ablation(built, cases, log)
+    if tail_choice:
+        from eval.tail_choice import run_tail_choice
+
+        system = first_tailor(built, "--tail-choice")
+        system.report["tail_choice"] = run_tail_choice(system, split, settings.diversity, log)
     training = {s.name: s.report for s in built if getattr(s, "report", None)}
     return write_report(out, settings, specs, split, cases, results, seed, users,
                         time.perf_counter() - t0, conversation,
                         len(llm_cases) if llm_cases is not cases else None, sha, training)
+
+
+def first_tailor(built, option: str):
+    """The first ``tailor`` system among ``built``, which ``option`` needs."""
+    system = next((s for s in built if s.name.startswith("tailor")), None)
+    if system is None:
+        raise ConfigError(f"{option} needs a tailor system among --systems")
+    return system
 
 
 def run_ablation(built, cases, log=print) -> None:
@@ -265,9 +281,7 @@ def run_ablation(built, cases, log=print) -> None:
 
     from eval.ablation import ablate
 
-    system = next((s for s in built if s.name.startswith("tailor")), None)
-    if system is None:
-        raise ConfigError("--ablation needs a tailor system among --systems")
+    system = first_tailor(built, "--ablation")
     test = [system.example(c)[0] for c in tqdm(cases, desc="ablation: test candidates",
                                                unit="user", leave=False)]
     # The fusion's default config, as the system's own (train_two_stage's).

@@ -270,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with a tailor system: retrain its fusion without each candidate "
                         "source and feature in turn and score it on the same users (the "
                         "report's ablation table)")
+    s.add_argument("--tail-choice", action="store_true",
+                   help="with a tailor system: apply the rule that sets the agent's tail_boost "
+                        "(the least boost whose tail share and coverage reach the sequence "
+                        "model's on the fusion's training cases, ranked out of fold) and report "
+                        "the curve; never reads the test users")
     s.add_argument("--understanding", nargs="?", const=True, default=None, metavar="FILE",
                    help="instead of ranking, score how single requests are understood (state "
                         "agreement, slot precision/recall, pick fit, time per message) on FILE "

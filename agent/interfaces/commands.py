@@ -282,6 +282,7 @@ def cmd_eval(settings: Settings, args) -> int:
     report = run_evaluation(settings, systems, Path(args.out), args.users,
                             args.seed, log=_log, conversation_users=args.dialogues,
                             llm_users=args.llm_users, ablation=args.ablation,
+                            tail_choice=args.tail_choice,
                             fusion_users=args.fusion_users)
     _log(f"report written to {args.out}/report.json, report.md, accuracy_vs_tail.png "
          f"({report['wall_time_s']:.0f}s)")
