@@ -87,7 +87,7 @@ def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
     run = subprocess.run([sys.executable, "-m", "agent", "eval", "--systems",
                           "sasrec,tailor,llm-feature:40", "--users", "20", "--seed", "1",
                           "--llm-users", "10", "--fusion-users",
-                          "150", "--out", str(out)],
+                          "150", "--tail-choice", "--out", str(out)],
                          capture_output=True, text=True, env=env, timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -106,3 +106,8 @@ def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
     llm = report["training"]["llm-feature"]
     assert llm["cases"] >= 40 and llm["importances"]["llm"] == llm["importance_llm"] >= 0
     assert "the LLM scoring each one's top" in (out / "report.md").read_text()
+    # --tail-choice: the rule's curve over the same training cases
+    choice = training["tail_choice"]
+    assert choice["cases"] == training["train_cases"] and len(choice["curve"]) == 21
+    assert choice["chosen"] is None or 0 <= choice["chosen"] <= 1
+    assert "least boost reaching both" in (out / "report.md").read_text()
