@@ -167,18 +167,26 @@ def test_the_agents_fusion_is_trained_once_and_cached(client, tmp_path):  # noqa
     assert len(list(tmp_path.glob("shadow-sasrec-tiny-*"))) == 1
 
 
+def cycle_system(client):  # noqa: F811
+    """The cycle's split and a ``tailor`` system over it whose sequence model knows the
+    cycle (``Successor``), with its fusion's training cases."""
+    split = make_split(cycle_catalog(), n_negatives=3)
+    cat = split.train_catalog
+    retriever = retriever_for(client, cat, Successor(cat.max_id + 1))
+    fusion, _, examples = train_two_stage(
+        cat, split, retriever, **QUIET, sequential_for=lambda *a: Successor(cat.max_id + 1))
+    system = TwoStage(cat, retriever, fusion)
+    system.train_examples = examples
+    return split, system, examples
+
+
 def test_the_ablation_finds_the_source_that_carries_the_signal(client, monkeypatch):  # noqa: F811
     from eval.ablation import ablate
 
     # what came next in other histories knows the cycle as well as the sequence model:
     # without it, one source carries the signal
     monkeypatch.setattr(HybridRetriever, "transition", lambda self, *a, **k: [])
-    split = make_split(cycle_catalog(), n_negatives=3)
-    cat = split.train_catalog
-    retriever = retriever_for(client, cat, Successor(cat.max_id + 1))
-    fusion, report, examples = train_two_stage(
-        cat, split, retriever, **QUIET, sequential_for=lambda *a: Successor(cat.max_id + 1))
-    system = TwoStage(cat, retriever, fusion)
+    split, system, examples = cycle_system(client)
     test = [system.example(c)[0] for c in split.test]
     table = ablate(examples, test, [set(c.history) for c in split.test], log=lambda m: None)
     assert table["all"]["ndcg@10"] > 0.9 and table["all"]["recall"] == 1.0
@@ -212,13 +220,7 @@ def test_the_tail_choice_reads_only_training_cases(client):  # noqa: F811
 
     from eval.tail_choice import BOOSTS, least_boost, run_tail_choice
 
-    split = make_split(cycle_catalog(), n_negatives=3)
-    cat = split.train_catalog
-    retriever = retriever_for(client, cat, Successor(cat.max_id + 1))
-    fusion, _, examples = train_two_stage(
-        cat, split, retriever, **QUIET, sequential_for=lambda *a: Successor(cat.max_id + 1))
-    system = TwoStage(cat, retriever, fusion)
-    system.train_examples = examples
+    split, system, examples = cycle_system(client)
     out = run_tail_choice(system, replace(split, test=None), log=lambda m: None)
     curve = {float(b): v for b, v in out["curve"].items()}
     assert sorted(curve) == list(BOOSTS) and out["cases"] == len(examples)
