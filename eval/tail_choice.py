@@ -64,7 +64,8 @@ def least_boost(curve: dict[float, dict], reference: dict) -> float | None:
     >>> ref = {"tail_share@10": 0.2, "coverage@10": 0.5}
     >>> curve = {0.0: {"tail_share@10": 0.1, "coverage@10": 0.6},
     ...          0.1: {"tail_share@10": 0.2, "coverage@10": 0.4},
-    ...          0.2: {"tail_share@10": 0.3, "coverage@10": 0.5}}
+    ...          0.2: {"tail_share@10": 0.3, "coverage@10": 0.5},
+    ...          0.3: {"tail_share@10": 0.4, "coverage@10": 0.6}}
     >>> least_boost(curve, ref), least_boost({0.0: curve[0.0]}, ref)
     (0.2, None)
     """
