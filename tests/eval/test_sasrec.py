@@ -145,3 +145,33 @@ def test_a_new_model_starts_near_uniform_scores():
         assert float(xavier.items.weight[0].abs().sum()) == 0.0  # the padding row
     with pytest.raises(ValueError, match="init must be"):
         build_model(10, SASRecConfig(init="zeros"))
+
+
+def test_training_runs_the_same_layers_as_scoring():
+    # Training writes the encoder layers out (for a faster dropout); with dropout 0 it
+    # must compute what the layers' own forward computes when the model scores.
+    import torch
+
+    from agent.models.sasrec import build_model
+
+    torch.manual_seed(0)
+    net = build_model(50, SASRecConfig(max_len=8, dropout=0.0, blocks=2, heads=2))
+    seq = torch.randint(1, 50, (4, 8))
+    seq[0, :5] = 0
+    with torch.no_grad():
+        scored, trained = net.eval().encode(seq), net.train().encode(seq)
+    assert torch.allclose(scored, trained, atol=1e-5)
+
+
+def test_dropout_keeps_one_minus_p_and_rescales():
+    import torch
+
+    from agent.models.sasrec import dropout
+
+    torch.manual_seed(0)
+    out = dropout(torch.ones(200_000), 0.2)
+    kept = out[out != 0]
+    assert abs(len(kept) / len(out) - 0.8) < 0.005
+    assert torch.allclose(kept, torch.full_like(kept, 1.25))
+    assert abs(float(out.mean()) - 1.0) < 0.01
+    assert dropout(torch.ones(3), 0.0).tolist() == [1.0, 1.0, 1.0]
