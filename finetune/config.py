@@ -14,6 +14,7 @@ from agent.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("rank", "state")
+CANDIDATE_SOURCES = ("hybrid", "fusion")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class FinetuneConfig:
     state_val_examples: int = 150
     # Data (finetune.data)
     candidates: int = 10  # the LLM's window: the agent's llm_candidates
+    # Whose top ``candidates`` the prompts list: "hybrid" (the retriever's; finetune.data)
+    # or "fusion" (the learned fusion's, on the tailor system's cases; finetune.fusion_data)
+    candidates_from: str = "hybrid"
     snapshots: int = 10  # rounds of cut points per user
     chat_share: float = 0.3  # share of dialogue-shaped examples
     # LoRA
@@ -50,6 +54,9 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {TASKS}, not {self.task!r}")
+        if self.candidates_from not in CANDIDATE_SOURCES:
+            raise ConfigError(f"candidates_from must be one of {CANDIDATE_SOURCES}, not "
+                              f"{self.candidates_from!r}")
         if self.quant not in ("none", "4bit"):
             raise ConfigError(f"quant must be 'none' or '4bit' (QLoRA), not {self.quant!r}")
         if not 2 <= self.candidates <= 26:
@@ -77,10 +84,14 @@ class FinetuneConfig:
             return data_fingerprint(self.state_examples, self.state_val_examples, self.seed)
 
         keys = ("candidates", "snapshots", "chat_share", "seed", "base_model")
-        blob = json.dumps({**{k: getattr(self, k) for k in keys},
-                           "prompts": prompt_hashes(RANK_PROMPTS),
-                           "budget": [MAX_PROMPT_TOKENS, [str(d) for d in DETAILS]]},
-                          sort_keys=True)
+        parts = {**{k: getattr(self, k) for k in keys}, "prompts": prompt_hashes(RANK_PROMPTS),
+                 "budget": [MAX_PROMPT_TOKENS, [str(d) for d in DETAILS]]}
+        if self.candidates_from != "hybrid":  # the hybrid's keys stay those cached before
+            from agent.rank.fusion import feature_names
+            from agent.rank.shadow import HELD_OUT
+
+            parts["fusion"] = [feature_names(), HELD_OUT]
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

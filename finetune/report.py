@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.errors import AssetError
+from agent.errors import AssetError, ConfigError
 from finetune.data import position_ndcg
 
 
@@ -56,6 +56,10 @@ def compare_on_test(settings, adapter: str, out: Path, users: int | None = None,
 
     t0 = time.perf_counter()
     meta = load_adapter_meta(settings, adapter)
+    if meta.get("config", {}).get("candidates_from", "hybrid") != "hybrid":
+        raise ConfigError(f"adapter {adapter!r} was fine-tuned on the fusion's candidates; "
+                          "compare it where the fusion ranks: `tailor eval --adapter "
+                          f"{adapter} --systems sasrec,tailor,llm-feature`")
     n, w = meta["candidates"], meta["fusion_weight"]
     catalog = Catalog.load(settings.data_dir())
     split = make_split(catalog, seed=meta["config"]["seed"])

@@ -77,9 +77,12 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
     from agent.build import model_location
     from agent.data.catalog import Catalog
     from agent.retrieve.sources import HybridRetriever
-    from eval.protocols import leave_one_out, make_split, sample_users
+    from eval.protocols import leave_one_out, make_split
     from finetune import data as D
 
+    if include_feedback and config.candidates_from != "hybrid":
+        raise ConfigError("--include-feedback needs candidates_from: hybrid (the fusion's "
+                          "cases are the evaluation split's users)")
     catalog = Catalog.load(settings.data_dir())
     split = make_split(catalog, seed=config.seed)
     collection, embedder = open_retrieval(settings, log)
@@ -95,9 +98,14 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
     cache = settings.home / "finetune" / f"{settings.dataset}-{key}"
     if (cache / "train.jsonl").exists() and (cache / "valid.jsonl").exists():
         log(f"using cached examples in {cache}")
-        train, valid = D.load_examples(cache / "train.jsonl"), D.load_examples(cache / "valid.jsonl")
+        return _subset(D.load_examples(cache / "train.jsonl"),
+                       D.load_examples(cache / "valid.jsonl"), split, config, cache)
+    t = time.perf_counter()
+    if config.candidates_from == "fusion":
+        train, valid = fusion_example_sets(settings, config, split, collection, embedder, log)
+        _, _, test_items = leave_one_out(catalog, D.MIN_HISTORY)
+        D.assert_no_heldout_leak(train + valid, {}, test_items)
     else:
-        t = time.perf_counter()
         count = prompt_counter(config.base_model or model_location(settings))
         train = D.training_examples(source, lambda c: HybridRetriever(collection, embedder, c),
                                     config.candidates, config.snapshots, config.chat_share,
@@ -107,15 +115,43 @@ def build_example_sets(settings, config: FinetuneConfig, log, progress: bool = T
                                    config.candidates, count_tokens=count)
         _, valid_items, test_items = leave_one_out(catalog, D.MIN_HISTORY)
         D.assert_no_heldout_leak(train, valid_items, test_items)
-        cache.mkdir(parents=True, exist_ok=True)
-        D.save_examples(cache / "train.jsonl", train)
-        D.save_examples(cache / "valid.jsonl", valid)
-        log(f"built {len(train)} training and {len(valid)} validation examples in "
-            f"{time.perf_counter() - t:.0f}s ({cache})")
+    tmp = cache.with_name(cache.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    D.save_examples(tmp / "train.jsonl", train)
+    D.save_examples(tmp / "valid.jsonl", valid)
+    shutil.rmtree(cache, ignore_errors=True)  # a folder an older run left incomplete
+    tmp.rename(cache)  # whole or absent
+    log(f"built {len(train)} training and {len(valid)} validation examples in "
+        f"{time.perf_counter() - t:.0f}s ({cache})")
+    return _subset(train, valid, split, config, cache)
+
+
+def _subset(train, valid, split, config: FinetuneConfig, cache: Path):
+    """``(train, valid, split, cache)``, validation cut to ``config.val_users`` users."""
+    from eval.protocols import sample_users
+
     if config.val_users:
         valid = [ex for ex in valid if ex.user in
                  {c.user for c in sample_users(split.valid, config.val_users, config.seed)}]
     return train, valid, split, cache
+
+
+def fusion_example_sets(settings, config: FinetuneConfig, split, collection, embedder, log):
+    """``candidates_from: fusion``: the ``tailor`` evaluation system (its SASRec and shadow
+    models cached in the data home) and its cases' out-of-fold top ``candidates``
+    (``finetune.fusion_data``). Returns ``(train, valid)``."""
+    from agent.build import model_location
+    from eval.llm_feature import CASES
+    from eval.run import build_systems
+    from finetune.fusion_data import fusion_examples
+
+    def no_llm(adapter):
+        raise RuntimeError("the tailor system needs no LLM")
+
+    (system,), _ = build_systems([("tailor", 0.0)], settings, split, collection, embedder,
+                                 no_llm, log)
+    count = prompt_counter(config.base_model or model_location(settings))
+    return fusion_examples(system, split, config.candidates, config.seed, CASES, count, log)
 
 
 def heuristics_table(train, valid) -> dict:

@@ -325,7 +325,8 @@ def cmd_finetune(settings: Settings, args) -> int:
     path = args.config or ("cpu-state-135m" if args.task == "state" else None)
     config = load_config(path, name=args.name, max_minutes=args.max_minutes,
                          epochs=args.epochs, val_users=args.val_users, task=args.task,
-                         state_examples=args.examples)
+                         state_examples=args.examples,
+                         candidates_from=args.candidates_from)
     run_finetune(settings, config, log=_log, fresh=args.fresh,
                  include_feedback=args.include_feedback)
     return 0
