@@ -152,5 +152,6 @@ def build_recommender(settings: Settings, backend=None, log=print):
                        explain=settings.explain, extractor=extractor, people=people,
                        reference=reference, guesser=guesser,
                        reranker=TailDiversityReranker(catalog, settings.tail_boost,
-                                                      settings.diversity))
+                                                      settings.diversity,
+                                                      bool(settings.tail_floor)))
 

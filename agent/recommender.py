@@ -249,7 +249,12 @@ class Recommender:
                 # least-watched first, which is obscure, not a gem.
                 tail = min(tail, LESSER_KNOWN_BOOST)
             ranked = self.reranker.rerank(ranked, tail_boost=tail, diversity=diversity)
-        return self.distinct(ranked, state, taken)[: self.top_k]
+        ranked = self.distinct(ranked, state, taken)
+        if self.reranker is not None and state.tail_boost is None and not state.lesser_known:
+            # The default only: a user who moved the slider or asked for hidden gems
+            # or popular films has said how familiar the picks should be.
+            ranked = self.reranker.floored(ranked, cands, self.top_k)
+        return ranked[: self.top_k]
 
     def distinct(self, ranked, state: DialogueState, taken=()) -> list:
         """``ranked`` without a title already picked, ``taken``, shown, liked or disliked

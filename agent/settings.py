@@ -62,6 +62,9 @@ class Settings:
     # least boost whose tail share and coverage@10 reach SASRec's (`tailor eval
     # --tail-choice`; README, "Two stages").
     tail_boost: float = 0.3
+    # 1: where the sequence model ranks for a history, the picks keep at least as many
+    # long-tail items as its own top picks (agent.rank.rerank.tail_floor); 0: off.
+    tail_floor: int = 1
     diversity: float = 0.0
     threads: int = 0  # 0 = let torch decide
     # SASRec's epochs at most; 0 = early stopping alone ends training (what set-up and the
@@ -147,6 +150,8 @@ class Settings:
         if self.quant != "none" and self.llm_url:
             raise ConfigError("TAILOR_QUANT applies to the in-process model; a server quantizes "
                               "with its own flags (tailor serve-llm -- --quantization ...)")
+        if self.tail_floor not in (0, 1):
+            raise ConfigError(f"TAILOR_TAIL_FLOOR is 1 (on) or 0, not {self.tail_floor}")
         if self.pack_weights not in (0, 1):
             raise ConfigError(f"TAILOR_PACK_WEIGHTS is 1 (pack) or 0, not {self.pack_weights}")
         if not self.llm_timeout > 0:

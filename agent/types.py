@@ -78,6 +78,7 @@ class Candidate:
     sources: tuple[str, ...]
     semantic: float | None = None
     cowatch: float | None = None
+    sequential_rank: int | None = None  # its place in the sequence model's list (0 = first)
 
 
 @dataclass(frozen=True)

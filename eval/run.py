@@ -7,8 +7,8 @@ from pathlib import Path
 
 from agent.errors import ConfigError
 
-SYSTEMS = ("popularity", "itemknn", "sasrec", "tailor", "retrieval", "hybrid", "llm-zero",
-           "llm-few", "llm-lora", "llm-lora-tail", "llm-feature")
+SYSTEMS = ("popularity", "itemknn", "sasrec", "tailor", "tailor-nofloor", "retrieval",
+           "hybrid", "llm-zero", "llm-few", "llm-lora", "llm-lora-tail", "llm-feature")
 DEFAULT_SYSTEMS = "popularity,itemknn,retrieval,hybrid,llm-zero,llm-few"
 
 
@@ -73,7 +73,7 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
                                                 cache_dir=settings.models_dir)
         return made["sasrec"]
 
-    def tailor(tail_boost):
+    def tailor(tail_boost, label: str = "tailor"):
         from eval.two_stage import TwoStage, train_two_stage
 
         if "fusion" not in made:
@@ -82,10 +82,13 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
                 cat, split, retriever, log, cache_dir=settings.models_dir,
                 users=fusion_users), {})
         retriever, fusion, report, examples, candidates = made["fusion"]
-        name = "tailor" if arg is None else f"tailor:{tail_boost:g}"
+        floor = bool(settings.tail_floor) and label == "tailor"
+        name = label if arg is None else f"{label}:{tail_boost:g}"
         system = TwoStage(cat, retriever, fusion, TailDiversityReranker(
-            cat, 0.0, settings.diversity), tail_boost, name=name, examples=candidates)
-        system.report, system.train_examples = dict(report, tail_boost=tail_boost), examples
+            cat, 0.0, settings.diversity), tail_boost, name=name, examples=candidates,
+            tail_floor=floor)
+        system.report = dict(report, tail_boost=tail_boost, tail_floor=floor)
+        system.train_examples = examples
         return system
 
     def backend(adapter):
@@ -131,9 +134,10 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
             built.append(S.EmbeddingRetrieval(cat, vectors))
         elif name == "sasrec":
             built.append(sasrec())
-        elif name == "tailor":  # "tailor:0.1": another tail_boost than the agent's
+        elif name in ("tailor", "tailor-nofloor"):  # "tailor:0.1": another tail_boost
             built.append(tailor(check_knob("the tailor tail_boost",
-                                           settings.tail_boost if arg is None else arg)))
+                                           settings.tail_boost if arg is None else arg),
+                                name))
         elif name == "hybrid":
             built.append(hybrid())
         elif name == "llm-feature":  # "llm-feature:500": the LLM scores ~500 training cases

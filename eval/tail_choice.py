@@ -74,21 +74,28 @@ def least_boost(curve: dict[float, dict], reference: dict) -> float | None:
                  and curve[b]["coverage@10"] >= reference["coverage@10"]), None)
 
 
-def reranked(ranked: list[tuple[int, float]], reranker, boost: float) -> list[int]:
-    """The first ``K`` after the tail re-ranker at ``boost`` (as ``TwoStage.rank_pool``)."""
+def reranked(ranked: list[tuple[int, float]], reranker, boost: float,
+             floor_of: Example | None = None) -> list[int]:
+    """The first ``K`` after the tail re-ranker at ``boost`` and, with ``floor_of`` (the
+    case's example), the tail floor (as ``TwoStage.rank_pool``)."""
     from eval.systems import _Entry
+    from eval.two_stage import floored
 
-    if boost <= 0:
-        return [i for i, _ in ranked[:K]]
-    top = [_Entry(i, v) for i, v in ranked[:DEPTH]]
-    return [e.item_id for e in reranker.rerank(top, tail_boost=boost)][:K]
+    order = [i for i, _ in ranked]
+    if boost > 0:
+        top = [_Entry(i, v) for i, v in ranked[:DEPTH]]
+        order = [e.item_id for e in reranker.rerank(top, tail_boost=boost)] + order[DEPTH:]
+    if floor_of is not None:
+        order = floored(order, floor_of, reranker.catalog, K)
+    return order[:K]
 
 
 def choose_tail_boost(examples: Sequence[Example], catalog, diversity: float = 0.0,
                       boosts: Sequence[float] = BOOSTS, cfg: FusionConfig | None = None,
-                      log=print) -> dict:
+                      log=print, floor: bool = False) -> dict:
     """The curve over ``boosts`` on ``examples`` (out of fold), the sequence model's
-    reference point, and the rule's choice (None when no boost reaches both)."""
+    reference point, and the rule's choice (None when no boost reaches both);
+    ``floor``: each list also keeps the tail floor, as the system ranks."""
     from agent.rank.rerank import TailDiversityReranker
 
     t0 = time.perf_counter()
@@ -96,7 +103,8 @@ def choose_tail_boost(examples: Sequence[Example], catalog, diversity: float = 0
     targets = [e.target for e in examples]
     reference = list_metrics([sequence_top(e) for e in examples], targets, catalog)
     reranker = TailDiversityReranker(catalog, 0.0, diversity)
-    curve = {b: list_metrics([reranked(r, reranker, b) for r in ranked], targets, catalog)
+    curve = {b: list_metrics([reranked(r, reranker, b, e if floor else None)
+                              for r, e in zip(ranked, examples)], targets, catalog)
              for b in boosts}
     chosen = least_boost(curve, reference)
     log(f"tail choice: the sequence model's tail share {reference['tail_share@10']:.3f}, "
@@ -105,7 +113,8 @@ def choose_tail_boost(examples: Sequence[Example], catalog, diversity: float = 0
         + (f" (NDCG@10 {curve[chosen]['ndcg@10']:.4f} against the fusion alone's "
            f"{curve[min(curve)]['ndcg@10']:.4f})" if chosen is not None else ""))
     return {"reference": reference, "curve": {f"{b:g}": v for b, v in curve.items()},
-            "chosen": chosen, "cases": len(examples), "seconds": time.perf_counter() - t0}
+            "chosen": chosen, "cases": len(examples), "tail_floor": floor,
+            "seconds": time.perf_counter() - t0}
 
 
 def run_tail_choice(system, split, diversity: float = 0.0, log=print) -> dict:
@@ -118,4 +127,5 @@ def run_tail_choice(system, split, diversity: float = 0.0, log=print) -> dict:
     truncated, _ = shadow_split(sequences, HELD_OUT)
     before = catalog_from_histories(split.train_catalog, truncated,
                                     f"fusion training: last {HELD_OUT} items held out")
-    return choose_tail_boost(system.train_examples, before, diversity, log=log)
+    return choose_tail_boost(system.train_examples, before, diversity, log=log,
+                             floor=getattr(system, "tail_floor", False))

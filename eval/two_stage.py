@@ -29,12 +29,15 @@ class TwoStage(PoolSystem):
 
     def __init__(self, catalog, retriever, fusion: FusionRanker, reranker=None,
                  tail_boost: float = 0.0, rerank_depth: int = POOL, name: str = "tailor",
-                 examples: dict | None = None):
+                 examples: dict | None = None, tail_floor: bool = False):
         """``examples``: a cache of candidates shared by the systems over one retriever
-        (``tailor``, ``tailor:0``, ... and the ablation build each case's once)."""
+        (``tailor``, ``tailor:0``, ... and the ablation build each case's once).
+        ``tail_floor``: the top 10 keep at least as many tail items as the sequence
+        model's own top 10 (``agent.rank.rerank.tail_floor``)."""
         super().__init__(catalog)
         self.retriever, self.fusion, self.reranker = retriever, fusion, reranker
         self.tail_boost, self.rerank_depth, self.name = tail_boost, rerank_depth, name
+        self.tail_floor = tail_floor
         self._cache: dict[int, list[int]] = {}
         self._examples = {} if examples is None else examples
 
@@ -56,8 +59,20 @@ class TwoStage(PoolSystem):
                 top = [_Entry(i, v) for i, v in scored[:self.rerank_depth]]
                 ranked = [e.item_id for e in self.reranker.rerank(
                     top, tail_boost=self.tail_boost)] + ranked[self.rerank_depth:]
+            if self.tail_floor:
+                ranked = floored(ranked, ex, self.catalog)
             self._cache[case.user] = ranked
         return self._cache[case.user]
+
+
+def floored(ranked: list[int], example: Example, catalog, k: int = 10) -> list[int]:
+    """``ranked`` with at least as many tail items in its first ``k`` as the sequence
+    model's own first ``k`` among ``example``'s candidates."""
+    from agent.rank.rerank import tail_floor
+    from eval.tail_choice import sequence_top
+
+    need = sum(catalog.is_tail(i) for i in sequence_top(example, k))
+    return tail_floor(ranked, need, k, catalog.is_tail)
 
 
 def make_example(retriever, case: Case, catalog) -> tuple[Example, dict]:

@@ -197,3 +197,23 @@ def test_a_film_listed_twice_is_picked_once_and_never_again(catalog):
     assert labels[0] == "Terminator 2: Judgment Day (1991)" and len(set(labels)) == len(labels) == 2
     later = rec.turn("more sci-fi", first.state)
     assert "Terminator 2: Judgment Day (1991)" not in [r.item.label for r in later.recommendations]
+
+
+def test_default_picks_keep_the_sequence_models_tail_items_unless_the_user_said(catalog):
+    from agent.rank.rerank import TailDiversityReranker
+    from agent.types import Candidate, DialogueState
+
+    # Retrieval puts the head first (head = {1, 3, 5, 11}); the sequence model's first
+    # two are tail items (12, 10).
+    cands = [Candidate(i, 10.0 - k, ("x",), sequential_rank=r)
+             for k, (i, r) in enumerate(((5, 4), (3, 5), (12, 0), (10, 1), (1, None)))]
+    rec = make(catalog, FakeBackend(), reranker=TailDiversityReranker(catalog, floor=True))
+
+    def picks(**state):
+        return [r.item_id for r in rec.rank(DialogueState(**state), cands, 0.0, [])]
+
+    assert sorted(picks()) == [10, 12]
+    assert all(i in (1, 3, 5, 11) for i in picks(tail_boost=0.0))  # "popular films"
+    plain = make(catalog, FakeBackend(), reranker=TailDiversityReranker(catalog))
+    assert [r.item_id for r in plain.rank(DialogueState(), cands, 0.0, [])] == picks(
+        tail_boost=0.0)

@@ -108,3 +108,19 @@ def test_without_diversity_the_tail_blend_is_the_greedy_pick_order(catalog):
         assert order(a) == order(b)
         assert [r.score for r in a] == pytest.approx([r.score for r in b])
         assert order(fast.rerank(entries, k=3)) == order(a)[:3]
+
+
+def test_the_tail_floor_keeps_the_sequence_models_share_of_tail_items(catalog):
+    from agent.types import Candidate
+
+    # head = {1, 3, 5, 11}; the sequence model's first two: 12 (tail) and 10 (tail)
+    cands = [Candidate(i, 0.0, ("x",), sequential_rank=r)
+             for i, r in ((5, None), (3, 3), (12, 0), (10, 1), (4, 2), (1, None))]
+    on = TailDiversityReranker(catalog, floor=True)
+    got = order(on.floored(ranked(5, 3, 1, 12, 10, 4), cands, 2))
+    assert got == [12, 10, 5, 3, 1, 4]  # both head picks give way, and move just below
+    assert order(on.floored(ranked(5, 12, 3, 10), cands, 2)) == [12, 10, 5, 3]
+    assert order(on.floored(ranked(12, 10, 5), cands, 2)) == [12, 10, 5]  # already there
+    # Without the floor, or with only head items to promote, nothing moves.
+    assert order(TailDiversityReranker(catalog).floored(ranked(5, 3, 12), cands, 2)) == [5, 3, 12]
+    assert order(on.floored(ranked(5, 3, 1), cands, 2)) == [5, 3, 1]

@@ -105,3 +105,16 @@ def test_the_shared_fitting_set_follows_the_state_it_is_asked_for(catalog):
     for state in (older, newer, older):
         want = {i for i, it in catalog.items.items() if satisfies(it, state)}
         assert r.fitting(state) == want and want
+
+
+def test_candidates_carry_their_place_in_the_sequence_models_list(catalog, monkeypatch):
+    model = Planted(catalog.max_id + 1)
+    r = HybridRetriever(None, None, catalog, sequential=model)
+    monkeypatch.setattr(HybridRetriever, "semantic", lambda self, *a, **k: [])
+    state = DialogueState(liked=(5, 1))
+    places = {i: k for k, (i, _) in enumerate(r.sequential(state, 50))}
+    cands = r.retrieve(state, 6)
+    assert len(cands) == 6 and any(c.sequential_rank is not None for c in cands)
+    assert all(c.sequential_rank == places.get(c.item_id) for c in cands)
+    bare = HybridRetriever(None, None, catalog).retrieve(DialogueState(liked=(5,)), 6)
+    assert all(c.sequential_rank is None for c in bare)

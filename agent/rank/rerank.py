@@ -77,15 +77,55 @@ def relevance(ranked: Sequence) -> list[float]:
     return [1 - k / max(1, n - 1) for k in range(n)]
 
 
+def tail_floor(ranked: Sequence, need: int, k: int, is_tail) -> list:
+    """``ranked`` with at least ``need`` long-tail entries in its first ``k``, where it
+    has them: the best-placed tail entries from beyond ``k`` take the places of the
+    lowest-placed head entries within it, which move just below; the rest keep
+    their order. ``need`` is how many tail items the sequence model puts in its own
+    first ``k`` for this history: a user whose history leads it to little-watched
+    items gets as many of them from the fusion, which learned from all users what
+    usually comes next and leans to the familiar (README, "Two stages", run H).
+
+    >>> tail_floor([1, 2, 3, 4, 5, 6], 2, 3, lambda i: i > 4)
+    [1, 5, 6, 2, 3, 4]
+    >>> tail_floor([1, 5, 2, 6], 1, 2, lambda i: i > 4)  # already there
+    [1, 5, 2, 6]
+    """
+    ranked = list(ranked)
+    top, rest = ranked[:k], ranked[k:]
+    lack = need - sum(1 for r in top if is_tail(r))
+    if lack <= 0:
+        return ranked
+    promote = [r for r in rest if is_tail(r)][:lack]
+    drop = [r for r in reversed(top) if not is_tail(r)][:len(promote)]
+    gone = {id(r) for r in drop + promote}
+    return ([r for r in top if id(r) not in gone] + promote + drop[::-1]
+            + [r for r in rest if id(r) not in gone])
+
+
 class TailDiversityReranker:
     """Reorders ``Ranked`` entries (see ``agent.rank.verbalizer``); scores are rewritten to the
     re-ranked objective so callers that sort by score keep this order."""
 
-    def __init__(self, catalog, tail_boost: float = 0.0, diversity: float = 0.0):
+    def __init__(self, catalog, tail_boost: float = 0.0, diversity: float = 0.0,
+                 floor: bool = False):
+        """``floor``: ``floored`` keeps the sequence model's share of tail items."""
         self.catalog = catalog
         self.scale = PopularityScale(catalog)
         self.tail_boost = check_knob("tail_boost", tail_boost)
         self.diversity = check_knob("diversity", diversity)
+        self.floor = floor
+
+    def floored(self, ranked: Sequence, candidates: Sequence, k: int) -> list:
+        """``ranked`` with at least as many long-tail items in its first ``k`` as the
+        sequence model has in its own first ``k`` among ``candidates`` (``tail_floor``);
+        unchanged without ``floor``, or for a catalog that does not split head and tail."""
+        is_tail = getattr(self.catalog, "is_tail", None)
+        if not self.floor or is_tail is None:
+            return list(ranked)
+        need = sum(1 for c in candidates if c.sequential_rank is not None
+                   and c.sequential_rank < k and is_tail(c.item_id))
+        return tail_floor(ranked, need, k, lambda r: is_tail(r.item_id))
 
     def objective(self, ranked: Sequence, tail_boost: float | None = None) -> list[float]:
         """``(1 - t) * relevance + t * novelty`` for each entry, in the incoming order."""

@@ -7,6 +7,7 @@ between a cosine similarity and a co-occurrence score.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -293,8 +294,12 @@ class HybridRetriever:
         standing (``asks_for_standing``), else by weighted reciprocal rank."""
         lists = self.lists(state, max(n, POOL), history)
         if self.fusion is None or asks_for_standing(state):
-            return self.rrf(state, lists, n)
-        return self.learned(state, lists, n, history)
+            cands = self.rrf(state, lists, n)
+        else:
+            cands = self.learned(state, lists, n, history)
+        places = {i: k for k, (i, _) in enumerate(lists.get("sequential", ()))}
+        return [replace(c, sequential_rank=places.get(c.item_id)) for c in cands] \
+            if places else cands
 
     def learned(self, state: DialogueState, lists: dict, n: int,
                 history: Sequence[int] = ()) -> list[Candidate]:

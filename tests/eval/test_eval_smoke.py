@@ -85,13 +85,17 @@ def test_the_tailor_system_beside_sasrec(real_settings, tmp_path):
     env = dict(os.environ, TAILOR_HOME=str(real_settings.home))
     env.setdefault("TAILOR_SASREC_EPOCHS", "30")  # the path, not the quality (as `make test`)
     run = subprocess.run([sys.executable, "-m", "agent", "eval", "--systems",
-                          "sasrec,tailor,llm-feature:40", "--users", "20", "--seed", "1",
+                          "sasrec,tailor,tailor-nofloor,llm-feature:40", "--users", "20",
+                          "--seed", "1",
                           "--llm-users", "10", "--fusion-users",
                           "150", "--tail-choice", "--out", str(out)],
                          capture_output=True, text=True, env=env, timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert list(report["systems"]) == ["sasrec", "tailor", "llm-feature-off", "llm-feature"]
+    assert list(report["systems"]) == ["sasrec", "tailor", "tailor-nofloor", "llm-feature-off",
+                                       "llm-feature"]
+    assert report["training"]["tailor"]["tail_floor"] is True
+    assert report["training"]["tailor-nofloor"]["tail_floor"] is False
     for name, r in report["systems"].items():
         assert len(r["per_user"]) == (10 if name.startswith("llm") else 20)
         assert r["metrics"]["oov_rate@20"] == 0.0

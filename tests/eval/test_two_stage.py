@@ -228,3 +228,47 @@ def test_the_tail_choice_reads_only_training_cases(client):  # noqa: F811
     # the fusion alone follows the sequence model, which knows the cycle
     assert curve[0.0]["ndcg@10"] > 0.9 and out["reference"]["ndcg@10"] > 0.9
     assert curve[1.0]["tail_share@10"] >= curve[0.0]["tail_share@10"]
+
+
+def test_the_tail_floor_keeps_the_sequence_models_tail_count(catalog):
+    from agent.rank.fusion import Example, feature_names
+    from eval.two_stage import floored
+
+    # head = {1, 3, 5, 11}; the sequence model's first two candidates: 12 and 10 (tail)
+    ids = [5, 3, 1, 12, 10, 4]
+    X = np.full((len(ids), len(feature_names())), 99.0)
+    col = feature_names().index("sequential_rank")
+    X[ids.index(12), col], X[ids.index(10), col], X[0, col] = 0, 1, 2
+    ex = Example(ids, X, 12, 1)
+    assert floored(ids, ex, catalog, k=2) == [12, 10, 5, 3, 1, 4]
+    assert floored(ids, ex, catalog, k=3) == [5, 12, 10, 3, 1, 4]  # 5 is its third
+    assert floored([12, 10, 5], ex, catalog, k=2) == [12, 10, 5]
+
+
+def test_the_tail_choice_ranks_as_the_floored_system_does(client):  # noqa: F811
+    from dataclasses import replace
+
+    from eval.tail_choice import run_tail_choice
+
+    split, system, _ = cycle_system(client)
+    system.tail_floor = True
+    out = run_tail_choice(system, replace(split, test=None), log=lambda m: None)
+    assert out["tail_floor"] is True
+    assert out["curve"]["0"]["tail_share@10"] >= out["reference"]["tail_share@10"]
+
+
+def test_the_tail_choice_curve_applies_the_floor(catalog):
+    from agent.rank.fusion import Example, feature_names
+    from agent.rank.rerank import TailDiversityReranker
+    from eval.tail_choice import reranked
+
+    ids = [5, 3, 1, 11, 2, 6, 7, 8, 9, 12, 10, 4]  # the head first; 10 and 4 below the top 10
+    X = np.full((len(ids), len(feature_names())), 99.0)
+    tails = [i for i in ids if catalog.is_tail(i)]
+    for rank, i in enumerate(tails):  # the sequence model's top 8 are all tail items
+        X[ids.index(i), feature_names().index("sequential_rank")] = rank
+    ex = Example(ids, X, 12, 1)
+    scored = [(i, float(-k)) for k, i in enumerate(ids)]
+    rr = TailDiversityReranker(catalog)
+    assert reranked(scored, rr, 0.0) == ids[:10]
+    assert set(reranked(scored, rr, 0.0, ex)) == set(tails) | {5, 3}
