@@ -325,10 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "on requests synthesised from the catalog (config cpu-state-135m, "
                         "adapter state-lora)")
     s.add_argument("--examples", type=int, help="synthetic training requests (--task state)")
-    s.add_argument("--candidates-from", choices=("hybrid", "fusion"),
-                   help="whose top 10 the prompts list: hybrid (the retriever's, default) or "
-                        "fusion (the learned fusion's, on the cases of `tailor eval`'s tailor "
-                        "system; config cpu-smollm2-135m-fusion)")
+    s.add_argument("--candidates-from", choices=("hybrid", "fusion"), help="whose top 10 "
+                   "the prompts list: the retriever's (default) or the learned fusion's")
     s.set_defaults(func=cmd_finetune)
     s = _command(sub, "finetune-report", help="test-set comparison of zero-shot, few-shot and "
                       "a LoRA adapter on the users whose target the retriever found")
