@@ -93,10 +93,10 @@ def build_model(n_items: int, cfg: SASRecConfig):
         def loss(self, inputs, targets):
             """Full-softmax cross-entropy at every position with a next item; the
             catalog-wide scores are computed at those positions only (padding has none)."""
-            from torch.nn import functional as F
+            from agent.models.linear_ce import linear_cross_entropy
 
             at = targets != 0
-            return F.cross_entropy(self.encode(inputs)[at] @ self.items.weight.T, targets[at])
+            return linear_cross_entropy(self.encode(inputs)[at], self.items.weight, targets[at])
 
     return SASRecNet()
 

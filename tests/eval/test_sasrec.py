@@ -175,3 +175,29 @@ def test_dropout_keeps_one_minus_p_and_rescales():
     assert torch.allclose(kept, torch.full_like(kept, 1.25))
     assert abs(float(out.mean()) - 1.0) < 0.01
     assert dropout(torch.ones(3), 0.0).tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("rows, chunk", [(7, 3), (40, 512), (1, 4)])
+def test_the_fused_loss_is_the_full_softmax_cross_entropy(rows, chunk):
+    # linear_cross_entropy computes cross_entropy(h @ w.T, y) chunk by chunk with its own
+    # backward pass: the loss and both gradients must be the unfused ones.
+    import torch
+    from torch.nn import functional as F
+
+    from agent.models.linear_ce import linear_cross_entropy
+
+    torch.manual_seed(rows)
+    h = torch.randn(rows, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(11, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 11, (rows,))
+    y[0] = y[-1]  # a class that is the target twice
+    fused = linear_cross_entropy(h, w, y, chunk)
+    (3 * fused).backward()
+    got = fused.item(), h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    plain = F.cross_entropy(h @ w.T, y)
+    (3 * plain).backward()
+    assert got[0] == pytest.approx(plain.item(), rel=1e-12)
+    assert torch.allclose(got[1], h.grad, atol=1e-12)
+    assert torch.allclose(got[2], w.grad, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, b: linear_cross_entropy(a, b, y, chunk), (h, w))
