@@ -14,6 +14,7 @@ from agent.interfaces.commands import (EVAL_OUT, cmd_ask, cmd_assets, cmd_bench,
                                        cmd_finetune_report, cmd_import, cmd_index,
                                        cmd_quantize_llm, cmd_schema, cmd_serve, cmd_serve_llm,
                                        cmd_setup)
+from agent.interfaces.quiet import quiet_libraries, silence_bitsandbytes_kernels
 from agent.interfaces.training import cmd_retrain, cmd_train_cf
 from agent.settings import DATASETS, Settings
 
@@ -84,37 +85,6 @@ Global options (--home, --dataset, --model, ...) go before or after the command
 
 First run: `tailor setup` (fetch weights and data, build the index), then
 `tailor ask "I loved Alien and Blade Runner, something from the 90s"`."""
-
-
-def _quiet_libraries(settings: Settings) -> None:
-    """Keep library chatter out of the user's terminal; never phone home."""
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if os.path.isdir(os.path.expanduser(settings.model)) or settings.model == "smollm2-135m-instruct":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local: never reach for a hub
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
-class _NoKernelsWarning(logging.Filter):
-    """bitsandbytes warns on import (peft and transformers import it) that the optional
-    ``kernels`` package is missing: noise the user can do nothing about. Only that record
-    is dropped; every other bitsandbytes warning still shows."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "No module named 'kernels'" not in record.getMessage()
-
-
-def _silence_bitsandbytes_kernels() -> None:
-    """Installed before anything can import bitsandbytes (peft and transformers do)."""
-    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
-    if not any(isinstance(f, _NoKernelsWarning) for f in logger.filters):
-        logger.addFilter(_NoKernelsWarning())
 
 
 # The global options, accepted before the command and after it (`tailor chat --explain
@@ -380,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _silence_bitsandbytes_kernels()
+    silence_bitsandbytes_kernels()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -389,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                                      model=args.model, rank_mode=args.rank_mode,
                                      adapter=getattr(args, "adapter", None),
                                      explain=args.explain)
-        _quiet_libraries(settings)
+        quiet_libraries(settings)
         return args.func(settings, args)
     except TailorError as e:
         print(f"tailor: {e}", file=sys.stderr)
