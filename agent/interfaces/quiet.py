@@ -14,7 +14,8 @@ def quiet_libraries(settings) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if os.path.isdir(os.path.expanduser(settings.model)) or settings.model == "smollm2-135m-instruct":
+    local = os.path.isdir(os.path.expanduser(settings.model))
+    if local or settings.model == "smollm2-135m-instruct":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local: never reach for a hub
     import warnings
 
