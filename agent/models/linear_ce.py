@@ -31,7 +31,7 @@ def _make_function():
     class LinearCrossEntropy(torch.autograd.Function):
         @staticmethod
         def forward(ctx, h, w, y, chunk):
-            lse = torch.empty(h.shape[0], dtype=h.dtype)
+            lse = h.new_empty(h.shape[0])
             for start in range(0, h.shape[0], chunk):
                 rows = slice(start, start + chunk)
                 lse[rows] = torch.logsumexp(F.linear(h[rows], w), 1)
