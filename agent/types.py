@@ -34,6 +34,17 @@ class Item:
             return self.attrs[name]
         return getattr(self, name, None) if name in _ITEM_FIELDS else None
 
+    def values(self, name: str) -> tuple:
+        """``value(name)`` as a tuple: a list's values, one value alone, none when empty.
+
+        >>> Item(1, "Alien", 1979, ("Horror", "Sci-Fi")).values("genres")
+        ('Horror', 'Sci-Fi')
+        >>> Item(1, "Alien", 1979, (), attrs={"brand": "Nike"}).values("brand")
+        ('Nike',)
+        """
+        v = self.value(name)
+        return tuple(v) if isinstance(v, (list, tuple)) else () if v in (None, "") else (v,)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

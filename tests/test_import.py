@@ -287,12 +287,19 @@ def test_the_schema_file_is_strict(tmp_path):
                         "one number"),
                        ({**good, "facets": [{"field": "name", "kind": "category"}]},
                         "not facets"),
-                       ({"name": "s", "items": {"id": "sku"}}, "needs 'id' and 'title'")):
+                       ({"name": "s", "items": {"id": "sku"}}, "needs 'id' and 'title'"),
+                       ({**good, "facets": [{"field": "brand", "kind": "entity",
+                                             "similarity": "high"}]}, "similarity must be"),
+                       ({**good, "facets": [{"field": "brand", "kind": "entity",
+                                             "similarity": -1}]}, "similarity must be"),
+                       ({**good, "facets": [{"field": "price", "kind": "range",
+                                             "similarity": 1}]}, "0 for a range")):
         with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
             CatalogSchema.from_dict(bad)
-    s = CatalogSchema.from_dict(good)
+    s = CatalogSchema.from_dict({**good, "facets": [{"field": "brand", "kind": "entity",
+                                                     "similarity": 0.25}]})
     s.dump(tmp_path / "s.yaml")
-    assert CatalogSchema.load(tmp_path / "s.yaml") == s
+    assert CatalogSchema.load(tmp_path / "s.yaml") == s and s.weights == {"brand": 0.25}
 
 
 def test_the_movielens_schema_names_the_fields_of_its_items():

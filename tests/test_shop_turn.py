@@ -227,3 +227,41 @@ def test_a_shop_card_shows_the_products_facets(recommender):
     it = reply.recommendations[0].item
     assert it.attrs["brand"] in card and f"{it.attrs['price']}" in card
     assert it.attrs["description"] not in card  # free text stays out of the card's line
+
+
+def test_the_content_source_compares_products_by_the_schemas_facets(shop, recommender):
+    """Liked: one product. Each other product scores 1 for the same category (what an
+    item is, the schema's first category), 0.5 for each of the same colour, material
+    and brand (the schema's default weights); the best come first."""
+    catalog = shop[0]
+    liked = catalog.get(1).attrs
+
+    def expected(item_id: int) -> float:
+        b = catalog.get(item_id).attrs
+        return (liked["category"] == b["category"]) + 0.5 * sum(
+            liked[f] == b[f] for f in ("colour", "material", "brand"))
+
+    got = recommender.retriever.content(DialogueState(liked=(1,)), 20)
+    assert len(got) == 20 and 1 not in [i for i, _ in got]
+    assert [s for _, s in got] == pytest.approx([expected(i) for i, _ in got])
+    assert got[0][1] == max(expected(i) for i in catalog.items if i != 1)
+    assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+
+
+def test_variety_among_products_is_by_their_category(shop):
+    """Diversity 1 on a list of five products, four of one category first: the
+    re-ranker's second pick is the product of another category."""
+    from agent.rank.rerank import TailDiversityReranker
+    from agent.rank.verbalizer import Ranked
+
+    catalog = shop[0]
+    by_category: dict[str, list[int]] = {}
+    for i, it in sorted(catalog.items.items()):
+        by_category.setdefault(it.attrs["category"], []).append(i)
+    same, other = [ids for ids in by_category.values() if len(ids) >= 4][:2]
+    ids = same[:4] + other[:1]
+    entries = [Ranked(i, 10.0 - k, 10.0 - k, None) for k, i in enumerate(ids)]
+    plain = TailDiversityReranker(catalog).rerank(entries)
+    varied = TailDiversityReranker(catalog, diversity=1.0).rerank(entries)
+    assert [r.item_id for r in plain] == ids
+    assert [r.item_id for r in varied][:2] == [ids[0], other[0]]

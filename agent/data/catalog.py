@@ -73,9 +73,7 @@ class Catalog:
             facet = self.schema.facet(field)
             if facet.values:  # the schema's own list: new values are not requestable
                 continue
-            v = item.value(field)
-            if any(str(x) not in values for x in (v if isinstance(v, (list, tuple)) else
-                                                  [v] if v else [])):
+            if any(str(x) not in values for x in item.values(field)):
                 del self.__dict__["facet_values"]
                 self.values_version += 1
                 return
@@ -93,8 +91,7 @@ class Catalog:
                 continue
             seen = set()
             for it in self.items.values():
-                v = it.value(f.field)
-                seen.update(v if isinstance(v, (list, tuple)) else [v] if v else [])
+                seen.update(it.values(f.field))
             if f.kind == "category" or len(seen) <= MAX_FLAGGED:
                 out[f.field] = tuple(sorted(map(str, seen)))
         return out

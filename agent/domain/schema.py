@@ -56,6 +56,11 @@ class Facet:
     from requests by its own values ("a blue wool jumper", "no leather", "under 50",
     ``agent.understand.facets``). When too few items fit a request, its facet values are
     let go from the facet listed last up: list first what an item is (a category).
+    ``similarity``: how much sharing this facet's values with a liked item counts when
+    the content source compares items (a category: the Jaccard of the two items' values
+    times it; an entity: it, when they share any name). Unset: 1 for the first filterable
+    category (what an item is), 0.5 for a later one and for an entity, 0 otherwise
+    (ranges are not compared); ``CatalogSchema.weights``.
     """
 
     field: str
@@ -69,6 +74,7 @@ class Facet:
     values: tuple[str, ...] = ()
     role: str = ""
     missing: tuple[str, ...] = ()
+    similarity: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "values", tuple(self.values))
@@ -82,6 +88,11 @@ class Facet:
                               f"{self.role!r}")
         if self.kind == "range" and self.multi:
             raise ConfigError(f"facet {self.field!r}: a range holds one number, not a list")
+        if self.similarity is not None and (
+                isinstance(self.similarity, bool) or not isinstance(self.similarity, (int, float))
+                or not 0 <= self.similarity <= 10 or self.kind == "range" and self.similarity):
+            raise ConfigError(f"facet {self.field!r}: similarity must be a number from 0 to 10"
+                              f" (0 for a range), not {self.similarity!r}")
 
     @property
     def name(self) -> str:
@@ -151,6 +162,39 @@ class CatalogSchema:
     def requestable(self) -> tuple[Facet, ...]:
         """The facets a request names by their own values: filterable, with no film role."""
         return tuple(f for f in self.facets if f.filter and not f.role)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each facet's ``similarity``, or its default (``Facet``'s docstring).
+
+        >>> CatalogSchema.from_dict({"name": "s", "items": {"id": "i", "title": "t"},
+        ...     "facets": [{"field": "category", "kind": "category"},
+        ...                {"field": "colour", "kind": "category"},
+        ...                {"field": "brand", "kind": "entity"},
+        ...                {"field": "price", "kind": "range"}]}).weights
+        {'category': 1.0, 'colour': 0.5, 'brand': 0.5, 'price': 0.0}
+        """
+        out, first = {}, True
+        for f in self.facets:
+            if f.similarity is not None:
+                out[f.field] = float(f.similarity)
+            elif f.kind == "category" and f.filter:
+                out[f.field], first = (1.0 if first else 0.5), False
+            else:
+                out[f.field] = 0.5 if f.kind == "entity" else 0.0
+        return out
+
+    @property
+    def compared(self) -> tuple[Facet, ...]:
+        """The facets the content source compares items by (a positive weight)."""
+        weights = self.weights
+        return tuple(f for f in self.facets if weights[f.field] > 0)
+
+    @property
+    def kind_facet(self) -> Facet | None:
+        """What an item is, for variety among picks: the first compared category (MovieLens:
+        genres; a shop: its category), or None."""
+        return next((f for f in self.compared if f.kind == "category"), None)
 
     @property
     def facts(self) -> tuple[Facet, ...]:

@@ -56,7 +56,7 @@ def _facet_problems(text, blank, f: Facts, liked, state, values) -> list[str]:
     problems = []
     lowered = blank.lower()
     for field, choices in values.items():
-        own = {str(v).lower() for it in (f.item, *liked) for v in _values(it, field)}
+        own = {str(v).lower() for it in (f.item, *liked) for v in it.values(field)}
         own |= {v.lower() for fl, v in (*state.facets, *state.excluded_facets) if fl == field}
         for value in choices:
             v = str(value).lower()
@@ -77,11 +77,6 @@ def _facet_problems(text, blank, f: Facts, liked, state, values) -> list[str]:
         if not any(abs(x - g) < 0.5 for g in grounded):
             problems.append(f"states a number the facts do not give: {m.group(0)}")
     return problems
-
-
-def _values(item: Item, field: str) -> list:
-    v = item.value(field)
-    return list(v) if isinstance(v, (list, tuple)) else [] if v in (None, "") else [v]
 
 
 def _form_problems(text: str, blank: str, f: Facts, liked: list[Item], partial: bool) -> list[str]:

@@ -55,10 +55,8 @@ def common_values(items: Sequence[Item], schema, n: int = 3) -> str:
         for facet in schema.facts:
             if facet.kind == "range":
                 continue
-            value = it.value(facet.field)
-            for v in value if isinstance(value, (list, tuple)) else [value]:
-                if v not in (None, ""):
-                    counts[str(v)] = counts.get(str(v), 0) + 1
+            for v in it.values(facet.field):
+                counts[str(v)] = counts.get(str(v), 0) + 1
     return ", ".join(sorted(counts, key=lambda v: -counts[v])[:n]) or "none"
 
 

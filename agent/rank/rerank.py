@@ -16,7 +16,8 @@ Two knobs, both 0 by default (accuracy only):
   +3.6% NDCG@10.
 - ``diversity`` in [0, 1] is maximal marginal relevance (Carbonell & Goldstein
   1998): items are picked greedily by ``(1 - d) * objective - d * overlap``, the
-  overlap being the largest genre Jaccard with the items already picked.
+  overlap being the largest Jaccard with the items already picked of what each item is
+  (the schema's ``kind_facet``: MovieLens' genres, a shop's category).
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ class PopularityScale:
         return bisect_left(self.sorted, self.pop.get(item_id, 0)) / max(1, len(self.sorted) - 1)
 
 
-def genre_jaccard(a: Sequence[str], b: Sequence[str]) -> float:
-    """Shared genres over all genres of the two.
+def jaccard(a: Sequence[str], b: Sequence[str]) -> float:
+    """Shared values over all values of the two (genres; a shop's categories).
 
-    >>> genre_jaccard(("Action", "Sci-Fi"), ("Sci-Fi", "Horror"))
+    >>> jaccard(("Action", "Sci-Fi"), ("Sci-Fi", "Horror"))
     0.3333333333333333
     """
     sa, sb = set(a), set(b)
@@ -115,6 +116,8 @@ class TailDiversityReranker:
         self.tail_boost = check_knob("tail_boost", tail_boost)
         self.diversity = check_knob("diversity", diversity)
         self.floor = floor
+        kind = catalog.schema.kind_facet  # variety among picks: genres, a shop's category
+        self.kind_field = kind.field if kind is not None else None
 
     def floored(self, ranked: Sequence, candidates: Sequence, k: int) -> list:
         """``ranked`` with at least as many long-tail items in its first ``k`` as the
@@ -149,12 +152,12 @@ class TailDiversityReranker:
             order = sorted(range(len(ranked)), key=lambda j: (-base[j], j))[:limit]
             return [replace(ranked[j], score=base[j]) if is_dataclass(ranked[j]) else ranked[j]
                     for j in order]
-        genres = [self.catalog.get(r.item_id).genres if r.item_id in self.catalog else ()
-                  for r in ranked]
+        kinds = [self.catalog.get(r.item_id).values(self.kind_field)
+                 if self.kind_field and r.item_id in self.catalog else () for r in ranked]
         left, picked, out = list(range(len(ranked))), [], []
         while len(out) < limit:
             def mmr(j: int) -> float:
-                overlap = max((genre_jaccard(genres[j], genres[p]) for p in picked), default=0.0)
+                overlap = max((jaccard(kinds[j], kinds[p]) for p in picked), default=0.0)
                 return (1 - d) * base[j] - d * overlap
             best = max(left, key=lambda j: (mmr(j), -j))
             left.remove(best)

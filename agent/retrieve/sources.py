@@ -61,48 +61,53 @@ def asks_for_standing(state: DialogueState) -> bool:
 
 
 class ContentFacts:
-    """The catalog's genres, directors and cast as 0/1 matrices, so that comparing every
-    item with a liked one is a few matrix products, not a loop over the catalog."""
+    """The values of the facets the schema compares items by (``CatalogSchema.compared``:
+    MovieLens' genres, director and cast; a shop's category and brand) as 0/1 matrices,
+    so that comparing every item with a liked one is a few matrix products, not a loop
+    over the catalog."""
 
-    def __init__(self, items: Sequence):
+    def __init__(self, items: Sequence, schema):
         from scipy import sparse
 
         self.ids = [it.id for it in items]
-        self.genre_col = {g: k for k, g in enumerate(sorted({g for it in items for g in it.genres}))}
-        self.genres = np.zeros((len(items), len(self.genre_col)))
-        for r, it in enumerate(items):
-            self.genres[r, [self.genre_col[g] for g in set(it.genres)]] = 1.0
-        self.n_genres = self.genres.sum(axis=1)
-        self.people_col: dict[str, dict[str, int]] = {}
-        self.people = {}
-        for role in ("director", "cast"):
-            col = self.people_col[role] = {}
+        self.facets, self.weights = schema.compared, schema.weights
+        self.cols: dict[str, dict[str, int]] = {}
+        self.flags, self.counts = {}, {}
+        for f in self.facets:
+            col = self.cols[f.field] = {}
             rows, cols = [], []
             for r, it in enumerate(items):
-                for name in set(getattr(it, role)):
+                for v in sorted({str(v) for v in it.values(f.field)}):
                     rows.append(r)
-                    cols.append(col.setdefault(name, len(col)))
-            self.people[role] = sparse.csc_matrix(
-                (np.ones(len(rows)), (rows, cols)), shape=(len(items), max(1, len(col))))
+                    cols.append(col.setdefault(v, len(col)))
+            m = sparse.csc_matrix((np.ones(len(rows)), (rows, cols)),
+                                  shape=(len(items), max(1, len(col))))
+            self.flags[f.field] = m
+            self.counts[f.field] = np.asarray(m.sum(axis=1)).ravel()
 
-    def shares(self, role: str, names) -> np.ndarray:
-        """1.0 for the rows that credit any of ``names`` in ``role``, else 0.0."""
-        cols = [self.people_col[role][p] for p in set(names) if p in self.people_col[role]]
+    def shared(self, field: str, values) -> np.ndarray:
+        """Per row, how many of ``values`` it has in ``field``."""
+        cols = [self.cols[field][v] for v in values if v in self.cols[field]]
         if not cols:
             return np.zeros(len(self.ids))
-        return (np.asarray(self.people[role][:, cols].sum(axis=1)).ravel() > 0).astype(float)
+        return np.asarray(self.flags[field][:, cols].sum(axis=1)).ravel()
 
     def overlap(self, liked: Sequence) -> np.ndarray:
-        """Per row, the mean over ``liked`` of genre Jaccard + 0.5 shared director + 0.25
-        shared cast member (the sums in the same order as one item at a time)."""
+        """Per row, the mean over ``liked`` of each compared facet's weight times its
+        likeness: a category's Jaccard of the two value sets, an entity's 1 when a name is
+        shared (MovieLens: genre Jaccard + 0.5 a shared director + 0.25 a cast member)."""
         score = np.zeros(len(self.ids))
         for lk in liked:
-            cols = [self.genre_col[g] for g in set(lk.genres) if g in self.genre_col]
-            inter = self.genres[:, cols].sum(axis=1)
-            union = self.n_genres + len(set(lk.genres)) - inter
-            score += np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-            score += 0.5 * self.shares("director", lk.director)
-            score += 0.25 * self.shares("cast", lk.cast)
+            for f in self.facets:
+                values = {str(v) for v in lk.values(f.field)}
+                inter = self.shared(f.field, values)
+                if f.kind == "category":
+                    union = self.counts[f.field] + len(values) - inter
+                    like = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+                else:
+                    like = (inter > 0).astype(float)
+                w = self.weights[f.field]
+                score += like if w == 1.0 else w * like
         return score / len(liked)
 
 
@@ -226,15 +231,15 @@ class HybridRetriever:
         return out
 
     def content(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
-        """Items whose catalog facts overlap the liked items': genre Jaccard, plus a
-        shared director (+0.5) or cast member (+0.25), averaged over the liked items;
-        popularity, then the id, breaks ties (higher first)."""
+        """Items whose catalog facts overlap the liked items' (``ContentFacts.overlap``:
+        MovieLens' genre Jaccard, plus a shared director (+0.5) or cast member (+0.25)),
+        averaged over the liked items; popularity, then the id, breaks ties (higher first)."""
         liked = [self.catalog.get(i) for i in state.liked if i in self.catalog]
         liked += self.outside_films(state)
         if not liked:
             return []
         if self._facts is None:
-            self._facts = ContentFacts(list(self.catalog.items.values()))
+            self._facts = ContentFacts(list(self.catalog.items.values()), self.catalog.schema)
         score = self._facts.overlap(liked)
         fit = self.fitting(state)
         rows = [r for r in np.flatnonzero(score > 0) if self._facts.ids[r] in fit]
