@@ -293,7 +293,12 @@ def test_the_schema_file_is_strict(tmp_path):
                        ({**good, "facets": [{"field": "brand", "kind": "entity",
                                              "similarity": -1}]}, "similarity must be"),
                        ({**good, "facets": [{"field": "price", "kind": "range",
-                                             "similarity": 1}]}, "0 for a range")):
+                                             "similarity": 1}]}, "0 for a range"),
+                       # a film rule on another field would filter by keys no item has
+                       ({**good, "facets": [{"field": "class", "kind": "category",
+                                             "role": "genre"}]}, "field 'genres' with key"),
+                       ({**good, "facets": [{"field": "author", "kind": "entity",
+                                             "role": "people"}]}, "'director' or field")):
         with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
             CatalogSchema.from_dict(bad)
     s = CatalogSchema.from_dict({**good, "facets": [{"field": "brand", "kind": "entity",

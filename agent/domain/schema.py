@@ -23,6 +23,10 @@ from agent.errors import ConfigError
 
 FACET_KINDS = ("category", "range", "entity")
 FACET_ROLES = ("", "genre", "year", "people")
+# The film rules a role turns on read MovieLens' own fields and index keys, so a role is
+# only valid on those (a facet elsewhere is read from requests by its own values).
+ROLE_FIELDS = {"genre": (("genres", "g"),), "year": (("year", ""), ("year", "year")),
+               "people": (("director", ""), ("cast", ""))}
 SCHEMA_FILE = "schema.yaml"
 
 
@@ -88,6 +92,14 @@ class Facet:
                               f"{self.role!r}")
         if self.kind == "range" and self.multi:
             raise ConfigError(f"facet {self.field!r}: a range holds one number, not a list")
+        if self.role and (self.field, self.key) not in ROLE_FIELDS[self.role]:
+            need = " or ".join(f"field {f!r}" + (f" with key {k!r}" if k else "")
+                               for f, k in ROLE_FIELDS[self.role][:1 if self.role == "year"
+                                                                   else 2])
+            raise ConfigError(f"facet {self.field!r}: role {self.role!r} turns on the film "
+                              f"rules, which read MovieLens' {need}; rename the column, or "
+                              "leave the role out (the facet is then read from requests by "
+                              "its own values)")
         if self.similarity is not None and (
                 isinstance(self.similarity, bool) or not isinstance(self.similarity, (int, float))
                 or not 0 <= self.similarity <= 10 or self.kind == "range" and self.similarity):
