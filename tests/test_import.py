@@ -138,14 +138,19 @@ def test_every_format_gives_the_same_dataset(shop, tmp_path):
             assert all(np.array_equal(a[k], b[k]) for k in b.files), name
 
 
+def _atomic(path, *lines: str) -> None:
+    """A RecBole atomic file: a typed header, then rows, fields ``;``-separated here
+    (tabs in the file)."""
+    path.write_text("".join(line.replace(";", "\t") + "\n" for line in lines), encoding="utf-8")
+
+
 def test_recbole_typed_headers_drive_the_inferred_schema(tmp_path):
-    (tmp_path / "m.item").write_text(
-        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
-        "1\tToy Story\t1995\tAnimation Comedy\n2\tHeat\t1995\tAction Crime\n"
-        "3\tAlien\t1979\tHorror Sci-Fi\n", encoding="utf-8")
-    (tmp_path / "m.inter").write_text(
-        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        "7\t1\t5\t881250949\n7\t3\t4\t881250950\n8\t2\t3\t881250951\n", encoding="utf-8")
+    _atomic(tmp_path / "m.item",
+            "item_id:token;movie_title:token_seq;release_year:token;class:token_seq",
+            "1;Toy Story;1995;Animation Comedy", "2;Heat;1995;Action Crime",
+            "3;Alien;1979;Horror Sci-Fi")
+    _atomic(tmp_path / "m.inter", "user_id:token;item_id:token;rating:float;timestamp:float",
+            "7;1;5;881250949", "7;3;4;881250950", "8;2;3;881250951")
     s = infer_schema("m", read_table(tmp_path / "m.item"), read_table(tmp_path / "m.inter"))
     assert (s.items.id, s.items.title) == ("item_id", "movie_title")
     assert s.facet("release_year").kind == "range"
@@ -164,14 +169,12 @@ def test_the_shipped_ml1m_atomic_schema_reads_its_genres_as_a_list(tmp_path):
     (the README's import) makes it a space-separated list, so genres are compared."""
     from pathlib import Path
 
-    (tmp_path / "ml-1m.item").write_text(
-        "item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
-        "Toy Story (1995)\tToy Story\t1995\tAnimation Children's Comedy\n"
-        "Heat (1995)\tHeat\t1995\tAction Crime Thriller\n", encoding="utf-8")
-    (tmp_path / "ml-1m.inter").write_text(
-        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-        "1m_1\tHeat (1995)\t5\t978300760\n1m_1\tToy Story (1995)\t3\t978302109\n",
-        encoding="utf-8")
+    _atomic(tmp_path / "ml-1m.item",
+            "item_id:token;movie_title:token;release_year:float;genre:token",
+            "Toy Story (1995);Toy Story;1995;Animation Children's Comedy",
+            "Heat (1995);Heat;1995;Action Crime Thriller")
+    _atomic(tmp_path / "ml-1m.inter", "user_id:token;item_id:token;rating:float;timestamp:float",
+            "1m_1;Heat (1995);5;978300760", "1m_1;Toy Story (1995);3;978302109")
     schema = Path(__file__).parents[1] / "examples" / "ml1m-atomic-schema.yaml"
     result = import_dataset("ml1m-atomic", tmp_path / "data", tmp_path / "ml-1m.item",
                             tmp_path / "ml-1m.inter", schema=schema, log=lambda *_: None)
