@@ -254,6 +254,7 @@ def build_state_examples(settings, config: FinetuneConfig, log):
     from agent.data.catalog import Catalog
     from agent.domain.movielens.loaders import film_db_path
     from finetune import state_data as S
+    from finetune import state_sources as sources
 
     cache = settings.home / "finetune" / f"{settings.dataset}-{config.data_key()}"
     if (cache / "train.jsonl").exists() and (cache / "valid.jsonl").exists():
@@ -262,11 +263,12 @@ def build_state_examples(settings, config: FinetuneConfig, log):
     catalog = Catalog.load(settings.data_dir())
     items = list(catalog.items.values())
     reference = reference_films(settings, catalog, log)
-    src = S.catalog_sources(items, reference=reference)
+    src = sources.catalog_sources(items, reference=reference)
     if reference is not None:
-        src = S.catalog_sources(items, S.outside_titles(film_db_path(settings.downloads_dir, log),
-                                                         src.title_index), reference)
-    train_src, val_src = S.split_sources(src, 0.1, config.seed)
+        outside = sources.outside_titles(film_db_path(settings.downloads_dir, log),
+                                         src.title_index)
+        src = sources.catalog_sources(items, outside, reference)
+    train_src, val_src = sources.split_sources(src, 0.1, config.seed)
     train = S.synthesise(train_src, config.state_examples, config.seed)
     valid = S.synthesise(val_src, config.state_val_examples, config.seed + 1)
     cache.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from agent.understand.extract import (
 from agent.domain.movielens.reference import ReferenceFilm, ReferenceFilms
 from agent.understand.vocabulary import load_vocabulary
 from finetune import state_data as S
+from finetune import state_sources
 from tests.conftest import tiny_items
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -20,7 +21,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 @pytest.fixture(scope="module")
 def sources():
     matrix = ReferenceFilm("The Matrix", 1999, ("Action", "Sci-Fi"))
-    return S.catalog_sources(tiny_items(), outside=["The Matrix"],
+    return state_sources.catalog_sources(tiny_items(), outside=["The Matrix"],
                              reference=ReferenceFilms({"matrix": matrix}), min_films=1)
 
 
@@ -87,7 +88,7 @@ def test_the_mix_covers_what_people_write(examples):
 
 
 def test_validation_asks_about_titles_and_people_training_never_saw(sources):
-    train, valid = S.split_sources(sources, 0.3, seed=0)
+    train, valid = state_sources.split_sources(sources, 0.3, seed=0)
     assert valid.titles and train.titles
     assert not set(train.titles) & set(valid.titles)
     assert not set(train.people) & set(valid.people)
@@ -103,7 +104,7 @@ def test_no_hand_written_request_is_ever_synthesised():
                       for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
     if not texts:
         pytest.skip("no hand-written request files")
-    src = S.catalog_sources(tiny_items(), min_films=1)
+    src = state_sources.catalog_sources(tiny_items(), min_films=1)
     made = {ex.text.lower().strip(" ?!.") for ex in S.synthesise(src, 3000, seed=0)}
     assert not made & texts
 
