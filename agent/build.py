@@ -88,7 +88,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
     """
     from agent.data.assets import prepare_embedder
     from agent.data.catalog import Catalog
-    from agent.models.sasrec import find_sasrec, sasrec_dir
+    from agent.models.ensemble import find_sequential, sequential_dirs
     from agent.rank.shadow import find_fusion
     from agent.rank.rerank import TailDiversityReranker
     from agent.rank.verbalizer import VerbalizerRanker
@@ -134,13 +134,13 @@ def build_recommender(settings: Settings, backend=None, log=print):
 
         guesser = TitleGuesser(backend, {g for it in catalog.items.values() for g in it.genres})
         reference = reference if reference is not None else ReferenceFilms({})
-    sequential = find_sasrec(settings, catalog)
+    sequential = find_sequential(settings, catalog)
     fusion = None
     if sequential is None:
         log("note: no sequential model for this catalog yet (`tailor train-cf` trains it); "
             "recommending without it, candidates fused by reciprocal rank")
     else:
-        fusion = find_fusion(settings, sasrec_dir(settings, catalog))
+        fusion = find_fusion(settings, sequential_dirs(settings, catalog))
         if fusion is None:
             log("note: no learned fusion for this catalog yet (`tailor train-cf` trains it); "
                 "candidates fused by reciprocal rank")

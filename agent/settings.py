@@ -74,6 +74,9 @@ class Settings:
     # SASRec's input length, the items of a history it reads; 0 = by the data: 200 where
     # users have 150 items or more on average (ML-1M), else 50 (agent.models.sasrec).
     sasrec_max_len: int = 0
+    # SASRec trainings (seeds 0, 1, ...) whose mean log-probability is the sequential
+    # source: 2 on ML-1M added X to tailor's NDCG@10 (README, "Two stages", run J).
+    sasrec_models: int = 1
     # An OpenAI-compatible server (`tailor serve-llm`) instead of the in-process model.
     # The model or adapter name is always explicit: never "the first one the server lists".
     llm_url: str | None = None
@@ -112,6 +115,8 @@ class Settings:
         if self.sasrec_max_len < 0:
             raise ConfigError(f"sasrec_max_len must be 0 (by the data) or more, "
                               f"not {self.sasrec_max_len}")
+        if not 1 <= self.sasrec_models <= 8:
+            raise ConfigError(f"sasrec_models must be 1 to 8, not {self.sasrec_models}")
         if self.state_llm not in ("off", "auto", "always"):
             raise ConfigError(f"state_llm must be off, auto or always, not {self.state_llm!r}")
         if self.title_llm not in ("off", "on"):

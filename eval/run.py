@@ -73,11 +73,24 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
                                                 cache_dir=settings.models_dir)
         return made["sasrec"]
 
+    def sequential(n: int):
+        """``n`` SASRec trainings of the baseline's config, seeds 0..n-1, as one scorer."""
+        if ("sequential", n) not in made:
+            from agent.models.ensemble import member_configs, one_or_ensemble
+            from eval.sasrec import SASRecSystem
+
+            base = sasrec()
+            made["sequential", n] = one_or_ensemble([base.model] + [
+                SASRecSystem.train(cat, split, cfg, log=log, cache_dir=settings.models_dir).model
+                for cfg in member_configs(base.cfg, n)[1:]])
+        return made["sequential", n]
+
     def tailor(tail_boost, label: str = "tailor"):
         from eval.two_stage import TwoStage, train_two_stage
 
         if "fusion" not in made:
-            retriever = HybridRetriever(collection, embedder, cat, sequential=sasrec().model)
+            retriever = HybridRetriever(collection, embedder, cat,
+                                        sequential=sequential(settings.sasrec_models))
             made["fusion"] = (retriever, *train_two_stage(
                 cat, split, retriever, log, cache_dir=settings.models_dir,
                 users=fusion_users), {})
@@ -132,8 +145,16 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
             built.append(S.ItemKNN(cat))
         elif name == "retrieval":
             built.append(S.EmbeddingRetrieval(cat, vectors))
-        elif name == "sasrec":
+        elif name == "sasrec" and arg is None:
             built.append(sasrec())
+        elif name == "sasrec":  # "sasrec:2": the mean of two trainings (seeds 0 and 1)
+            from eval.sasrec import SASRecSystem
+
+            if arg != int(arg) or not 1 <= arg <= 8:
+                raise ConfigError(f"sasrec:{arg:g}: the number of trainings must be 1 to 8")
+            ensemble = SASRecSystem(cat, sequential(int(arg)))
+            ensemble.name = f"sasrec:{int(arg)}"
+            built.append(ensemble)
         elif name in ("tailor", "tailor-nofloor"):  # "tailor:0.1": another tail_boost
             built.append(tailor(check_knob("the tailor tail_boost",
                                            settings.tail_boost if arg is None else arg),

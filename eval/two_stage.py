@@ -17,7 +17,7 @@ import numpy as np
 
 from agent.rank.fusion import (Example, FusionConfig, FusionRanker, feature_names,
                                known_user_example, recall, train_fusion)
-from agent.rank.shadow import HELD_OUT, shadow_examples, shadow_sequential
+from agent.rank.shadow import HELD_OUT, shadow_examples, shadow_models
 from eval.protocols import Case
 from eval.systems import PoolSystem
 
@@ -107,8 +107,9 @@ def train_two_stage(catalog, split, retriever, log=print, cfg: FusionConfig | No
         def sequential_for(before, truncated, sequences):
             if sasrec is None:
                 return None
-            return shadow_sequential(before, truncated, sequences, sasrec.cfg, cache_dir,
-                                     catalog.meta.get("dataset", "data"), log, progress)
+            cfgs = [m.cfg for m in getattr(sasrec, "members", [sasrec])]
+            return shadow_models(before, truncated, sequences, cfgs, cache_dir,
+                                 catalog.meta.get("dataset", "data"), log, progress)
 
     sequences = {c.user: [*c.history, c.target] for c in split.valid}
     sample = None

@@ -197,7 +197,7 @@ def test_a_retrain_starts_from_the_sequence_models_fitted_before(tmp_path):
 
     settings = Settings.from_env({"TAILOR_HOME": str(tmp_path), "TAILOR_SASREC_EPOCHS": "2"})
     old, new = cycle_catalog(40), cycle_catalog(60)  # 20 more users' interactions
-    assert warm_models(settings, old, new) == (None, None)
+    assert warm_models(settings, old, new) == ([None], [None])  # nothing cached yet
     quiet = {"log": lambda m: None}
     prepare_sasrec(settings, old, **quiet)
     cfg = config_for(settings, old)
@@ -205,7 +205,7 @@ def test_a_retrain_starts_from_the_sequence_models_fitted_before(tmp_path):
     truncated, _ = shadow_split(sequences)
     shadow_sequential(shadow_catalog(old), truncated, sequences, cfg, settings.models_dir,
                       settings.dataset, progress=False, **quiet)
-    serving, shadow = warm_models(settings, old, new)
+    (serving,), (shadow,) = warm_models(settings, old, new)
     assert serving is not None and shadow is not None
     assert serving.info["valid_ndcg@10"] != shadow.info["valid_ndcg@10"] or \
         serving.info["curve"] != shadow.info["curve"]  # two models, not one twice
@@ -213,4 +213,4 @@ def test_a_retrain_starts_from_the_sequence_models_fitted_before(tmp_path):
     prepare_sasrec(settings, new, log=said.append, warm=serving)
     assert any("starting from the model fitted before" in m for m in said)
     assert warm_models(Settings.from_env({"TAILOR_HOME": str(tmp_path)}), old, new) == \
-        (None, None)  # another config (no epoch cap): another key, nothing cached
+        ([None], [None])  # another config (no epoch cap): another key, nothing cached

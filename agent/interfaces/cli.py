@@ -41,6 +41,7 @@ SETTING_HELP = {
     "threads": "torch threads (0 = let torch decide)",
     "sasrec_epochs": "SASRec's epochs at most (0 = early stopping alone ends training)",
     "sasrec_max_len": "items of a history SASRec reads (0 = 200 for long histories, else 50)",
+    "sasrec_models": "SASRec trainings (seeds 0, 1, ...) averaged as the sequential source",
     "llm_url": "rank with an OpenAI-compatible server, e.g. `tailor serve-llm`",
     "llm_model": "the served model name (with TAILOR_LLM_URL)",
     "adapter": "a LoRA adapter under <home>/adapters, loaded or served by name",
@@ -214,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_chat)
     s = _command(sub, "eval", help="offline evaluation: accuracy, long tail, validity")
     s.add_argument("--systems", default=None,
-                   help="comma-separated: popularity, itemknn, sasrec, retrieval, hybrid, "
+                   help="comma-separated: popularity, itemknn, sasrec[:trainings] (with "
+                        "2 or more, the mean of that many seeds), retrieval, hybrid, "
                         "tailor[:tail_boost] (SASRec and every source, then the learned "
                         "fusion, then the tail re-ranker), llm-zero, llm-few, llm-lora, "
                         "llm-lora-tail[:strength], llm-feature[:cases] (the fusion with "

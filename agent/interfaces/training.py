@@ -29,45 +29,52 @@ def _need_dataset(settings: Settings) -> Path:
     return folder
 
 
-def warm_models(settings: Settings, previous, catalog):
+def warm_models(settings: Settings, previous, catalog) -> tuple[list, list]:
     """The serving and shadow SASRec fitted on ``previous`` (the data before a retrain),
-    for the models of ``catalog`` to start from; None for one not cached or of another
-    shape. Neither has seen the new models' early-stopping targets: those are each
+    one of each per sequence model the settings train, for the models of ``catalog`` to
+    start from; None for one not cached, and none at all when the config changed with
+    the data. Neither has seen the new models' early-stopping targets: those are each
     history's last item (the shadow's: its first held-out one), which the old models
     held out too, or new interactions."""
-    from agent.models.sasrec import CONFIG, SASRec, config_for, model_dir
+    from agent.models.ensemble import agent_configs
+    from agent.models.sasrec import CONFIG, SASRec, model_dir
     from agent.rank.shadow import shadow_catalog, shadow_dir
 
-    cfg = config_for(settings, previous)
-    if cfg != config_for(settings, catalog):
+    cfgs = agent_configs(settings, previous)
+    if cfgs != agent_configs(settings, catalog):
         _log("the SASRec config changed with the new data: training from scratch")
-        return None, None
-    found = [model_dir(settings.models_dir, settings.dataset, previous, cfg),
-             shadow_dir(settings.models_dir, settings.dataset, shadow_catalog(previous), cfg)]
-    return tuple(SASRec.load(f) if (f / CONFIG).is_file() else None for f in found)
+        return [], []
+    before = shadow_catalog(previous)
+
+    def load(folder):
+        return SASRec.load(folder) if (folder / CONFIG).is_file() else None
+
+    return ([load(model_dir(settings.models_dir, settings.dataset, previous, c)) for c in cfgs],
+            [load(shadow_dir(settings.models_dir, settings.dataset, before, c)) for c in cfgs])
 
 
 def train_collaborative(settings: Settings, catalog=None, previous=None) -> None:
-    """The sequence model, then the learned fusion over every source (each once: cached
+    """The sequence models, then the learned fusion over every source (each once: cached
     in the data home, keyed by the data and the config). ``catalog``: the one to fit on
     (default: the dataset on disk); ``previous``: the data before a retrain, whose
     sequence models the new ones start from (``warm_models``)."""
     from agent.data.assets import prepare_embedder
     from agent.data.catalog import Catalog
-    from agent.models.sasrec import prepare_sasrec
+    from agent.models.ensemble import prepare_sequential
     from agent.rank.shadow import prepare_fusion
     from agent.retrieve.embeddings import SentenceEmbedder
     from agent.retrieve.index import make_client, open_collection
 
     catalog = catalog if catalog is not None else Catalog.load(settings.data_dir())
-    warm = warm_models(settings, previous, catalog) if previous is not None else (None, None)
+    warm = warm_models(settings, previous, catalog) if previous is not None else ([], [])
     t = time.perf_counter()
-    path = prepare_sasrec(settings, catalog, log=_log, warm=warm[0])
-    _log(f"sequential model: {path} ({time.perf_counter() - t:.0f}s)")
+    paths = prepare_sequential(settings, catalog, log=_log, warm=warm[0])
+    _log(f"sequential model{'s' if len(paths) > 1 else ''}: "
+         f"{', '.join(map(str, paths))} ({time.perf_counter() - t:.0f}s)")
     t = time.perf_counter()
     embedder = SentenceEmbedder(str(prepare_embedder(settings, _log)))
     collection = open_collection(make_client(settings), embedder, settings.dataset)
-    path = prepare_fusion(settings, catalog, collection, embedder, path, log=_log,
+    path = prepare_fusion(settings, catalog, collection, embedder, paths, log=_log,
                           warm_shadow=warm[1])
     _log(f"fusion ranker: {path} ({time.perf_counter() - t:.0f}s)")
 

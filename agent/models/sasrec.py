@@ -149,23 +149,13 @@ def ndcg10(ranked: Sequence[int], target: int) -> float:
     return 1.0 / math.log2(ranked.index(target) + 2) if target in ranked else 0.0
 
 
-class SASRec:
-    """A trained network with its config: next-item scores for histories."""
+class NextItemScorer:
+    """Ranking from next-item scores: a subclass writes ``scores_many``."""
 
-    def __init__(self, net, cfg: SASRecConfig, n_items: int, info: dict | None = None):
-        self.net, self.cfg, self.n_items, self.info = net.eval(), cfg, n_items, info or {}
+    n_items: int
 
     def scores_many(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
-        """``(len(histories), n_items)`` next-item scores, in batches of 256."""
-        import torch
-
-        out = []
-        for start in range(0, len(histories), 256):
-            seq = torch.tensor([left_pad(h, self.cfg.max_len)
-                                for h in histories[start:start + 256]])
-            with torch.inference_mode():
-                out.append(self.net.last(seq).numpy().astype(np.float64))
-        return np.concatenate(out) if out else np.zeros((0, self.n_items))
+        raise NotImplementedError
 
     def scores(self, history: Sequence[int]) -> np.ndarray:
         return self.scores_many([history])[0]
@@ -183,6 +173,25 @@ class SASRec:
             out.append([int(i) for i in top[np.argsort(-row[top], kind="stable")]
                         if np.isfinite(row[i])])
         return out
+
+
+class SASRec(NextItemScorer):
+    """A trained network with its config: next-item scores for histories."""
+
+    def __init__(self, net, cfg: SASRecConfig, n_items: int, info: dict | None = None):
+        self.net, self.cfg, self.n_items, self.info = net.eval(), cfg, n_items, info or {}
+
+    def scores_many(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """``(len(histories), n_items)`` next-item scores, in batches of 256."""
+        import torch
+
+        out = []
+        for start in range(0, len(histories), 256):
+            seq = torch.tensor([left_pad(h, self.cfg.max_len)
+                                for h in histories[start:start + 256]])
+            with torch.inference_mode():
+                out.append(self.net.last(seq).numpy().astype(np.float64))
+        return np.concatenate(out) if out else np.zeros((0, self.n_items))
 
     def save(self, folder: Path) -> None:
         import torch

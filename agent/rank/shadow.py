@@ -98,6 +98,19 @@ def shadow_sequential(before, truncated, sequences, cfg, cache_dir: Path | None 
     return model
 
 
+def shadow_models(before, truncated, sequences, cfgs, cache_dir: Path | None = None,
+                  name: str = "data", log=print, progress: bool = True, warm=()):
+    """The shadow of a serving sequence model whose trainings have the configs ``cfgs``
+    (one, or an ensemble's members: ``agent.models.ensemble``), each trained by
+    ``shadow_sequential`` (from its ``warm`` model when given)."""
+    from agent.models.ensemble import one_or_ensemble
+
+    warm = list(warm) + [None] * (len(cfgs) - len(warm))
+    return one_or_ensemble([shadow_sequential(before, truncated, sequences, cfg, cache_dir,
+                                              name, log, progress, start)
+                            for cfg, start in zip(cfgs, warm)])
+
+
 def shadow_examples(retriever, sequences: dict[int, Sequence[int]], base_catalog,
                     sequential_for, held: int = HELD_OUT, pool: int = 50, log=print,
                     progress: bool = True, users=None
@@ -136,6 +149,13 @@ def shadow_examples(retriever, sequences: dict[int, Sequence[int]], base_catalog
     return examples, lists, last
 
 
+def sequential_key(sequential_dirs) -> str:
+    """The fusion's name for the sequence models it was fitted over: the folder's name
+    for one model (as before ensembles), the names joined by "+" for several."""
+    dirs = [sequential_dirs] if isinstance(sequential_dirs, Path) else list(sequential_dirs)
+    return "+".join(d.name for d in dirs)
+
+
 def fusion_dir(models_dir: Path, dataset: str, sequential_key: str,
                cfg: FusionConfig) -> Path:
     import hashlib
@@ -145,32 +165,34 @@ def fusion_dir(models_dir: Path, dataset: str, sequential_key: str,
     return models_dir / f"fusion-{dataset}-{key}"
 
 
-def prepare_fusion(settings, catalog, collection, embedder, sequential_dir: Path,
+def prepare_fusion(settings, catalog, collection, embedder, sequential_dirs,
                    log=print, cfg: FusionConfig | None = None, progress: bool = True,
-                   warm_shadow=None) -> Path:
-    """The cached fusion for ``settings.dataset`` over the sequence model saved in
-    ``sequential_dir``, trained now if missing (``shadow_examples``: a shadow sequence
-    model of the same config, from ``warm_shadow`` if given, is trained on histories
-    without their last items)."""
-    from agent.models.sasrec import SASRec, catalog_sequences
+                   warm_shadow=()) -> Path:
+    """The cached fusion for ``settings.dataset`` over the sequence models saved in
+    ``sequential_dirs`` (one folder, or an ensemble's), trained now if missing
+    (``shadow_examples``: shadow sequence models of the same configs, from the
+    ``warm_shadow`` models if given, are trained on histories without their last items)."""
+    from agent.models.sasrec import CONFIG, SASRecConfig, catalog_sequences
     from agent.retrieve.sources import HybridRetriever
 
     cfg = cfg or FusionConfig()
-    folder = fusion_dir(settings.models_dir, settings.dataset, sequential_dir.name, cfg)
+    key = sequential_key(sequential_dirs)
+    folder = fusion_dir(settings.models_dir, settings.dataset, key, cfg)
     if (folder / META).is_file():
         return folder
     log(f"training the fusion ranker for {settings.dataset} (once; cached in {folder})")
-    seq_cfg = SASRec.load(sequential_dir).cfg
+    dirs = [sequential_dirs] if isinstance(sequential_dirs, Path) else list(sequential_dirs)
+    seq_cfgs = [SASRecConfig(**json.loads((d / CONFIG).read_text())["config"]) for d in dirs]
 
     def sequential_for(before, truncated, sequences):
-        return shadow_sequential(before, truncated, sequences, seq_cfg, settings.models_dir,
-                                 settings.dataset, log, progress, warm_shadow)
+        return shadow_models(before, truncated, sequences, seq_cfgs, settings.models_dir,
+                             settings.dataset, log, progress, warm_shadow)
 
     sequences = {u: s for u, s in catalog_sequences(catalog).items() if len(s) > KEEP}
     examples, _, _ = shadow_examples(HybridRetriever(collection, embedder, catalog), sequences,
                                      catalog, sequential_for, log=log, progress=progress)
     fusion = train_fusion(examples, feature_names(), cfg, log)
-    fusion.info.update(sequential=sequential_dir.name, recall_union=recall(examples),
+    fusion.info.update(sequential=key, recall_union=recall(examples),
                        held_out=HELD_OUT)
     tmp = folder.with_name(folder.name + ".tmp")
     fusion.save(tmp)
@@ -178,11 +200,12 @@ def prepare_fusion(settings, catalog, collection, embedder, sequential_dir: Path
     return folder
 
 
-def find_fusion(settings, sequential_dir: Path | None,
-                cfg: FusionConfig | None = None) -> FusionRanker | None:
-    """The cached fusion over that sequence model, or None when none was trained."""
-    if sequential_dir is None:
+def find_fusion(settings, sequential_dirs, cfg: FusionConfig | None = None
+                ) -> FusionRanker | None:
+    """The cached fusion over those sequence models (one folder or an ensemble's), or
+    None when none was trained."""
+    if not sequential_dirs:
         return None
-    folder = fusion_dir(settings.models_dir, settings.dataset, sequential_dir.name,
-                        cfg or FusionConfig())
+    folder = fusion_dir(settings.models_dir, settings.dataset,
+                        sequential_key(sequential_dirs), cfg or FusionConfig())
     return FusionRanker.load(folder) if (folder / META).is_file() else None

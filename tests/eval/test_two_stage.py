@@ -167,6 +167,40 @@ def test_the_agents_fusion_is_trained_once_and_cached(client, tmp_path):  # noqa
     assert len(list(tmp_path.glob("shadow-sasrec-tiny-*"))) == 1
 
 
+def test_an_ensemble_of_trainings_is_trained_once_and_fused_as_one(client, tmp_path):  # noqa: F811
+    """``TAILOR_SASREC_MODELS=2``: two seeds are trained and cached, the agent reads
+    their ensemble, and the fusion (with a shadow model per seed) is keyed by both."""
+    import torch
+
+    from agent.models.ensemble import (SequenceEnsemble, find_sequential, prepare_sequential,
+                                       sequential_dirs)
+    from agent.rank.shadow import find_fusion, prepare_fusion
+
+    class S:  # the settings fields the caches read
+        models_dir, dataset, sasrec_models, sasrec_epochs, sasrec_max_len = \
+            tmp_path, "tiny", 2, 2, 8
+
+    cat = cycle_catalog(60)
+    assert sequential_dirs(S, cat) is None and find_sequential(S, cat) is None
+    dirs = prepare_sequential(S, cat, log=lambda m: None)
+    assert len(set(dirs)) == 2 and sequential_dirs(S, cat) == dirs
+    assert prepare_sequential(S, cat, log=lambda m: 1 / 0) == dirs  # cached: no log
+    model = find_sequential(S, cat)
+    assert isinstance(model, SequenceEnsemble)
+    assert [m.cfg.seed for m in model.members] == [0, 1]
+    first, second = (m.net.state_dict()["items.weight"] for m in model.members)
+    assert not torch.equal(first, second)  # two trainings, not one loaded twice
+    emb = HashEmbedder()
+    build_index(client, cat, emb, "tiny", log=lambda m: None)
+    col = open_collection(client, emb, "tiny")
+    assert find_fusion(S, dirs) is None
+    path = prepare_fusion(S, cat, col, emb, dirs, log=lambda m: None, progress=False)
+    fusion = find_fusion(S, dirs)
+    assert path.is_dir() and fusion.info["sequential"] == f"{dirs[0].name}+{dirs[1].name}"
+    assert find_fusion(S, dirs[:1]) is None  # the one-model fusion is another
+    assert len(list(tmp_path.glob("shadow-sasrec-tiny-*"))) == 2
+
+
 def cycle_system(client):  # noqa: F811
     """The cycle's split and a ``tailor`` system over it whose sequence model knows the
     cycle (``Successor``), with its fusion's training cases."""
