@@ -15,7 +15,7 @@ from agent.types import DialogueState as DS
 from eval.dialogue_checks import CHECKS, INVARIANTS, Seen
 from eval.dialogue_suite import load_suite, packaged_suite, run_dialogue, run_suite
 from tests.conftest import tiny_items
-from tests.test_recommender import make
+from tests.agent.turn.test_recommender import make
 
 # Dialogues of the packaged suite fully passed on the real assets (ML-100K, Chroma,
 # retrieval order: the fake ranker, since the 135M LLM ranker makes the run ~12 min on 2

@@ -14,7 +14,7 @@ from eval.llm_feature import LLMFeature, sample_cases, train_llm_feature
 from eval.protocols import make_split
 from eval.two_stage import TwoStage, train_two_stage
 from tests.eval.test_two_stage import QUIET, cycle_catalog, retriever_for
-from tests.test_index import client  # noqa: F401  (the Chroma fixture)
+from tests.agent.retrieve.test_index import client  # noqa: F401  (the Chroma fixture)
 
 
 def oracle(titles: dict[str, int]):

@@ -13,7 +13,7 @@ from eval.experiment import evaluate_system
 from eval.protocols import make_split
 from eval.two_stage import TwoStage, make_example, train_two_stage
 from tests.conftest import tiny_items
-from tests.test_index import HashEmbedder, client  # noqa: F401  (the Chroma fixture)
+from tests.agent.retrieve.test_index import HashEmbedder, client  # noqa: F401  (the Chroma fixture)
 
 QUIET = {"log": lambda m: None, "progress": False}
 

@@ -9,7 +9,7 @@ from eval.two_stage import TwoStage, train_two_stage
 from finetune.config import load_config
 from finetune.fusion_data import fusion_examples, user_roles
 from tests.eval.test_two_stage import QUIET, cycle_catalog, retriever_for
-from tests.test_index import client  # noqa: F401  (the Chroma fixture)
+from tests.agent.retrieve.test_index import client  # noqa: F401  (the Chroma fixture)
 
 
 def test_fusion_examples_are_honest_and_leave_the_llm_feature_users_alone(client):  # noqa: F811
