@@ -186,9 +186,12 @@ class Recommender:
         timings["picks"] = time.perf_counter() - t0  # time to first recommendation
 
         def reply(explanations, sources) -> Reply:
-            recs = tuple(Recommendation(self.catalog.get(r.item_id), r.score, e, s,
-                                        r.retrieval_score, r.llm_score)
-                         for r, e, s in zip(top, explanations, sources))
+            recs = []
+            for r, e, s in zip(top, explanations, sources):
+                item = self.catalog.get(r.item_id)
+                recs.append(Recommendation(item, r.score, e, s, r.retrieval_score, r.llm_score,
+                                           self.catalog.schema.facts_of(item.value)))
+            recs = tuple(recs)
             return Reply(render_text(recs, state, self.catalog.items, said), recs, state,
                          tuple(dict.fromkeys(notices)), dict(timings))
 

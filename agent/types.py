@@ -151,6 +151,8 @@ class Recommendation:
     explanation_source: str  # "llm" or "template"
     retrieval_score: float = 0.0
     llm_score: float | None = None
+    # The catalog schema's fact fields of the item (``CatalogSchema.facts_of``)
+    facts: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class Reply:
                     "director": list(r.item.director),
                     "external_id": r.item.external_id,
                     "attrs": dict(r.item.attrs),
+                    "facts": dict(r.facts),
                     "score": round(r.score, 4),
                     "explanation": r.explanation,
                     "explanation_source": r.explanation_source,

@@ -85,8 +85,9 @@ def answer_by_schema(model, tool, question: str, session_id: str | None = None) 
         return result
     if not result["items"]:
         return result["text"]
-    lines = [f"{k}. {i['title']} ({i['year']}) — {i['explanation']}"
-             for k, i in enumerate(result["items"], 1)]
+    # A film's year after its title; a shop's products (no year) by their title alone.
+    lines = [f"{k}. {i['title']}{f' ({y})' if (y := i.get('year')) else ''} — "
+             f"{i['explanation']}" for k, i in enumerate(result["items"], 1)]
     return "Here is what I would suggest:\n" + "\n".join(lines)
 
 

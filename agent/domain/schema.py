@@ -213,6 +213,19 @@ class CatalogSchema:
         """The facets an explanation may state."""
         return tuple(f for f in self.facets if f.fact)
 
+    def facts_of(self, get) -> dict:
+        """An item's fact fields by name, empty ones left out (``get``: field name ->
+        value): what the API and the cards show of an item, the same shape for any
+        catalog (MovieLens: year, genres, director ...; a shop: price, brand ...)."""
+        out = {}
+        for f in self.facts:
+            value = get(f.field)
+            if isinstance(value, tuple):
+                value = list(value)
+            if value not in (None, "", []):
+                out[f.field] = value
+        return out
+
     # --- YAML ----------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict, where: str = "schema") -> CatalogSchema:

@@ -72,6 +72,9 @@ class ItemOut(BaseModel):
                                     "(a SKU); null for MovieLens")
     attrs: dict = Field(default={}, description="an imported catalog's other fields, by "
                         "name (price, brand, colour ...)")
+    facts: dict = Field(default={}, description="the catalog schema's fact fields of this "
+                        "item, by name, empty ones left out: the same shape for any catalog "
+                        "(MovieLens: year, genres, director ...; a shop: price, brand ...)")
     score: float
     explanation: str = Field(description="why this pick, checked against the catalog")
     explanation_source: Literal["llm", "template", "pending"]

@@ -32,9 +32,10 @@ def card_html(rec, explanation: str | None = None) -> str:
     it = rec.item
     meta = " · ".join(filter(None, [", ".join(it.genres),
                                     "dir. " + ", ".join(it.director) if it.director else ""]))
-    if not meta and it.attrs:  # an imported catalog's facets: category, brand, price ...
-        meta = " · ".join(str(v) for v in it.attrs.values()
-                          if isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 40))
+    if not meta:  # an imported catalog's fact fields (its schema's): category, brand, price ...
+        shown = (", ".join(map(str, v)) if isinstance(v, list) else str(v)
+                 for v in rec.facts.values())
+        meta = " · ".join(v for v in shown if len(v) <= 40)
     why = rec.explanation if explanation is None else explanation
     return (f"<div class='tailor-card' data-item='{it.id}'><b>{html.escape(it.label)}</b>"
             f"<br><small>{html.escape(meta)}</small><p>{html.escape(why or WRITING)}</p></div>")

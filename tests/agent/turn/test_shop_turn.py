@@ -206,6 +206,8 @@ def test_tailor_import_index_and_ask_on_a_shop(real_settings, tmp_path, monkeypa
         assert row["category"] == "jumper" and float(row["price"]) <= 90
         assert row["brand"] != "Nike" and item["explanation"]
         assert item["external_id"] == row["sku"] and item["attrs"]["price"] == float(row["price"])
+        assert item["facts"]["brand"] == row["brand"]  # the schema's facts, by field name
+        assert item["facts"]["price"] == float(row["price"]) and "description" not in item["facts"]
     assert reply["state"]["bounds"] == [["price", None, 90.0]]
     # and the offline evaluation runs on it (the systems that need no film prompt)
     out = tmp_path / "eval"
