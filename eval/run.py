@@ -29,6 +29,8 @@ def parse_systems(text: str) -> list[tuple[str, float | None]]:
             out.append((name, float(arg) if arg else None))
         except ValueError:
             raise ConfigError(f"{raw!r}: the part after ':' must be a number") from None
+        if name == "sasrec" and arg and out[-1][1] not in range(1, 9):
+            raise ConfigError(f"{raw!r}: the number of SASRec trainings must be 1 to 8")
     if not out:
         raise ConfigError("no systems given")
     return out
@@ -150,8 +152,6 @@ def build_systems(specs, settings, split, collection, embedder, backend_factory,
         elif name == "sasrec":  # "sasrec:2": the mean of two trainings (seeds 0 and 1)
             from eval.sasrec import SASRecSystem
 
-            if arg != int(arg) or not 1 <= arg <= 8:
-                raise ConfigError(f"sasrec:{arg:g}: the number of trainings must be 1 to 8")
             ensemble = SASRecSystem(cat, sequential(int(arg)))
             ensemble.name = f"sasrec:{int(arg)}"
             built.append(ensemble)

@@ -91,3 +91,15 @@ def test_llm_systems_rank_their_users_in_batches_before_scoring(catalog):
     res = evaluate_system(TailRerank(system, TailDiversityReranker(catalog, 0.0, 0.0), 0.5),
                           cases, split_for(catalog), progress=False)
     assert ranker.calls == [4, 4, 2] and res.n_users == 10  # nothing ranked twice
+
+
+def test_systems_are_parsed_with_their_numbers_and_bad_ones_are_refused():
+    from agent.errors import ConfigError
+    from eval.run import parse_systems
+
+    assert parse_systems("sasrec, sasrec:2, tailor:0.3") == [
+        ("sasrec", None), ("sasrec", 2.0), ("tailor", 0.3)]
+    for bad, said in [("sasrec:1.5", "1 to 8"), ("sasrec:9", "1 to 8"), ("sasrec:0", "1 to 8"),
+                      ("tailor:x", "must be a number"), ("magic", "unknown system")]:
+        with pytest.raises(ConfigError, match=said):
+            parse_systems(bad)
