@@ -2,10 +2,11 @@
 replicas share, so a conversation started on one continues on another.
 
 Same interface and behaviour as the SQLite ``SessionStore``
-(``tests/agent/interfaces/test_stores.py`` runs one suite on both), through psycopg 3 and a small connection pool. Its own
-numbered migrations, applied under an advisory lock so replicas starting together
-migrate once. A turn's save locks its session's row (``FOR UPDATE``), so two replicas
-saving turns of one session number them one after the other.
+(``tests/agent/interfaces/test_stores.py`` runs one suite on both), through psycopg 3
+and a small connection pool. Its own numbered migrations, applied under an advisory
+lock so replicas starting together migrate once. A turn's save locks its session's
+row (``FOR UPDATE``), so two replicas saving turns of one session number them one
+after the other.
 """
 
 from __future__ import annotations
