@@ -75,7 +75,8 @@ class Settings:
     # users have 150 items or more on average (ML-1M), else 50 (agent.models.sasrec).
     sasrec_max_len: int = 0
     # SASRec trainings (seeds 0, 1, ...) whose mean log-probability is the sequential
-    # source: 2 on ML-1M added X to tailor's NDCG@10 (README, "Two stages", run J).
+    # source. 2 gave SASRec alone +2.5% on ML-1M, but tailor over it -1.7% (+2.6% on
+    # ML-100K, within its spread): README, run J. So the default is one.
     sasrec_models: int = 1
     # An OpenAI-compatible server (`tailor serve-llm`) instead of the in-process model.
     # The model or adapter name is always explicit: never "the first one the server lists".

@@ -1,9 +1,10 @@
 """Several trainings of one sequence model, scoring as one.
 
 Two SASRec runs that differ only in their seed start from other weights and see the
-batches in another order, so they err on different users; the mean of their
-log-probabilities ranks better than either (README, "Two stages"). The agent's
-sequential source and the fusion read an ensemble exactly as they read one model.
+batches in another order, so they err on different users; the sequential source can
+read the mean of their log-probabilities (``TAILOR_SASREC_MODELS``; what it adds, by
+dataset: README, "Two stages", run J). The agent's sequential source and the fusion
+read an ensemble exactly as they read one model.
 """
 
 from __future__ import annotations
