@@ -144,6 +144,8 @@ def build_recommender(settings: Settings, backend=None, log=print):
         if fusion is None:
             log("note: no learned fusion for this catalog yet (`tailor train-cf` trains it); "
                 "candidates fused by reciprocal rank")
+        else:
+            catalog.ease  # the fusion reads EASE's scores: fitted now, not in the first turn
     return Recommender(catalog, title_index,
                        HybridRetriever(collection, embedder, catalog, people, reference,
                                        sequential, fusion),

@@ -1,5 +1,6 @@
 """What each part of the fusion adds: drop one candidate source (its candidates, its
-columns and its share of the RRF feature) or blank one feature, retrain the fusion on
+columns, its share of the RRF feature, and for the sequence model its whole-catalog
+columns too) or blank one feature, retrain the fusion on
 the same training cases, and score the same test users (``tailor eval --ablation``).
 
 The RRF feature is recomputed from the remaining sources' rank columns with the
@@ -14,14 +15,16 @@ from typing import Sequence
 
 import numpy as np
 
-from agent.rank.fusion import SOURCES, Example, FusionConfig, feature_names, train_fusion
+from agent.rank.fusion import (MODEL_FEATURES, SOURCES, Example, FusionConfig, feature_names,
+                               train_fusion)
 
 ABLATED_SOURCES = ("sequential", "transition", "cowatch", "semantic", "content", "popular")
-ABLATED_FEATURES = ("rrf", "log_popularity", "history_len", "year")
+ABLATED_FEATURES = ("rrf", "log_popularity", "history_len", "year", "ease")
 
 
 def drop_source(e: Example, source: str, features: Sequence[str] | None = None) -> Example:
-    """``e`` as if ``source`` had proposed nothing.
+    """``e`` as if ``source`` had proposed nothing (nor scored any candidate: its
+    ``MODEL_FEATURES`` columns are blanked too).
 
     >>> F = feature_names()
     >>> X = np.full((2, len(F)), np.nan, dtype=np.float32)
@@ -37,6 +40,9 @@ def drop_source(e: Example, source: str, features: Sequence[str] | None = None) 
     X = e.X.copy()
     X[:, F.index(f"{source}_rank")] = np.nan
     X[:, F.index(f"{source}_score")] = np.nan
+    for name in MODEL_FEATURES:
+        if name.startswith(f"{source}_"):
+            X[:, F.index(name)] = np.nan
     proposed, rrf, n = np.zeros(len(X), bool), np.zeros(len(X)), np.zeros(len(X))
     for s in SOURCES:
         rank = X[:, F.index(f"{s}_rank")]

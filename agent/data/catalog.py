@@ -149,6 +149,14 @@ class Catalog:
         top = np.argsort(-scores, kind="stable")[:n]
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 
+    @cached_property
+    def ease(self):
+        """EASE fitted on these interactions (``agent.models.ease``), or None for a catalog
+        too large for its dense weights."""
+        from agent.models.ease import fit_ease
+
+        return fit_ease(self.user, self.item, self.max_id + 1)
+
     def neighbours(self, item_id: int, n: int = NEIGHBOURS) -> set[int]:
         """The ``n`` items most co-watched with ``item_id`` ("co-watched" in prompts)."""
         if item_id not in self._neighbours:

@@ -5,7 +5,10 @@ a ranked ``[(item_id, score)]`` list. The union of those lists is the candidate 
 each candidate gets a row of features (``feature_names``): every source's rank and raw
 score (missing where that source did not propose it), the hand-tuned RRF score, the
 number of sources that proposed it, its popularity, tail flag, rating quality and
-year, the length of the evidence, and optionally the LLM verbalizer's score. A
+year, the length of the evidence, whole-catalog models' opinions of every candidate
+(``MODEL_FEATURES``: the sequence model's log-probability, its distance from the
+model's best and its z-score, which compare across users where a raw logit does not;
+EASE's score), and optionally the LLM verbalizer's score. A
 LambdaRank model (RecTools' CandidateRankingModel shape: the first stage's ranks and
 scores kept as features) orders them.
 
@@ -21,7 +24,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -33,6 +36,9 @@ SOURCES = ("sequential", "cowatch", "semantic", "content", "popular", "quality",
            "transition")
 ITEM_FEATURES = ("rrf", "n_sources", "log_popularity", "tail", "quality_prior", "year",
                  "history_len")
+# What models that score the whole catalog say of each candidate, proposed or not
+# (``HybridRetriever.model_scores``); missing when the model is absent.
+MODEL_FEATURES = ("sequential_logp", "sequential_gap", "sequential_z", "ease")
 LLM_FEATURE = "llm"
 MODEL, META = "fusion.txt", "fusion.json"
 
@@ -40,11 +46,11 @@ MODEL, META = "fusion.txt", "fusion.json"
 def feature_names(llm: bool = False) -> list[str]:
     """Column names of a candidate row.
 
-    >>> feature_names()[:4], feature_names(llm=True)[-1]
-    (['sequential_rank', 'sequential_score', 'cowatch_rank', 'cowatch_score'], 'llm')
+    >>> feature_names()[:4], feature_names()[-1], feature_names(llm=True)[-1]
+    (['sequential_rank', 'sequential_score', 'cowatch_rank', 'cowatch_score'], 'ease', 'llm')
     """
     cols = [f"{s}_{kind}" for s in SOURCES for kind in ("rank", "score")]
-    return cols + list(ITEM_FEATURES) + ([LLM_FEATURE] if llm else [])
+    return cols + list(ITEM_FEATURES) + list(MODEL_FEATURES) + ([LLM_FEATURE] if llm else [])
 
 
 @dataclass(frozen=True)
@@ -62,11 +68,14 @@ class FusionConfig:
 
 def candidate_rows(lists: dict[str, list[tuple[int, float]]], catalog, history_len: int,
                    rrf: dict[int, float] | None = None, llm: dict[int, float] | None = None,
+                   models: Callable[[list[int]], dict[str, np.ndarray]] | None = None,
                    ) -> tuple[list[int], np.ndarray]:
     """The union of ``lists`` (``avoid`` alone proposes nothing) and its feature rows.
 
     A source that did not propose an item gives it NaN for both its rank and its score:
     LightGBM learns where missing values go, so "not proposed" is its own branch.
+    ``models(ids)``: the ``MODEL_FEATURES`` columns of those ids, by name (a name left
+    out stays NaN; ``HybridRetriever.model_scores``).
     """
     ids: list[int] = []
     for source, ranked in lists.items():
@@ -92,6 +101,10 @@ def candidate_rows(lists: dict[str, list[tuple[int, float]]], catalog, history_l
             it.year if it.year else np.nan, history_len)
         if use_llm:
             X[row, -1] = llm.get(item, np.nan)
+    if models is not None and ids:
+        first = base + len(ITEM_FEATURES)
+        for name, values in models(ids).items():
+            X[:, first + MODEL_FEATURES.index(name)] = values
     return ids, X
 
 
@@ -121,7 +134,8 @@ def known_user_example(retriever, history: Sequence[int], target: int, catalog,
     state = known_user_state(history)
     lists = retriever.lists(state, pool, history=history)
     rrf = {c.item_id: c.score for c in retriever.rrf(state, lists, 10 * pool)}
-    ids, X = candidate_rows(lists, catalog, len(history), rrf)
+    ids, X = candidate_rows(lists, catalog, len(history), rrf,
+                            models=lambda ids: retriever.model_scores(state, ids, history))
     return Example(ids, X, target), lists
 
 

@@ -60,6 +60,18 @@ def asks_for_standing(state: DialogueState) -> bool:
     return state.well_liked or state.lesser_known or state.tail_boost == 0.0
 
 
+def _pick(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``scores[ids]``, NaN for an id past the end (an item added since the model was fit).
+
+    >>> _pick(np.array([0.5, 1.5]), np.array([1, 5])).tolist()
+    [1.5, nan]
+    """
+    out = np.full(len(ids), np.nan)
+    ok = ids < len(scores)
+    out[ok] = scores[ids[ok]]
+    return out
+
+
 class ContentFacts:
     """The values of the facets the schema compares items by (``CatalogSchema.compared``:
     MovieLens' genres, director and cast; a shop's category and brand) as 0/1 matrices,
@@ -126,6 +138,7 @@ class HybridRetriever:
         self.fusion = fusion  # agent.rank.fusion.FusionRanker: the learned fusion, or None (RRF)
         self._fitting: tuple[DialogueState | None, frozenset[int]] = (None, frozenset())
         self._facts: ContentFacts | None = None
+        self._scores: tuple[tuple[int, ...], np.ndarray | None] = ((), None)
 
     def outside_films(self, state: DialogueState) -> list:
         """Titles named outside the catalog, as items to compare with (id -1)."""
@@ -214,14 +227,55 @@ class HybridRetriever:
         fit = self.fitting(state)
         return [(i, s) for i, s in self.catalog.followed_by(sequence, n * 10) if i in fit][:n]
 
+    @staticmethod
+    def sequence_of(state: DialogueState, history: Sequence[int] = ()) -> list[int]:
+        """A known user's ``history`` and then the liked titles, in the order they were
+        said: what the sequence model reads."""
+        return [i for i in history if i not in state.liked] + list(state.liked)
+
+    def sequence_scores(self, sequence: Sequence[int]) -> np.ndarray:
+        """The sequence model's scores of every item after ``sequence``; the last call's
+        are kept (the sequential source and the fusion's features read the same turn's).
+        Read once into a local: the API calls the retriever from several threads."""
+        key, cached = self._scores
+        if cached is None or key != tuple(sequence):
+            cached = self.sasrec.scores(list(sequence))
+            self._scores = (tuple(sequence), cached)
+        return cached
+
+    def model_scores(self, state: DialogueState, ids: Sequence[int],
+                     history: Sequence[int] = ()) -> dict[str, np.ndarray]:
+        """What the whole-catalog models say of candidates ``ids`` (the fusion's
+        ``MODEL_FEATURES``): the sequence model's log-probability of each, its distance
+        from the model's best score and its z-score (which compare across users, where a
+        raw logit does not), and EASE's score (``Catalog.ease``). A model that is absent,
+        or an id it never saw, gives NaN."""
+        sequence = self.sequence_of(state, history)
+        out: dict[str, np.ndarray] = {}
+        if not sequence:
+            return out
+        ids = np.asarray(ids)
+        if self.sasrec is not None:
+            s = self.sequence_scores(sequence)
+            v = s[1:]  # 0 pads sequences
+            top = float(v.max())
+            lse = top + float(np.log(np.exp(v - top).sum()))
+            x = _pick(s, ids)
+            out.update(sequential_logp=x - lse, sequential_gap=x - top,
+                       sequential_z=(x - float(v.mean())) / (float(v.std()) or 1.0))
+        ease = self.catalog.ease
+        if ease is not None:
+            out["ease"] = _pick(ease.scores(sequence), ids)
+        return out
+
     def sequential(self, state: DialogueState, n: int,
                    history: Sequence[int] = ()) -> list[tuple[int, float]]:
         """What the sequence model predicts after a known user's ``history`` and then the
         liked titles, in the order they were said (its best ``n`` that fit)."""
-        sequence = [i for i in history if i not in state.liked] + list(state.liked)
+        sequence = self.sequence_of(state, history)
         if self.sasrec is None or not sequence:
             return []
-        scores = self.sasrec.scores(sequence)
+        scores = self.sequence_scores(sequence)
         fit, out = self.fitting(state), []
         for i in np.argsort(-scores, kind="stable").tolist():
             if i in fit:
@@ -313,7 +367,8 @@ class HybridRetriever:
 
         rrf = {c.item_id: c.score for c in self.rrf(state, lists, 10 * POOL)}
         evidence = len(set(history) | set(state.liked))
-        ids, X = candidate_rows(lists, self.catalog, evidence, rrf)
+        ids, X = candidate_rows(lists, self.catalog, evidence, rrf,
+                                models=lambda ids: self.model_scores(state, ids, history))
         proposed: dict[int, set[str]] = {}
         for source, lst in lists.items():
             for j, _ in lst:

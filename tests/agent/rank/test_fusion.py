@@ -116,3 +116,18 @@ def test_recall_of_the_union_and_of_one_source():
     assert recall(examples, "cowatch", lists) == 0.5
     assert recall(examples, "semantic", lists) == 0.0
     assert recall(examples, "cowatch", lists, k=0) == 0.0
+
+
+def test_candidate_rows_take_the_whole_catalog_models_columns_by_name(catalog):
+    lists = {"cowatch": [(3, 0.9), (8, 0.5)]}
+    asked = []
+
+    def models(ids):
+        asked.append(list(ids))
+        return {"ease": np.array([0.25, 0.5]), "sequential_logp": np.array([-1.0, -2.0])}
+
+    ids, X = candidate_rows(lists, catalog, 4, models=models)
+    assert asked == [ids] == [[3, 8]]
+    col = {f: X[:, k] for k, f in enumerate(FEATURES)}
+    assert list(col["ease"]) == [0.25, 0.5] and list(col["sequential_logp"]) == [-1.0, -2.0]
+    assert np.isnan(col["sequential_gap"]).all()  # a column the models left out

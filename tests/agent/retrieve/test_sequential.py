@@ -118,3 +118,24 @@ def test_candidates_carry_their_place_in_the_sequence_models_list(catalog, monke
     assert all(c.sequential_rank == places.get(c.item_id) for c in cands)
     bare = HybridRetriever(None, None, catalog).retrieve(DialogueState(liked=(5,)), 6)
     assert all(c.sequential_rank is None for c in bare)
+
+
+def test_model_scores_calibrate_the_sequence_models_scores_for_every_candidate(catalog):
+    model = Planted(catalog.max_id + 1)  # item i scores i
+    r = HybridRetriever(None, None, catalog, sequential=model)
+    state = DialogueState(liked=(5, 1))
+    got = r.model_scores(state, [3, 8, catalog.max_id + 7], history=(2,))
+    v = np.arange(1, catalog.max_id + 1, dtype=np.float64)  # 0 pads: left out
+    lse = np.log(np.exp(v).sum())
+    np.testing.assert_allclose(got["sequential_logp"][:2], [3 - lse, 8 - lse])
+    np.testing.assert_allclose(got["sequential_gap"][:2], [3 - v.max(), 8 - v.max()])
+    np.testing.assert_allclose(got["sequential_z"][:2], (np.array([3, 8]) - v.mean()) / v.std())
+    assert all(np.isnan(got[k][2]) for k in got)  # an id the models never saw
+    assert model.seen == [[2, 5, 1]]
+    expected = catalog.ease.scores([2, 5, 1])[[3, 8]]
+    np.testing.assert_allclose(got["ease"][:2], expected)
+    r.sequential(state, 3, history=(2,))
+    assert model.seen == [[2, 5, 1]]  # the source reuses the same turn's scores
+    assert r.model_scores(DialogueState(), [3]) == {}  # nothing to read
+    bare = HybridRetriever(None, None, catalog).model_scores(state, [3])
+    assert set(bare) == {"ease"}
