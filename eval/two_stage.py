@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from agent.rank.fusion import (Example, FusionConfig, FusionRanker, feature_names,
-                               known_user_example, recall, train_fusion)
+from agent.rank.fusion import (Example, FusionConfig, FusionRanker, blank_models,
+                               feature_names, known_user_example, recall, train_fusion_pair)
 from agent.rank.shadow import HELD_OUT, shadow_examples, shadow_models
 from eval.protocols import Case
 from eval.systems import PoolSystem
@@ -51,7 +51,9 @@ class TwoStage(PoolSystem):
     def rank_pool(self, case: Case) -> list[int]:
         if case.user not in self._cache:
             ex, _ = self.example(case)
-            scored = self.fusion.rank(ex.ids, ex.X)
+            fusion = self.fusion.for_evidence(len(case.history))
+            scored = fusion.rank(ex.ids, blank_models(ex, fusion.features).X
+                                 if fusion.blanks_models else ex.X)
             ranked = [i for i, _ in scored]
             if self.reranker is not None and self.tail_boost > 0:
                 from eval.systems import _Entry
@@ -122,7 +124,7 @@ def train_two_stage(catalog, split, retriever, log=print, cfg: FusionConfig | No
     recalls = source_recall([examples[i] for i in on_valid], [lists[i] for i in on_valid])
     log(f"tailor: recall@50 on validation items (sources fitted {HELD_OUT} items earlier): "
         + ", ".join(f"{s} {v:.3f}" for s, v in recalls.items()))
-    fusion = train_fusion(examples, feature_names(), cfg, log)
+    fusion = train_fusion_pair(examples, feature_names(), cfg, log)
     report = {"recall@50_valid": recalls, "recall@50_train_cases": recall(examples),
               "train_cases": len(examples), "train_users": len({e.user for e in examples}),
               "held_out": HELD_OUT, "fusion": fusion.info,

@@ -139,12 +139,36 @@ def known_user_example(retriever, history: Sequence[int], target: int, catalog,
     return Example(ids, X, target), lists
 
 
-class FusionRanker:
-    """Trained LambdaRank boosters (their scores averaged) and the feature list."""
+SHORT_EVIDENCE = 5  # fewer titles to go on than this: the fusion without MODEL_FEATURES
+SHORT = "short"  # its folder inside the fusion's
 
-    def __init__(self, boosters, features: list[str], info: dict | None = None):
+
+def blank_models(e: Example, features: Sequence[str]) -> Example:
+    """``e`` with its ``MODEL_FEATURES`` columns missing."""
+    X = e.X.copy()
+    X[:, [list(features).index(f) for f in MODEL_FEATURES if f in features]] = np.nan
+    return Example(e.ids, X, e.target, e.user)
+
+
+class FusionRanker:
+    """Trained LambdaRank boosters (their scores averaged) and the feature list.
+
+    ``short``: the same fusion trained with its ``MODEL_FEATURES`` blanked, for a turn
+    with fewer than ``SHORT_EVIDENCE`` titles to go on (``for_evidence``). The fusion
+    learns from users with long histories; from one or two liked titles SASRec's and
+    EASE's opinions are weak where the fusion learned to trust them, and simulated chats
+    found fewer targets with them (README, "Two stages", run K)."""
+
+    def __init__(self, boosters, features: list[str], info: dict | None = None,
+                 short: FusionRanker | None = None, blanks_models: bool = False):
         self.boosters = list(boosters) if isinstance(boosters, (list, tuple)) else [boosters]
         self.features, self.info = list(features), info or {}
+        self.short, self.blanks_models = short, blanks_models
+
+    def for_evidence(self, titles: int) -> FusionRanker:
+        """The fusion for a turn with ``titles`` titles to go on (liked or a known user's
+        history): ``short`` below ``SHORT_EVIDENCE``, when there is one."""
+        return self.short if self.short is not None and titles < SHORT_EVIDENCE else self
 
     @property
     def uses_llm(self) -> bool:
@@ -178,9 +202,12 @@ class FusionRanker:
         folder.mkdir(parents=True, exist_ok=True)
         for k, b in enumerate(self.boosters):
             b.save_model(str(folder / MODEL.replace(".txt", f"-{k}.txt")))
+        if self.short is not None:
+            self.short.save(folder / SHORT)
         (folder / META).write_text(json.dumps(
             {"features": self.features, "models": len(self.boosters), "info": self.info,
-             "importances": self.importances()}, indent=2))
+             "importances": self.importances(), "blanks_models": self.blanks_models},
+            indent=2))
 
     @classmethod
     def load(cls, folder: Path) -> FusionRanker:
@@ -189,8 +216,9 @@ class FusionRanker:
         meta = json.loads((folder / META).read_text())
         files = ([MODEL.replace(".txt", f"-{k}.txt") for k in range(meta["models"])]
                  if "models" in meta else [MODEL])
+        short = cls.load(folder / SHORT) if (folder / SHORT / META).is_file() else None
         return cls([lgb.Booster(model_file=str(folder / f)) for f in files], meta["features"],
-                   meta["info"])
+                   meta["info"], short, bool(meta.get("blanks_models")))
 
 
 def _held_out(usable: list[Example], share: float, rng) -> tuple[list[Example], list[Example]]:
@@ -251,6 +279,17 @@ def train_fusion(examples: Sequence[Example], features: list[str],
         f"candidates; {len(boosters)} boosters, best rounds {rounds}, held-out NDCG@10 "
         f"within the candidates {best:.4f} ({info['train_s']:.1f}s)")
     return FusionRanker(boosters, features, info)
+
+
+def train_fusion_pair(examples: Sequence[Example], features: list[str],
+                      cfg: FusionConfig | None = None, log=print) -> FusionRanker:
+    """``train_fusion`` on ``examples``, with its ``short`` twin trained on the same
+    examples with the ``MODEL_FEATURES`` blanked."""
+    fusion = train_fusion(examples, features, cfg, log)
+    log("fusion: its twin for turns with few titles, without the whole-catalog columns")
+    short = train_fusion([blank_models(e, features) for e in examples], features, cfg, log)
+    fusion.short, short.blanks_models = short, True
+    return fusion
 
 
 def recall(examples: Iterable[Example], source: str | None = None,

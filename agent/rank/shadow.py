@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from agent.rank.fusion import (META, Example, FusionConfig, FusionRanker, feature_names,
-                               known_user_example, recall, train_fusion)
+                               known_user_example, recall, train_fusion_pair)
 
 HELD_OUT = 5  # each user's last items that the fusion learns to predict
 KEEP = 3  # items a truncated history keeps at least
@@ -191,7 +191,7 @@ def prepare_fusion(settings, catalog, collection, embedder, sequential_dirs,
     sequences = {u: s for u, s in catalog_sequences(catalog).items() if len(s) > KEEP}
     examples, _, _ = shadow_examples(HybridRetriever(collection, embedder, catalog), sequences,
                                      catalog, sequential_for, log=log, progress=progress)
-    fusion = train_fusion(examples, feature_names(), cfg, log)
+    fusion = train_fusion_pair(examples, feature_names(), cfg, log)
     fusion.info.update(sequential=key, recall_union=recall(examples),
                        held_out=HELD_OUT)
     tmp = folder.with_name(folder.name + ".tmp")

@@ -249,7 +249,12 @@ class HybridRetriever:
         ``MODEL_FEATURES``): the sequence model's log-probability of each, its distance
         from the model's best score and its z-score (which compare across users, where a
         raw logit does not), and EASE's score (``Catalog.ease``). A model that is absent,
-        or an id it never saw, gives NaN."""
+        or an id it never saw, gives NaN.
+
+        The sequence model's three are taken over the items that fit the state (unseen,
+        within its constraints): a known user's candidates, on which the fusion learns,
+        and a chat's, within "comedies from the 90s", are then measured alike, from the
+        best item the user could be offered."""
         sequence = self.sequence_of(state, history)
         out: dict[str, np.ndarray] = {}
         if not sequence:
@@ -257,7 +262,8 @@ class HybridRetriever:
         ids = np.asarray(ids)
         if self.sasrec is not None:
             s = self.sequence_scores(sequence)
-            v = s[1:]  # 0 pads sequences
+            fit = np.fromiter(self.fitting(state), dtype=np.int64)
+            v = s[fit[fit < len(s)]] if len(fit) else s[1:]  # 0 pads sequences
             top = float(v.max())
             lse = top + float(np.log(np.exp(v - top).sum()))
             x = _pick(s, ids)
@@ -367,8 +373,10 @@ class HybridRetriever:
 
         rrf = {c.item_id: c.score for c in self.rrf(state, lists, 10 * POOL)}
         evidence = len(set(history) | set(state.liked))
-        ids, X = candidate_rows(lists, self.catalog, evidence, rrf,
-                                models=lambda ids: self.model_scores(state, ids, history))
+        fusion = self.fusion.for_evidence(evidence)
+        models = None if fusion.blanks_models else \
+            (lambda ids: self.model_scores(state, ids, history))
+        ids, X = candidate_rows(lists, self.catalog, evidence, rrf, models=models)
         proposed: dict[int, set[str]] = {}
         for source, lst in lists.items():
             for j, _ in lst:
@@ -376,4 +384,4 @@ class HybridRetriever:
         raw = {s: dict(lst) for s, lst in lists.items()}
         return [Candidate(i, score, tuple(sorted(proposed[i])), raw.get("semantic", {}).get(i),
                           raw.get("cowatch", {}).get(i))
-                for i, score in self.fusion.rank(ids, X)[:n]]
+                for i, score in fusion.rank(ids, X)[:n]]

@@ -131,3 +131,23 @@ def test_candidate_rows_take_the_whole_catalog_models_columns_by_name(catalog):
     col = {f: X[:, k] for k, f in enumerate(FEATURES)}
     assert list(col["ease"]) == [0.25, 0.5] and list(col["sequential_logp"]) == [-1.0, -2.0]
     assert np.isnan(col["sequential_gap"]).all()  # a column the models left out
+
+
+def test_the_fusion_pair_has_a_twin_without_model_columns_and_saves_it(tmp_path):
+    from agent.rank.fusion import MODEL_FEATURES, SHORT_EVIDENCE, train_fusion_pair
+
+    examples = planted(120, 0)
+    gap = FEATURES.index("sequential_gap")
+    for e in examples:  # the signal moves to a model column
+        e.X[:, gap], e.X[:, SIGNAL] = e.X[:, SIGNAL], np.nan
+    fusion = train_fusion_pair(examples, FEATURES, log=lambda m: None)
+    assert fusion.short is not None and fusion.short.blanks_models and not fusion.blanks_models
+    assert fusion.for_evidence(SHORT_EVIDENCE - 1) is fusion.short
+    assert fusion.for_evidence(SHORT_EVIDENCE) is fusion
+    assert fusion.importances()["sequential_gap"] > 0
+    assert all(fusion.short.importances()[f] == 0.0 for f in MODEL_FEATURES)
+    fusion.save(tmp_path / "f")
+    back = FusionRanker.load(tmp_path / "f")
+    X = examples[0].X
+    assert back.short.blanks_models and np.array_equal(back.short.score(X), fusion.short.score(X))
+    assert np.array_equal(back.score(X), fusion.score(X)) and back.short.short is None

@@ -66,6 +66,11 @@ def test_a_known_users_history_comes_before_the_liked_titles(catalog):
 class ByItemId:
     """A fusion that ranks the highest item id first, whatever the features."""
 
+    blanks_models = False
+
+    def for_evidence(self, titles):
+        return self
+
     def rank(self, ids, X):
         assert X.shape[0] == len(ids)
         return sorted(((i, float(i)) for i in ids), reverse=True)
@@ -125,7 +130,9 @@ def test_model_scores_calibrate_the_sequence_models_scores_for_every_candidate(c
     r = HybridRetriever(None, None, catalog, sequential=model)
     state = DialogueState(liked=(5, 1))
     got = r.model_scores(state, [3, 8, catalog.max_id + 7], history=(2,))
-    v = np.arange(1, catalog.max_id + 1, dtype=np.float64)  # 0 pads: left out
+    # measured over the items that fit: here every item but the two liked ones
+    v = np.array(sorted(r.fitting(state)), dtype=np.float64)
+    assert 5 not in v and 1 not in v and len(v) == len(catalog) - 2
     lse = np.log(np.exp(v).sum())
     np.testing.assert_allclose(got["sequential_logp"][:2], [3 - lse, 8 - lse])
     np.testing.assert_allclose(got["sequential_gap"][:2], [3 - v.max(), 8 - v.max()])
@@ -137,5 +144,36 @@ def test_model_scores_calibrate_the_sequence_models_scores_for_every_candidate(c
     r.sequential(state, 3, history=(2,))
     assert model.seen == [[2, 5, 1]]  # the source reuses the same turn's scores
     assert r.model_scores(DialogueState(), [3]) == {}  # nothing to read
+    older = state.with_changes(year_max=1985)  # the best that fits is the best offered
+    best = max(r.fitting(older))
+    assert r.model_scores(older, [best])["sequential_gap"][0] == 0.0
     bare = HybridRetriever(None, None, catalog).model_scores(state, [3])
     assert set(bare) == {"ease"}
+
+
+
+def test_a_turn_with_few_titles_is_ranked_by_the_fusion_without_model_columns(catalog):
+    from agent.rank.fusion import MODEL_FEATURES, SHORT_EVIDENCE, feature_names
+
+    seen = {}
+
+    class Recording(ByItemId):
+        def __init__(self, name, short=None):
+            self.name, self.short, self.blanks_models = name, short, short is None
+
+        def for_evidence(self, titles):
+            return self.short if titles < SHORT_EVIDENCE else self
+
+        def rank(self, ids, X):
+            seen[self.name] = X
+            return super().rank(ids, X)
+
+    fusion = Recording("full", Recording("short"))
+    r = HybridRetriever(None, None, catalog, sequential=Planted(catalog.max_id + 1),
+                        fusion=fusion)
+    lists = {"cowatch": [(3, 1.0), (8, 0.5)]}
+    cols = [feature_names().index(f) for f in MODEL_FEATURES]
+    r.learned(DialogueState(liked=(1, 2)), lists, 2)
+    assert set(seen) == {"short"} and np.isnan(seen["short"][:, cols]).all()
+    r.learned(DialogueState(liked=(1, 2)), lists, 2, history=(4, 5, 6))
+    assert not np.isnan(seen["full"][:, cols]).any()  # five titles: the full fusion
