@@ -263,7 +263,8 @@ class HybridRetriever:
         if self.sasrec is not None:
             s = self.sequence_scores(sequence)
             fit = np.fromiter(self.fitting(state), dtype=np.int64)
-            v = s[fit[fit < len(s)]] if len(fit) else s[1:]  # 0 pads sequences
+            fit = fit[fit < len(s)]  # an item added since the model was trained: unscored
+            v = s[fit] if len(fit) else s[1:]  # 0 pads sequences
             top = float(v.max())
             lse = top + float(np.log(np.exp(v - top).sum()))
             x = _pick(s, ids)

@@ -149,6 +149,10 @@ def test_model_scores_calibrate_the_sequence_models_scores_for_every_candidate(c
     assert r.model_scores(older, [best])["sequential_gap"][0] == 0.0
     bare = HybridRetriever(None, None, catalog).model_scores(state, [3])
     assert set(bare) == {"ease"}
+    # a model older than every item that fits (all added since): no opinion, no error
+    old = HybridRetriever(None, None, catalog, sequential=Planted(3))
+    got = old.model_scores(DialogueState(liked=(1, 2)), [2, 5])
+    assert got["sequential_gap"][0] == 0.0 and np.isnan(got["sequential_gap"][1])
 
 
 
