@@ -19,7 +19,12 @@ from agent.rank.fusion import (MODEL_FEATURES, SOURCES, Example, FusionConfig, f
                                train_fusion)
 
 ABLATED_SOURCES = ("sequential", "transition", "cowatch", "semantic", "content", "popular")
-ABLATED_FEATURES = ("rrf", "log_popularity", "history_len", "year", "ease")
+ABLATED_FEATURES = ("rrf", "log_popularity", "history_len", "year", "ease",
+                    "popularity_vs_history")
+# Features dropped together: EASE's recent scores with its whole-history one, and the
+# history's popularity with the candidate's popularity against it.
+FEATURE_GROUPS = {"ease": ("ease", "ease_last1", "ease_last5", "ease_last20"),
+                  "popularity_vs_history": ("popularity_vs_history", "history_popularity")}
 
 
 def drop_source(e: Example, source: str, features: Sequence[str] | None = None) -> Example:
@@ -58,8 +63,9 @@ def drop_source(e: Example, source: str, features: Sequence[str] | None = None) 
 
 
 def drop_feature(e: Example, feature: str, features: Sequence[str] | None = None) -> Example:
-    X = e.X.copy()
-    X[:, list(features or feature_names()).index(feature)] = np.nan
+    """``e`` with ``feature`` (and the rest of its ``FEATURE_GROUPS`` group) missing."""
+    F, X = list(features or feature_names()), e.X.copy()
+    X[:, [F.index(f) for f in FEATURE_GROUPS.get(feature, (feature,))]] = np.nan
     return Example(e.ids, X, e.target, e.user)
 
 

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 LAMBDA = 500.0  # the L2 weight; measured on ML-100K and ML-1M (README, "Two stages")
+RECENT = (1, 5, 20)  # the fusion also reads the score of the history's last 1, 5, 20 items
 MAX_ITEMS = 12_000  # a dense 12k x 12k float32 weight matrix is ~0.6 GB
 
 
@@ -38,6 +39,26 @@ class EASE:
         if not known:
             return np.zeros(self.n_items, dtype=np.float32)
         return self.weights[known].sum(axis=0)
+
+    def columns(self, history: Sequence[int], ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The fusion's EASE columns for candidates ``ids`` (NaN past the fitted range):
+        the whole history's score, ``ease``, and its last ``k`` items' for each ``k`` in
+        ``RECENT``, ``ease_last<k>``. Tastes drift: on ML-1M's cached fusion cases the
+        recent scores lifted the fusion's NDCG@10 from 0.1997 to 0.2018 together with
+        the popularity columns (README, "Two stages", run L).
+
+        >>> cols = EASE(np.eye(3, dtype=np.float32)).columns([0, 2], np.array([0, 2, 7]))
+        >>> cols["ease"].tolist(), cols["ease_last1"].tolist()
+        ([1.0, 1.0, nan], [0.0, 1.0, nan])
+        """
+        ids, history = np.asarray(ids), list(history)
+        ok = ids < self.n_items
+        out = {}
+        for name, part in [("ease", history)] + [(f"ease_last{k}", history[-k:]) for k in RECENT]:
+            col = np.full(len(ids), np.nan)
+            col[ok] = self.scores(part)[ids[ok]]
+            out[name] = col
+        return out
 
 
 def fit_ease(user: np.ndarray, item: np.ndarray, n_items: int, lam: float = LAMBDA,

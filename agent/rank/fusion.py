@@ -36,9 +36,12 @@ SOURCES = ("sequential", "cowatch", "semantic", "content", "popular", "quality",
            "transition")
 ITEM_FEATURES = ("rrf", "n_sources", "log_popularity", "tail", "quality_prior", "year",
                  "history_len")
-# What models that score the whole catalog say of each candidate, proposed or not
-# (``HybridRetriever.model_scores``); missing when the model is absent.
-MODEL_FEATURES = ("sequential_logp", "sequential_gap", "sequential_z", "ease")
+# What models that score the whole catalog say of each candidate, proposed or not, and
+# how its popularity compares with the history's (``HybridRetriever.model_scores``);
+# missing when the model is absent. All read the whole history: the twin for short
+# evidence goes without them (``SHORT_EVIDENCE``).
+MODEL_FEATURES = ("sequential_logp", "sequential_gap", "sequential_z", "ease", "ease_last1",
+                  "ease_last5", "ease_last20", "popularity_vs_history", "history_popularity")
 LLM_FEATURE = "llm"
 MODEL, META = "fusion.txt", "fusion.json"
 
@@ -46,8 +49,10 @@ MODEL, META = "fusion.txt", "fusion.json"
 def feature_names(llm: bool = False) -> list[str]:
     """Column names of a candidate row.
 
-    >>> feature_names()[:4], feature_names()[-1], feature_names(llm=True)[-1]
-    (['sequential_rank', 'sequential_score', 'cowatch_rank', 'cowatch_score'], 'ease', 'llm')
+    >>> feature_names()[:4]
+    ['sequential_rank', 'sequential_score', 'cowatch_rank', 'cowatch_score']
+    >>> feature_names(llm=True)[-2:]
+    ['history_popularity', 'llm']
     """
     cols = [f"{s}_{kind}" for s in SOURCES for kind in ("rank", "score")]
     return cols + list(ITEM_FEATURES) + list(MODEL_FEATURES) + ([LLM_FEATURE] if llm else [])
@@ -109,6 +114,28 @@ def candidate_rows(lists: dict[str, list[tuple[int, float]]], catalog, history_l
         for name, values in models(ids).items():
             X[:, first + MODEL_FEATURES.index(name)] = values
     return ids, X
+
+
+def popularity_columns(catalog, history: Sequence[int], ids: Sequence[int]
+                       ) -> dict[str, np.ndarray]:
+    """How mainstream the history is (the mean log popularity of its items the catalog
+    knows, ``history_popularity``) and each candidate's log popularity against it
+    (``popularity_vs_history``): a user of cult films and one of blockbusters want
+    other items of the same list.
+
+    >>> cat = type("C", (), {"items": {1: type("I", (), {"popularity": 0})(),
+    ...                                2: type("I", (), {"popularity": 9})()}})()
+    >>> cols = popularity_columns(cat, [1, 1, 5], [2])
+    >>> round(float(cols["popularity_vs_history"][0]), 3), float(cols["history_popularity"][0])
+    (2.303, 0.0)
+    """
+    known = [catalog.items[i] for i in history if i in catalog.items]
+    if not known:
+        return {}
+    mean = float(np.mean([math.log1p(it.popularity) for it in known]))
+    own = np.array([math.log1p(catalog.items[i].popularity) if i in catalog.items else np.nan
+                    for i in ids])
+    return {"popularity_vs_history": own - mean, "history_popularity": np.full(len(own), mean)}
 
 
 @dataclass

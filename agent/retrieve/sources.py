@@ -248,13 +248,16 @@ class HybridRetriever:
         """What the whole-catalog models say of candidates ``ids`` (the fusion's
         ``MODEL_FEATURES``): the sequence model's log-probability of each, its distance
         from the model's best score and its z-score (which compare across users, where a
-        raw logit does not), and EASE's score (``Catalog.ease``). A model that is absent,
-        or an id it never saw, gives NaN.
+        raw logit does not), EASE's scores (``Catalog.ease``: of the whole history and of
+        its last items) and the candidate's popularity against the history's
+        (``popularity_columns``). A model that is absent, or an id it never saw, gives NaN.
 
         The sequence model's three are taken over the items that fit the state (unseen,
         within its constraints): a known user's candidates, on which the fusion learns,
         and a chat's, within "comedies from the 90s", are then measured alike, from the
         best item the user could be offered."""
+        from agent.rank.fusion import popularity_columns
+
         sequence = self.sequence_of(state, history)
         out: dict[str, np.ndarray] = {}
         if not sequence:
@@ -272,8 +275,8 @@ class HybridRetriever:
                        sequential_z=(x - float(v.mean())) / (float(v.std()) or 1.0))
         ease = self.catalog.ease
         if ease is not None:
-            out["ease"] = _pick(ease.scores(sequence), ids)
-        return out
+            out.update(ease.columns(sequence, ids))
+        return dict(out, **popularity_columns(self.catalog, sequence, ids))
 
     def sequential(self, state: DialogueState, n: int,
                    history: Sequence[int] = ()) -> list[tuple[int, float]]:

@@ -36,9 +36,11 @@ def noise(messages, labels, salt: int = 0):
 
 
 def systems(client, scorer, monkeypatch):  # noqa: F811
-    # What came next in other histories gives the cycle away: without that source and a
-    # sequence model, the sources only half know the next item.
+    # What came next in other histories gives the cycle away, and so does EASE's score
+    # of the last item: without them and a sequence model, the sources only half know
+    # the next item.
     monkeypatch.setattr(HybridRetriever, "transition", lambda self, *a, **k: [])
+    monkeypatch.setattr("agent.models.ease.RECENT", ())
     split = make_split(cycle_catalog(), n_negatives=3)
     cat = split.train_catalog
     retriever = retriever_for(client, cat)  # no sequence model: the sources half know

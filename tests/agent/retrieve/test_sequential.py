@@ -137,10 +137,15 @@ def test_model_scores_calibrate_the_sequence_models_scores_for_every_candidate(c
     np.testing.assert_allclose(got["sequential_logp"][:2], [3 - lse, 8 - lse])
     np.testing.assert_allclose(got["sequential_gap"][:2], [3 - v.max(), 8 - v.max()])
     np.testing.assert_allclose(got["sequential_z"][:2], (np.array([3, 8]) - v.mean()) / v.std())
-    assert all(np.isnan(got[k][2]) for k in got)  # an id the models never saw
+    # an id the models never saw (the history's own popularity is the user's, not its)
+    assert all(np.isnan(got[k][2]) for k in got if k != "history_popularity")
     assert model.seen == [[2, 5, 1]]
-    expected = catalog.ease.scores([2, 5, 1])[[3, 8]]
-    np.testing.assert_allclose(got["ease"][:2], expected)
+    for name, part in (("ease", [2, 5, 1]), ("ease_last1", [1]), ("ease_last5", [2, 5, 1])):
+        np.testing.assert_allclose(got[name][:2], catalog.ease.scores(part)[[3, 8]])
+    mean = np.mean([np.log1p(catalog.get(i).popularity) for i in (2, 5, 1)])
+    np.testing.assert_allclose(got["history_popularity"], [mean] * 3)
+    np.testing.assert_allclose(got["popularity_vs_history"][:2],
+                               [np.log1p(catalog.get(i).popularity) - mean for i in (3, 8)])
     r.sequential(state, 3, history=(2,))
     assert model.seen == [[2, 5, 1]]  # the source reuses the same turn's scores
     assert r.model_scores(DialogueState(), [3]) == {}  # nothing to read
@@ -148,7 +153,8 @@ def test_model_scores_calibrate_the_sequence_models_scores_for_every_candidate(c
     best = max(r.fitting(older))
     assert r.model_scores(older, [best])["sequential_gap"][0] == 0.0
     bare = HybridRetriever(None, None, catalog).model_scores(state, [3])
-    assert set(bare) == {"ease"}
+    assert set(bare) == {"ease", "ease_last1", "ease_last5", "ease_last20",
+                         "popularity_vs_history", "history_popularity"}
     # a model older than every item that fits (all added since): no opinion, no error
     old = HybridRetriever(None, None, catalog, sequential=Planted(3))
     got = old.model_scores(DialogueState(liked=(1, 2)), [2, 5])
