@@ -53,11 +53,13 @@ class EASE:
         """
         ids, history = np.asarray(ids), list(history)
         ok = ids < self.n_items
-        out = {}
+        out, done = {}, {}
         for name, part in [("ease", history)] + [(f"ease_last{k}", history[-k:]) for k in RECENT]:
-            col = np.full(len(ids), np.nan)
-            col[ok] = self.scores(part)[ids[ok]]
-            out[name] = col
+            if len(part) not in done:  # a short history's last 20 are the whole of it
+                col = np.full(len(ids), np.nan)
+                col[ok] = self.scores(part)[ids[ok]]
+                done[len(part)] = col
+            out[name] = done[len(part)]
         return out
 
 
