@@ -11,6 +11,7 @@ from agent.errors import BackendError, InputError
 from agent.explain.check import check_explanation, whole_sentences
 from agent.explain.facts import Facts, gather_facts
 from agent.explain.writer import explain_picks, explanation_messages
+from agent.rank.verbalizer import Ranked
 from agent.types import DialogueState, Recommendation, Reply, TurnEvent
 from agent.understand.facets import FacetIndex
 from agent.understand.parse import MAX_MESSAGE_CHARS, parse_message
@@ -244,7 +245,9 @@ class Recommender:
         except BackendError as e:  # backend boundary: a failing model degrades; a bug raises
             log.warning("ranking failed, using retrieval order: %s", e)
             notices.append(DEGRADED_RANKING)
-            ranked = [_RetrievalOnly(c) for c in cands]
+            # Entries like the ranker's (a dataclass): the re-ranker rewrites their scores
+            # to its objective too, so the reply's scores are best first either way.
+            ranked = [Ranked(c.item_id, c.score, c.score, None) for c in cands]
         if self.reranker is not None:
             tail = state.tail_boost
             if state.lesser_known and tail is not None:
@@ -344,13 +347,6 @@ class Recommender:
             if text != shown[k]:
                 yield k, text
         return texts, sources
-
-
-class _RetrievalOnly:
-    """A ranked entry built from a retrieval candidate when the LLM is unavailable."""
-
-    def __init__(self, c):
-        self.item_id, self.score, self.retrieval_score, self.llm_score = c.item_id, c.score, c.score, None
 
 
 def render_text(recs, state: DialogueState, items, said=()) -> str:

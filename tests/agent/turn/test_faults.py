@@ -270,14 +270,23 @@ def test_tailor_ask_answers_when_the_llm_server_is_killed_mid_ranking(real_setti
     assert len(items) == 3 and all(1990 <= it["year"] <= 1999 for it in items)
     scores = [it["score"] for it in items]
     assert scores == sorted(scores, reverse=True)  # best first
-    # Each score is the candidate sources' own (the learned fusion's when set-up trained
-    # one, else RRF's), not one the LLM moved: the retriever, asked again for this state,
-    # gives the same numbers (before this turn, nothing was shown).
+    # The picks and scores are the candidate sources' (the learned fusion's when set-up
+    # trained one, else RRF's) through the default re-ranker, nothing the LLM moved: the
+    # same recommender, its ranker failing, gives the same for this state (before this
+    # turn, nothing was shown).
     rec = build_recommender(real_settings, backend=object(), log=lambda *a: None)
     state = DialogueState.from_dict(reply["state"]).with_changes(shown=(), last=())
-    retrieved = {c.item_id: round(c.score, 4)
-                 for c in rec.retriever.retrieve(state, rec.n_candidates)}
-    assert {it["id"]: it["score"] for it in items}.items() <= retrieved.items()
+    rec.ranker = _Unreachable()
+    notices = []
+    alone = rec.rank(state, rec.retriever.retrieve(state, rec.n_candidates), None, notices)
+    assert notices == [DEGRADED_RANKING]
+    assert [(it["id"], it["score"]) for it in items] == \
+        [(r.item_id, round(r.score, 4)) for r in alone]
+
+
+class _Unreachable:
+    def rank(self, state, cands):
+        raise BackendError("cannot reach the LLM server")
 
 
 # Chroma index missing or damaged ---------------------------------------------------------

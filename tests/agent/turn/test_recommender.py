@@ -2,6 +2,7 @@ import pytest
 
 from agent.errors import BackendError, InputError
 from agent.llm.fake import FakeBackend
+from agent.rank.rerank import TailDiversityReranker
 from agent.rank.verbalizer import VerbalizerRanker
 from agent.recommender import CLARIFY, DEGRADED_RANKING, Recommender
 from agent.retrieve.sources import rrf_fuse
@@ -66,6 +67,24 @@ def test_failing_backend_degrades_to_retrieval_order_with_notice(catalog):
     reply = make(catalog, Broken()).turn("I loved Alien, something from the 90s")
     assert DEGRADED_RANKING in reply.notices
     assert len(reply.recommendations) == 2
+
+
+def test_degraded_ranking_scores_follow_the_reranked_order(catalog):
+    """Without the LLM the re-ranker still reorders (towards the tail here); the scores a
+    reply shows are its objective, best first, as on the normal path (a client sorting
+    by score must not undo the order)."""
+    class Broken(FakeBackend):
+        def label_logprobs(self, messages, labels):
+            raise BackendError("connection refused")
+
+    rec = make(catalog, Broken(), reranker=TailDiversityReranker(catalog, tail_boost=1.0))
+    reply = rec.turn("I loved Alien, something from the 90s")
+    assert DEGRADED_RANKING in reply.notices
+    recs = reply.recommendations
+    pops = [r.item.popularity for r in recs]
+    assert len(recs) == 2 and pops == sorted(pops) and pops[0] < pops[1]  # the tail first
+    scores = [r.score for r in recs]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_vague_request_gets_a_clarifying_question(catalog):
@@ -200,7 +219,6 @@ def test_a_film_listed_twice_is_picked_once_and_never_again(catalog):
 
 
 def test_default_picks_keep_the_sequence_models_tail_items_unless_the_user_said(catalog):
-    from agent.rank.rerank import TailDiversityReranker
     from agent.types import Candidate, DialogueState
 
     # Retrieval puts the head first (head = {1, 3, 5, 11}); the sequence model's first
