@@ -167,7 +167,8 @@ class Recommender:
         said += loosened.values()
         timings["retrieve"] = time.perf_counter() - t
         if not cands:
-            msg = "\n".join(said + [f"{describe(state, self.catalog.items)}.", (
+            looking = describe(state, self.catalog.items, self.catalog.schema)
+            msg = "\n".join(said + [f"{looking}.", (
                 "Nothing in the catalog fits all of that. Try relaxing a constraint "
                 + ("(another decade, or fewer excluded genres)." if "genre" in self.roles
                    else "(a wider range, or fewer exclusions)."))])
@@ -193,7 +194,8 @@ class Recommender:
                 recs.append(Recommendation(item, r.score, e, s, r.retrieval_score, r.llm_score,
                                            self.catalog.schema.facts_of(item.value)))
             recs = tuple(recs)
-            return Reply(render_text(recs, state, self.catalog.items, said), recs, state,
+            return Reply(render_text(recs, state, self.catalog.items, said,
+                                     self.catalog.schema), recs, state,
                          tuple(dict.fromkeys(notices)), dict(timings))
 
         picks = reply([""] * len(top), ["pending"] * len(top))
@@ -349,8 +351,8 @@ class Recommender:
         return texts, sources
 
 
-def render_text(recs, state: DialogueState, items, said=()) -> str:
-    lines = list(said) + [describe(state, items) + "."]
+def render_text(recs, state: DialogueState, items, said=(), schema=None) -> str:
+    lines = list(said) + [describe(state, items, schema) + "."]
     for k, r in enumerate(recs, 1):
         lines.append(f"{k}. {r.item.label} — {r.explanation}")
     return "\n".join(lines)

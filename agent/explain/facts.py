@@ -43,6 +43,7 @@ class Facts:
     # and its other fact facets, as (facet name, value).
     meets_facets: tuple[tuple[str, str], ...] = ()
     meets_bounds: tuple[tuple[str, str, str], ...] = ()
+    bounded: tuple[str, ...] = ()  # the fields of those bounds ("runtime")
     facet_facts: tuple[tuple[str, str], ...] = ()
     # How an imported catalog names one item ("product"); "" for films, whose facts
     # and frames speak of watching.
@@ -238,21 +239,24 @@ def _facet_facts(item: Item, state: DialogueState, schema) -> dict:
         return value in v if isinstance(v, (list, tuple)) else v == value
 
     meets = tuple((names[f], v) for f, v in state.facets if f in names and has(f, v))
-    bounds = []
+    bounds, bounded = [], []
     for field, lo, hi in state.bounds:
         if field in names and item.value(field) is not None:
-            text = (f"{lo:g}-{hi:g}" if lo is not None and hi is not None else
-                    f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+            text = (f"{lo:g}-{shown(field, hi)}" if lo is not None and hi is not None else
+                    f"at least {shown(field, lo)}" if lo is not None
+                    else f"at most {shown(field, hi)}")
             bounds.append((names[field], shown(field, item.value(field)), f"{names[field]} {text}"))
+            bounded.append(field)
     asked = {f for f, _ in state.facets} | {f for f, _, _ in state.bounds}
     facts = []
-    for f in schema.requestable:
+    film = any(f.role for f in schema.facets)  # a film's own facts say its running time
+    for f in () if film else schema.requestable:
         value = item.value(f.field)
         if f.fact and f.field not in asked and value not in (None, "", [], ()):
             values = value if isinstance(value, (list, tuple)) else [value]
             facts.append((f.name, ", ".join(shown(f.field, v) for v in values[:3])))
-    film = any(f.role for f in schema.facets)
-    return {"meets_facets": meets, "meets_bounds": tuple(bounds), "facet_facts": tuple(facts),
+    return {"meets_facets": meets, "meets_bounds": tuple(bounds), "bounded": tuple(bounded),
+            "facet_facts": tuple(facts),
             "noun": "" if film else schema.item_noun}
 
 

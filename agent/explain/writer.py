@@ -62,7 +62,7 @@ FRAMES: dict[str, tuple[str, ...]] = {
                 "Viewers of {liked} often watch it as well.",
                 "It is often watched by people who watched {liked}."),
     "mood": ("It fits the {mood} mood you asked for.",
-             "For a {mood} mood: it is {genre}.",
+             "For {a_mood} mood: it is {genre}.",
              "It suits the {mood} mood: it is {genre}."),
     "genre": ("It is {genres}, as you asked.",
               "Fits your request for {genres}.",
@@ -142,7 +142,8 @@ def _reasons(f: Facts) -> list[_Reason]:
     for liked in f.cowatched_with[:2]:
         out.append(_Reason("cowatch", 4.0, liked.id, {"liked": liked.title}))
     for mood, genre in f.meets_moods[:1]:
-        out.append(_Reason("mood", 5.0, mood, {"mood": mood, "genre": _g([genre])},
+        out.append(_Reason("mood", 5.0, mood, {"mood": mood, "a_mood": _a(mood),
+                                               "genre": _g([genre])},
                            constraint=True))
     if f.meets_genre:
         out.append(_Reason("genre", 4.5, "genre", {"genres": _g(f.meets_genre, 3)},
@@ -155,7 +156,9 @@ def _reasons(f: Facts) -> list[_Reason]:
         out.append(_Reason("adds", 3.0, "adds", {"genres": _g(f.adds_genres)}))
     if f.new_decade and not f.meets_years:  # a requested decade is no news
         out.append(_Reason("decade", 2.5, "decade", {"decade": f.new_decade}))
-    if it.runtime and (it.runtime <= SHORT_RUNTIME or it.runtime >= LONG_RUNTIME):
+    # A running time the user bounded is said by the bound's reason, not twice.
+    if it.runtime and "runtime" not in f.bounded and (
+            it.runtime <= SHORT_RUNTIME or it.runtime >= LONG_RUNTIME):
         out.append(_Reason("runtime", 0.8, "runtime", {
             "runtime": it.runtime, "size": "short" if it.runtime <= SHORT_RUNTIME else "long"}))
     if it.country and it.country != "United States":

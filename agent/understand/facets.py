@@ -22,6 +22,26 @@ _AT_MOST = re.compile(rf"(?:\b(?:under|below|less than|cheaper than|up to|at mos
 _AT_LEAST = re.compile(rf"(?:\b(?:over|above|more than|at least|min(?:imum)?|no less than)\b"
                        rf"|>=?)\s*{_NUMBER}", re.I)
 
+# A range measured in minutes (a film's running time) reads only numbers with a time unit:
+# "under 2 hours", "less than 100 minutes"; a bare number is a year or a price.
+_TIME = r"(\d+(?:[.,]\d+)?)\s*(hours?|hrs?|h|minutes?|mins?|min)\b"
+_TIME_AT_MOST = re.compile(r"\b(?:under|below|less than|shorter than|up to|at most|max(?:imum)?"
+                           rf"|no more than|not more than|no longer than|within)\s*{_TIME}", re.I)
+_TIME_AT_LEAST = re.compile(r"\b(?:over|above|more than|longer than|at least|min(?:imum)?"
+                            rf"|no less than|no shorter than)\s*{_TIME}", re.I)
+_TIME_WORDS = ((re.compile(r"\ban hour and a half\b", re.I), "90 minutes"),
+               (re.compile(r"\bhalf an hour\b", re.I), "30 minutes"),
+               (re.compile(r"\b(?:an|one) hour\b", re.I), "1 hour"),
+               (re.compile(r"\btwo and a half hours\b", re.I), "150 minutes"),
+               (re.compile(r"\btwo hours\b", re.I), "2 hours"),
+               (re.compile(r"\bthree hours\b", re.I), "3 hours"))
+TIME_UNITS = ("min", "minutes")
+
+
+def _minutes(number: str, unit: str) -> float:
+    value = float(number.replace(",", "."))
+    return value * 60 if unit.lower().startswith("h") else value
+
 
 @dataclass(frozen=True)
 class FacetRequest:
@@ -78,14 +98,44 @@ class FacetIndex:
         return FacetRequest(tuple(dict.fromkeys(wanted)), tuple(dict.fromkeys(excluded)),
                             self._bounds(text))
 
+    def with_phrases(self, asked: FacetRequest, text: str, rest: str, phrases: dict
+                     ) -> tuple[FacetRequest, list]:
+        """``asked`` with the bounds the vocabulary's range ``phrases`` set ("nothing too
+        long": the running time at most 120 minutes) on a range the message gave no number
+        for, and the phrases' spans in ``rest`` (``text`` with titles blanked)."""
+        from agent.understand.vocabulary import find_phrases
+
+        fields = {f.field for f in self.ranges} - {f for f, _, _ in asked.bounds}
+        bounds, spans = {}, []
+        for r in phrases.values():
+            for m in find_phrases(rest, r.words) if r.field in fields else ():
+                if not negated(text, m.start()):
+                    bounds.setdefault(r.field, (r.field, r.at_least, r.at_most))
+                    spans.append(m.span())
+        if bounds:
+            asked = FacetRequest(asked.wanted, asked.excluded,
+                                 asked.bounds + tuple(bounds.values()))
+        return asked, spans
+
     def _bounds(self, text: str) -> tuple[tuple[str, float | None, float | None], ...]:
         """Bounds on the range a number is about: the range named in its clause
-        ("price under 50"), else the only (or first) requestable range."""
-        if not self.ranges:
-            return ()
+        ("price under 50"), else the only (or first) requestable range; a number with a
+        time unit is about the range measured in minutes ("under 2 hours")."""
         out: dict[str, list] = {}
-        spans = []
+        spans = []  # numbers already read
+        timed = next((f for f in self.ranges if f.unit in TIME_UNITS), None)
+        if timed is not None:
+            for pattern, words in _TIME_WORDS:
+                text = pattern.sub(words, text)
+            for pattern, side in ((_TIME_AT_MOST, 1), (_TIME_AT_LEAST, 0)):
+                for m in pattern.finditer(text):
+                    out.setdefault(timed.field, [None, None])[side] = _minutes(m[1], m[2])
+                    spans.append((m.start(), m.end()))
+        if not [f for f in self.ranges if f is not timed]:
+            return tuple((f, lo, hi) for f, (lo, hi) in out.items())
         for m in _BETWEEN.finditer(text):
+            if any(a <= m.start() < b for a, b in spans):
+                continue
             lo, hi = _amount(m.group(1), m.group(2)), _amount(m.group(3), m.group(4))
             out.setdefault(self._range_near(text, m.start()), [None, None])[:] = \
                 [min(lo, hi), max(lo, hi)]
@@ -99,11 +149,12 @@ class FacetIndex:
         return tuple((f, lo, hi) for f, (lo, hi) in out.items())
 
     def _range_near(self, text: str, pos: int) -> str:
+        untimed = [f for f in self.ranges if f.unit not in TIME_UNITS]
         clause = text[max(0, pos - 40):pos + 40].lower()
-        for f in self.ranges:
+        for f in untimed:
             if re.search(rf"\b{re.escape(f.name.lower())}\b", clause):
                 return f.field
-        return self.ranges[0].field
+        return untimed[0].field
 
 
 def facets_fit(state, value_of) -> bool:

@@ -28,9 +28,10 @@ GENRE_WORDS = {
     "Drama": ["drama", "dramas", "dramatic", "biopic", "biopics", "biographical"],
     "Fantasy": ["fantasy", "magic", "magical", "fairy tale"],
     "Film-Noir": ["film-noir", "film noir", "noir"],
-    "Horror": ["horror", "scary", "gory", "gore", "slasher", "creepy", "frightening", "zombie",
-               "zombies", "vampire", "vampires", "werewolf", "werewolves", "haunted",
-               "ghost story", "monster movie", "scared"],
+    # "scary" and "creepy" are the vocabulary's scary mood (horror or thriller): "scary but
+    # not gory" is a thriller, not nothing.
+    "Horror": ["horror", "gory", "gore", "slasher", "zombie", "zombies", "vampire", "vampires",
+               "werewolf", "werewolves", "haunted", "ghost story", "monster movie"],
     "Musical": ["musical", "musicals"],
     "Mystery": ["mystery", "mysteries", "whodunit", "detective"],
     "Romance": ["romance", "romantic", "love story", "rom-com", "romcom"],
@@ -67,6 +68,7 @@ old older new newer recent released release between before after since until era
 hidden gem gems lesser little known obscure underrated popular mainstream niche
 hmm hm hmmm um umm uh erm meh idk lol haha well sure alright entertain bored
 think guess mind feel feeling mood
+under over above below up than hour hours minute minutes min mins half long longer shorter
 """.split())
 
 # Asking for the long tail or for the familiar sets the re-ranker's tail_boost.
@@ -241,7 +243,7 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None, fac
             words, moods, concepts) run only with "genre", the year rules only with "year".
     """
     from agent.domain.movielens.reference import find_outside
-    from agent.understand.vocabulary import find_phrases, load_vocabulary
+    from agent.understand.vocabulary import era_years, find_phrases, load_vocabulary
 
     vocab = load_vocabulary()
     rest = list(text)
@@ -267,27 +269,40 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None, fac
         if at:
             blank(at.start(), at.end())
     asked = facets.parse("".join(rest)) if facets is not None else None
+    if asked is not None:  # "nothing too long": the vocabulary's words for a range
+        asked, spans = facets.with_phrases(asked, text, "".join(rest), vocab.ranges)
+        for a, b in spans:
+            blank(a, b)
     moods, excluded = [], []
+    # Negated concepts first: "nothing scary" excludes horror, though "scary" is a mood;
+    # a longer mood phrase holding the word wins ("nothing heavy" is relaxing).
+    phrases = [m.span() for mood in (vocab.moods.values() if "genre" in roles else ())
+               for m in find_phrases("".join(rest), mood.words)]
+    for words, genres in (vocab.concepts.values() if "genre" in roles else ()):
+        for m in find_phrases("".join(rest), words):
+            longer = any(a <= m.start() and m.end() <= b and b - a > m.end() - m.start()
+                         for a, b in phrases)
+            if negated(text, m.start()) and not longer:  # "no violence": exclude its genres
+                excluded += [g for g in genres if g not in excluded]
+                blank(m.start(), m.end())
     for name, mood in (vocab.moods.items() if "genre" in roles else ()):
         for m in find_phrases("".join(rest), mood.words):
             if not negated(text, m.start()) and name not in moods:
                 moods.append(name)
             blank(m.start(), m.end())
-    for words, genres in (vocab.concepts.values() if "genre" in roles else ()):
-        for m in find_phrases("".join(rest), words):
-            if negated(text, m.start()):  # "no violence": exclude what it implies
-                excluded += [g for g in genres if g not in excluded]
-                blank(m.start(), m.end())
     rest_text = "".join(rest)
     wanted, excluded_genres = _genres(rest_text) if "genre" in roles else ([], [])
     excluded += [g for g in excluded_genres if g not in excluded]
     wanted = [g for g in wanted if g not in excluded]
     lo, hi = _years(rest_text) if "year" in roles else (None, None)
     liked_refs, disliked_refs = _references(rest_text)
-    well_liked = False
-    for m in find_phrases("".join(rest), vocab.vague):  # "surprise me" is no search word
-        well_liked = True
-        blank(m.start(), m.end())
+    eras = era_years(text, rest_text, vocab.eras if "year" in roles else {})
+    if eras[0] and lo is None and hi is None:  # an explicit year or decade wins
+        lo, hi = eras[1]
+    vague = find_phrases(rest_text, vocab.vague)  # "surprise me" is no search word
+    well_liked = any(not negated(text, m.start()) for m in vague)
+    for a, b in eras[0] + [m.span() for m in vague]:  # "old classic": an era, a standing
+        blank(a, b)
     rest_text = "".join(rest)
     query = content_words(REFERENCE.sub(" ", _without_negated(rest_text)))
     genre_or = len(wanted) >= 2 and bool(re.search(r"\bor\b|\beither\b", rest_text, re.I))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agent.types import Item
 
@@ -38,10 +39,25 @@ def _in_name(tokens, i: int) -> bool:
 
 
 def _common(word: str) -> bool:
-    """An everyday or genre word ("a feel good film" names no Meagan Good)."""
+    """An everyday, genre or vocabulary word ("a feel good film" names no Meagan Good,
+    "black and white films" no Welker White)."""
     from agent.understand.parse import FILLER, GENRE_WORDS
 
-    return word in FILLER or any(word in ws for ws in GENRE_WORDS.values())
+    return word in FILLER or any(word in ws for ws in GENRE_WORDS.values()) \
+        or word in _vocabulary_words()
+
+
+@lru_cache(maxsize=1)
+def _vocabulary_words() -> frozenset:
+    """Every word of the vocabulary's moods, concepts, eras and range phrases."""
+    from agent.understand.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary()
+    phrases = [w for m in vocab.moods.values() for w in m.words]
+    phrases += [w for words, _ in vocab.concepts.values() for w in words]
+    phrases += [w for e in vocab.eras.values() for w in e.words]
+    phrases += [w for r in vocab.ranges.values() for w in r.words]
+    return frozenset(w for p in phrases for w in re.split(r"[\s-]+", p.lower()) if w)
 
 
 class PeopleIndex:

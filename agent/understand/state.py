@@ -254,8 +254,9 @@ def _facet_clauses(state: DialogueState, schema) -> list[dict]:
     return out
 
 
-def describe(state: DialogueState, items: dict[int, Item]) -> str:
-    """The state in plain words: ``Looking for: Sci-Fi, 1990-1999, like Alien; not Horror``."""
+def describe(state: DialogueState, items: dict[int, Item], schema=None) -> str:
+    """The state in plain words: ``Looking for: Sci-Fi, 1990-1999, like Alien; not Horror``;
+    a range by the ``schema``'s name and unit for it ("running time at most 120 min")."""
     parts = []
     if state.well_liked:
         parts.append("well-liked films")
@@ -273,7 +274,7 @@ def describe(state: DialogueState, items: dict[int, Item]) -> str:
         parts.append(f"released {state.year_min} or later")
     elif state.year_max is not None:
         parts.append(f"released {state.year_max} or earlier")
-    parts += _describe_facets(state)
+    parts += _describe_facets(state, schema)
     like = [items[i].title for i in state.liked if i in items] + list(state.outside)
     if like:
         parts.append("like " + ", ".join(like))
@@ -291,16 +292,20 @@ def describe(state: DialogueState, items: dict[int, Item]) -> str:
     return "Looking for: " + text
 
 
-def _describe_facets(state: DialogueState) -> list[str]:
-    """``colour blue or navy``, ``price at most 50``."""
+def _describe_facets(state: DialogueState, schema=None) -> list[str]:
+    """``colour blue or navy``, ``price at most 50``, ``running time at most 120 min``."""
     wanted: dict[str, list[str]] = {}
     for field, value in state.facets:
         wanted.setdefault(field, []).append(value)
     out = [f"{f.replace('_', ' ')} {' or '.join(v)}" for f, v in wanted.items()]
+    facets = {f.field: f for f in schema.facets} if schema is not None else {}
     for field, lo, hi in state.bounds:
-        name = field.replace("_", " ")
-        out.append(f"{name} {lo:g}-{hi:g}" if lo is not None and hi is not None else
-                   f"{name} at least {lo:g}" if lo is not None else f"{name} at most {hi:g}")
+        facet = facets.get(field)
+        name = facet.name if facet else field.replace("_", " ")
+        unit = f" {facet.unit}" if facet and facet.unit else ""
+        out.append(f"{name} {lo:g}-{hi:g}{unit}" if lo is not None and hi is not None else
+                   f"{name} at least {lo:g}{unit}" if lo is not None
+                   else f"{name} at most {hi:g}{unit}")
     return out
 
 

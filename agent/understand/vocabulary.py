@@ -23,6 +23,23 @@ class Mood:
 
 
 @dataclass(frozen=True)
+class Era:
+    name: str
+    words: tuple[str, ...]
+    year_min: int | None  # the years the phrase means ("black and white": up to 1965)
+    year_max: int | None
+
+
+@dataclass(frozen=True)
+class RangeWords:
+    name: str
+    words: tuple[str, ...]
+    field: str  # a range facet of the schema: "nothing too long" bounds the running time
+    at_least: float | None
+    at_most: float | None
+
+
+@dataclass(frozen=True)
 class Vocabulary:
     moods: dict[str, Mood]
     concepts: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # name -> (words, genres)
@@ -31,6 +48,8 @@ class Vocabulary:
     film_words: tuple[str, ...]
     off_topic: tuple[str, ...]
     person_cues: tuple[str, ...]
+    eras: dict[str, Era]
+    ranges: dict[str, RangeWords]
 
 
 @lru_cache(maxsize=4)
@@ -38,7 +57,7 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
     """Read and check the vocabulary file (an unknown key is an error, not ignored)."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     known = {"_about", "moods", "concepts", "genre_words", "vague", "film_words", "off_topic",
-             "person_cues"}
+             "person_cues", "eras", "ranges"}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
@@ -47,9 +66,14 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
              for name, m in raw["moods"].items()}
     concepts = {name: (tuple(c["words"]), tuple(c["genres"]))
                 for name, c in raw["concepts"].items()}
+    eras = {name: Era(name, tuple(e["words"]), e.get("year_min"), e.get("year_max"))
+            for name, e in raw.get("eras", {}).items()}
+    ranges = {name: RangeWords(name, tuple(r["words"]), r["field"], r.get("at_least"),
+                               r.get("at_most"))
+              for name, r in raw.get("ranges", {}).items()}
     return Vocabulary(moods, concepts, {g: tuple(w) for g, w in raw["genre_words"].items()},
                       tuple(raw["vague"]), tuple(raw["film_words"]), tuple(raw["off_topic"]),
-                      tuple(raw["person_cues"]))
+                      tuple(raw["person_cues"]), eras, ranges)
 
 
 def phrase_pattern(words) -> re.Pattern:
@@ -73,3 +97,19 @@ def _cached_pattern(words: tuple[str, ...]) -> re.Pattern:
 def find_phrases(text: str, words: tuple[str, ...]) -> list[re.Match]:
     """Matches of any of ``words`` in ``text`` (whole words, any case), in text order."""
     return list(_cached_pattern(words).finditer(text)) if words else []
+
+
+def era_years(text: str, rest: str, eras: dict[str, Era]) -> tuple[list, tuple]:
+    """The spans of ``eras``' phrases in ``rest`` (``text`` with titles and people blanked)
+    and the release years the first one means: its own, or the years after it when negated
+    ("nothing black and white": 1966 on)."""
+    from agent.understand.parse import negated
+
+    found = sorted(((m.span(), era) for era in eras.values()
+                    for m in find_phrases(rest, era.words)), key=lambda e: e[0])
+    if not found:
+        return [], (None, None)
+    (start, _), era = found[0]
+    if negated(text, start):
+        return [s for s, _ in found], (None if era.year_max is None else era.year_max + 1, None)
+    return [s for s, _ in found], (era.year_min, era.year_max)

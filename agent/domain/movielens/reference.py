@@ -118,21 +118,54 @@ def find_outside(text: str, reference: ReferenceFilms | None, looks_like_title=N
                  ) -> tuple[list[ReferenceFilm], list[str]]:
     """Titles named in ``text`` (already stripped of catalog titles) that the reference
     table knows, and capitalized ones it does not (named back to the user as not found).
-    The longest prefix of each span that is a known title wins ("The Matrix again")."""
+    The longest prefix of each span that is a known title wins ("The Matrix again"); what
+    follows it after "and", "&" or "or" is read as the next title ("Inception and
+    Interstellar" names two).
+
+    >>> refs = ReferenceFilms({title_key("Inception"): ReferenceFilm("Inception", 2010, ())})
+    >>> known, unknown = find_outside("I loved Inception and Zorblax Returns", refs)
+    >>> [f.title for f in known], unknown
+    (['Inception'], ['Zorblax Returns'])
+    """
     known, unknown = [], []
     for _, _, span in named_titles(text):
         words = span.split()
-        hit = None
-        for n in range(len(words), 0, -1):
-            prefix = " ".join(words[:n])
-            if reference is not None and (looks_like_title is None or looks_like_title(prefix)):
-                hit = reference.lookup(prefix)
+        while words:
+            hit, n = _longest_known(words, reference, looks_like_title)
             if hit:
+                if hit not in known:
+                    known.append(hit)
+            elif words[0][:1].isupper():
+                n = _next_joint(words) or len(words)
+                part = " ".join(words[:n])
+                if looks_like_title is None or looks_like_title(part):
+                    unknown.append(part)
+            else:
                 break
-        if hit and hit not in known:
-            known.append(hit)
-        elif not hit and words and words[0][:1].isupper():
-            span = re.split(r"\s+and\s+", span)[0]
-            if looks_like_title is None or looks_like_title(span):
-                unknown.append(span)
+            words = words[n:]
+            if not (words and words[0].lower() in JOINTS and len(words) > 1
+                    and words[1][:1].isupper()):
+                break
+            words = words[1:]
     return known, unknown
+
+
+JOINTS = ("and", "&", "or")
+
+
+def _longest_known(words: list[str], reference, looks_like_title) -> tuple:
+    """The reference film the longest prefix of ``words`` names, and that prefix's length."""
+    if reference is None:
+        return None, 0
+    for n in range(len(words), 0, -1):
+        prefix = " ".join(words[:n])
+        if looks_like_title is None or looks_like_title(prefix):
+            hit = reference.lookup(prefix)
+            if hit:
+                return hit, n
+    return None, 0
+
+
+def _next_joint(words: list[str]) -> int:
+    """Where the first "and"/"&"/"or" is (0: none)."""
+    return next((k for k in range(1, len(words)) if words[k].lower() in JOINTS), 0)

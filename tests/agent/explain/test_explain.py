@@ -211,6 +211,32 @@ def test_asked_person_and_mood_are_reasons(ctx):
     assert check_explanation(text, f, state, catalog.items, index, people) == []
 
 
+def test_a_bounded_running_time_is_said_once_and_true(ctx):
+    from dataclasses import replace
+
+    from agent.domain.movielens import SCHEMA
+    from agent.domain.schema import CatalogSchema
+
+    catalog, _, index, people = ctx
+    schema = CatalogSchema.load(SCHEMA)
+    state = DialogueState(bounds=(("runtime", None, 90),))
+    short = replace(catalog.get(4), runtime=83)
+    f = gather_facts(short, state, catalog.items, catalog.cowatch, schema)
+    assert f.meets_bounds == (("running time", "83 min", "running time at most 90 min"),)
+    text = template_explanation(f)
+    assert text.count("83") == 1, text  # not "At 83 min, ... At 83 minutes, it is short."
+    assert check_explanation(text, f, state, catalog.items, index, people) == []
+
+
+@pytest.mark.parametrize("mood, article", [("exciting", "an"), ("dark", "a")])
+def test_a_mood_takes_its_article(mood, article):
+    from agent.explain.writer import _a
+
+    assert _a(mood) == f"{article} {mood}"
+    assert "{a_mood}" in " ".join(FRAMES["mood"]) and "For a {mood}" not in " ".join(
+        FRAMES["mood"])
+
+
 def test_writer_is_deterministic_and_single_pick_matches(ctx):
     catalog, state, _, _ = ctx
     facts = reply_facts(catalog, state, [7, 3, 12])

@@ -100,6 +100,88 @@ def test_an_unknown_title_is_named_back(index):
     assert s.not_found == ("Zorblax Returns",) and s.liked == ()
 
 
+def test_two_titles_outside_the_catalog_are_both_used(index):
+    s = state_of("I loved Inception and The Matrix", index)
+    assert s.outside == ("Inception (2010)", "The Matrix (1999)")
+    assert set(s.like_genres) == {"Action", "Mystery", "Sci-Fi", "Thriller"}
+    s = state_of("I loved Inception and Zorblax Returns", index)
+    assert s.outside == ("Inception (2010)",) and s.not_found == ("Zorblax Returns",)
+
+
+def test_scary_but_not_gory_is_a_thriller_and_nothing_scary_excludes_horror(index):
+    s = state_of("scary but not gory", index)
+    assert s.moods == ("scary",) and s.excluded_genres == ("Horror",)
+    fits = [it for it in tiny_items() if satisfies(it, s)]
+    assert fits and all("Thriller" in it.genres and "Horror" not in it.genres for it in fits)
+    s = state_of("nothing scary please", index)
+    assert s.moods == () and s.excluded_genres == ("Horror",)
+    # A mood phrase holding a concept word wins over the concept: "nothing heavy" is
+    # the relaxing mood, not "no dramas".
+    s = state_of("a comfort movie, nothing heavy please", index)
+    assert "relaxing" in s.moods and "Drama" not in s.excluded_genres
+
+
+@pytest.mark.parametrize("text, years, well_liked", [
+    ("an old black and white classic", (None, 1965), True),
+    ("a silent movie", (None, 1929), False),
+    ("old black and white classics from the 40s", (1940, 1949), True),  # the decade wins
+    ("nothing in black and white", (1966, None), False),
+])
+def test_an_era_is_release_years_and_a_classic_is_well_liked(index, text, years, well_liked):
+    s = state_of(text, index)
+    assert (s.year_min, s.year_max) == years and s.well_liked == well_liked
+    assert "black" not in s.query and "white" not in s.query  # no "Men in Black"
+    assert s.tail_boost is None  # a classic is well liked, not merely popular
+
+
+def test_black_and_white_names_no_actor_called_white(index):
+    from agent.types import Item
+
+    people = PeopleIndex([*tiny_items(), *(Item(k, f"Film {k}", 1990, ("Drama",),
+                                                cast=("Welker White",)) for k in (98, 99))])
+    s = state_of("black and white films", index, people)
+    assert s.people == () and s.year_max == 1965
+
+
+@pytest.fixture
+def film_facets():
+    from agent.domain.movielens import SCHEMA
+    from agent.domain.schema import CatalogSchema
+    from agent.understand.facets import FacetIndex
+
+    schema = CatalogSchema.load(SCHEMA)
+    return schema, FacetIndex(schema, {})
+
+
+@pytest.mark.parametrize("text, bound", [
+    ("something with Tom Hanks, nothing too long", 120),
+    ("a comedy under 2 hours", 120),
+    ("anything under an hour and a half", 90),
+    ("nothing too long, less than 100 minutes", 100),  # the number wins over the phrase
+    ("a short film", 120),
+])
+def test_the_running_time_is_bounded_by_words_and_numbers(index, people, film_facets, text,
+                                                          bound):
+    schema, facets = film_facets
+    s = merge(DialogueState(), parse_message(text, index, people, REFERENCE, facets))
+    assert s.bounds == (("runtime", None, bound),), s
+    assert "hour" not in s.query and "short" not in s.query
+    assert describe(s, {}, schema).endswith(f"running time at most {bound} min")
+    assert "Martin Short" not in s.people  # "a short film" is about its length
+    from dataclasses import replace
+
+    films = [replace(it, runtime=r) for it, r in zip(tiny_items(), (bound - 1, bound + 1, None))]
+    alone = DialogueState(bounds=s.bounds)  # the bound alone: a film with no known length fails
+    assert [satisfies(it, alone) for it in films] == [True, False, False]
+
+
+def test_a_bare_number_is_a_year_not_a_running_time(index, film_facets):
+    _, facets = film_facets
+    s = merge(DialogueState(), parse_message("a drama up to 1990", index, None, REFERENCE,
+                                             facets))
+    assert s.bounds == () and s.year_max == 1990 and s.query == ""
+
+
 def test_hidden_gems_and_surprise_me(index):
     assert state_of("some hidden gems", index).lesser_known
     s = state_of("surprise me", index)
