@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from agent.types import Candidate, DialogueState
-from agent.understand.state import chroma_where, constraint
+from agent.understand.state import chroma_where, constraint, genre_fit
 
 RRF_K = 60  # the usual constant; damps the weight of the very first ranks
 POOL = 50  # items taken from each source before fusion
@@ -179,7 +179,9 @@ class HybridRetriever:
             docs = [item_document(it, self.catalog.schema) for it in outside]
             vectors += list(self.embedder.encode(docs))
         words = [g for g in state.genres] + ([state.query] if state.query.strip() else [])
-        if words:
+        # Genre names alone find nothing the filter does not keep, but the films whose text
+        # says little else: obscure ones ("a mind-bending thriller" gave Baton Rouge).
+        if words and (vectors or state.query.strip()):
             vectors.append(self.embedder.encode([" ".join(words)])[0])
         if not vectors:
             return None
@@ -198,9 +200,10 @@ class HybridRetriever:
                         else {i for i, it in self.catalog.items.items()
                               if set(state.excluded_people) & {*it.director, *it.cast}})
         where = chroma_where(state, people_items, unwanted, self.catalog.schema)
-        if vector is None:  # nothing to search by: the best-liked (or most popular) that fit
-            return (self.quality(state, n) if state.well_liked or state.lesser_known
-                    else self.popular(state, n))
+        if vector is None:  # nothing to search by: the best liked, most what is asked, popular
+            if state.well_liked or state.lesser_known:
+                return self.quality(state, n)
+            return self.by_fit(state, n) if state.moods or state.genres else self.popular(state, n)
         res = self.collection.query(query_embeddings=[vector], n_results=n, where=where,
                                     include=["distances", "metadatas"])
         return [(int(m["item_id"]), 1.0 - float(d))
@@ -316,6 +319,12 @@ class HybridRetriever:
         fits = [self.catalog.get(i) for i in self.fitting(state)]
         fits.sort(key=lambda it: (-it.popularity, it.id))
         return [(it.id, float(it.popularity)) for it in fits[:n]]
+
+    def by_fit(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
+        """What fits, the films most of whose genres are asked for first (``genre_fit``)."""
+        fit = {i: genre_fit(self.catalog.get(i), state) for i in self.fitting(state)}
+        order = sorted(fit, key=lambda i: (-round(fit[i], 2), -self.catalog.get(i).popularity, i))
+        return [(i, fit[i]) for i in order[:n]]
 
     def quality(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
         """The best-rated items that fit (``Catalog.quality``), for "surprise me"."""

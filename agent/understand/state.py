@@ -195,6 +195,28 @@ def mood_groups(state: DialogueState) -> list[tuple[tuple[str, ...], tuple[str, 
     return groups
 
 
+def genre_fit(item: Item, state: DialogueState) -> float:
+    """How much of what ``item`` is the request asks for: the share of its genres that
+    are asked for, and the share in each mood's group, averaged (1 for a crime comedy
+    asked as "a crime comedy", or a drama-romance asked to be sad; 0.4 for Star Wars, a
+    war film and a romance among five genres).
+
+    >>> sad = DialogueState(moods=("sad",))
+    >>> genre_fit(Item(1, "A", 1996, ("Drama", "Romance", "War")), sad)
+    1.0
+    >>> genre_fit(Item(2, "B", 1977, ("Action", "Adventure", "Romance", "Sci-Fi", "War")), sad)
+    0.4
+    >>> crime = DialogueState(genres=("Crime",))
+    >>> genre_fit(Item(3, "C", 1973, ("Comedy", "Crime", "Drama")), crime)
+    0.3333333333333333
+    """
+    groups = [set(g) for g, _ in mood_groups(state) if g]
+    groups += [set(state.genres)] if state.genres else []
+    if not groups or not item.genres:
+        return 0.0
+    return sum(len(g & set(item.genres)) / len(item.genres) for g in groups) / len(groups)
+
+
 def genre_field(genre: str) -> str:
     """Metadata key of a genre flag: ``Sci-Fi`` -> ``g_sci_fi``."""
     return "g_" + re.sub(r"[^a-z]+", "_", genre.lower()).strip("_")

@@ -88,6 +88,26 @@ def test_hybrid_retrieval_respects_state(client, catalog):
     assert set(t2.sources) >= {"semantic", "cowatch"}
 
 
+def test_a_genre_alone_is_no_search_and_orders_by_how_much_fits(client, catalog):
+    emb = HashEmbedder()
+    build_index(client, catalog, emb, "tiny", log=lambda m: None)
+    retriever = HybridRetriever(open_collection(client, emb, "tiny"), emb, catalog)
+    sci = DialogueState(genres=("Sci-Fi",))
+    # The genre is a filter; its name as a search would favour the sparsest documents.
+    # The films most of whose genres are asked for come first, then the most watched:
+    # half sci-fi (Blade Runner, Twelve Monkeys, Species), a third (Terminator 2, 2001,
+    # Alien 3), a quarter (Alien, Aliens).
+    assert retriever.query_vector(sci) is None
+    assert [i for i, _ in retriever.semantic(sci, 12)] == [2, 8, 12, 3, 9, 7, 1, 11]
+    assert retriever.query_vector(sci.with_changes(liked=(1,))) is not None
+    assert retriever.query_vector(sci.with_changes(query="space")) is not None
+    # "something sad" (drama, romance or war, no horror): half of Twelve Monkeys and of
+    # Annie Hall is what it asks, a third of 2001, a quarter of Aliens (the most popular).
+    sad = DialogueState(moods=("sad",))
+    assert [i for i, _ in retriever.semantic(sad, 12)] == [8, 10, 9, 11]
+    assert [i for i, _ in retriever.popular(sad, 12)] == [11, 8, 9, 10]
+
+
 def test_missing_index_is_a_clear_error(client):
     from agent.errors import AssetError
 
@@ -110,9 +130,11 @@ def test_a_dislike_pushes_down_items_like_it(client, catalog):
     emb = HashEmbedder()
     build_index(client, catalog, emb, "tiny", log=lambda m: None)
     retriever = HybridRetriever(open_collection(client, emb, "tiny"), emb, catalog)
-    # n=12: every sci-fi film comes back, so both orders hold the same films.
-    plain = [c.item_id for c in retriever.retrieve(DialogueState(genres=("Sci-Fi",)), 12)]
-    after = retriever.retrieve(DialogueState(genres=("Sci-Fi",), disliked=(1,)), 12)
+    # n=12: every sci-fi film comes back, so both orders hold the same films. A search
+    # word gives the semantic source a vector (a genre alone is no search).
+    asked = DialogueState(genres=("Sci-Fi",), query="sci-fi")
+    plain = [c.item_id for c in retriever.retrieve(asked, 12)]
+    after = retriever.retrieve(asked.with_changes(disliked=(1,)), 12)
     ids = [c.item_id for c in after]
     # Disliking Alien: the rest keep their place or fall, and nothing the user did not
     # ask for is added.
