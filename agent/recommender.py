@@ -167,7 +167,8 @@ class Recommender:
         said += loosened.values()
         timings["retrieve"] = time.perf_counter() - t
         if not cands:
-            looking = describe(state, self.catalog.items, self.catalog.schema)
+            looking = describe(state, self.catalog.items, self.catalog.schema,
+                               self._facet_values())
             msg = "\n".join(said + [f"{looking}.", (
                 "Nothing in the catalog fits all of that. Try relaxing a constraint "
                 + ("(another decade, or fewer excluded genres)." if "genre" in self.roles
@@ -194,8 +195,8 @@ class Recommender:
                 recs.append(Recommendation(item, r.score, e, s, r.retrieval_score, r.llm_score,
                                            self.catalog.schema.facts_of(item.value)))
             recs = tuple(recs)
-            return Reply(render_text(recs, state, self.catalog.items, said,
-                                     self.catalog.schema), recs, state,
+            return Reply(render_text(recs, state, self.catalog.items, said, self.catalog.schema,
+                                     self._facet_values()), recs, state,
                          tuple(dict.fromkeys(notices)), dict(timings))
 
         picks = reply([""] * len(top), ["pending"] * len(top))
@@ -351,8 +352,8 @@ class Recommender:
         return texts, sources
 
 
-def render_text(recs, state: DialogueState, items, said=(), schema=None) -> str:
-    lines = list(said) + [describe(state, items, schema) + "."]
+def render_text(recs, state: DialogueState, items, said=(), schema=None, values=None) -> str:
+    lines = list(said) + [describe(state, items, schema, values) + "."]
     for k, r in enumerate(recs, 1):
         lines.append(f"{k}. {r.item.label} — {r.explanation}")
     return "\n".join(lines)

@@ -75,6 +75,8 @@ class FacetIndex:
                    for v in values.get(f.field, ()) if str(v).strip()]
         entries.sort(key=lambda e: -len(e[0]))
         self._patterns = [(_phrase_pattern(v), f, v) for v, f in entries]
+        self.values = {f.field: tuple(values.get(f.field, ())) for f in schema.requestable
+                       if f.kind != "range"}
         self.ranges = tuple(f for f in schema.requestable if f.kind == "range")
 
     @classmethod
@@ -98,23 +100,31 @@ class FacetIndex:
         return FacetRequest(tuple(dict.fromkeys(wanted)), tuple(dict.fromkeys(excluded)),
                             self._bounds(text))
 
-    def with_phrases(self, asked: FacetRequest, text: str, rest: str, phrases: dict
+    def with_phrases(self, asked: FacetRequest, text: str, rest: str, vocab
                      ) -> tuple[FacetRequest, list]:
-        """``asked`` with the bounds the vocabulary's range ``phrases`` set ("nothing too
-        long": the running time at most 120 minutes) on a range the message gave no number
-        for, and the phrases' spans in ``rest`` (``text`` with titles blanked)."""
+        """``asked`` with what the vocabulary's phrases in ``rest`` (``text`` with titles
+        blanked) ask, and their spans: a range's bound where the message gave no number
+        for it ("nothing too long": the running time at most 120 minutes); any value of a
+        category but some ("a foreign film": a language other than English; negated, those
+        values)."""
         from agent.understand.vocabulary import find_phrases
 
         fields = {f.field for f in self.ranges} - {f for f, _, _ in asked.bounds}
-        bounds, spans = {}, []
-        for r in phrases.values():
+        bounds, wanted, spans = {}, [], []
+        for r in vocab.ranges.values():
             for m in find_phrases(rest, r.words) if r.field in fields else ():
                 if not negated(text, m.start()):
                     bounds.setdefault(r.field, (r.field, r.at_least, r.at_most))
                     spans.append(m.span())
-        if bounds:
-            asked = FacetRequest(asked.wanted, asked.excluded,
-                                 asked.bounds + tuple(bounds.values()))
+        for v in vocab.values.values():
+            for m in find_phrases(rest, v.words) if v.field in self.values else ():
+                keep = negated(text, m.start())  # "nothing foreign": those values only
+                wanted += [(v.field, x) for x in self.values[v.field]
+                           if (x in v.other_than) == keep and (v.field, x) not in asked.excluded]
+                spans.append(m.span())
+        if bounds or wanted:
+            asked = FacetRequest(tuple(dict.fromkeys(asked.wanted + tuple(wanted))),
+                                 asked.excluded, asked.bounds + tuple(bounds.values()))
         return asked, spans
 
     def _bounds(self, text: str) -> tuple[tuple[str, float | None, float | None], ...]:

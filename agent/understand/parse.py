@@ -270,7 +270,7 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None, fac
             blank(at.start(), at.end())
     asked = facets.parse("".join(rest)) if facets is not None else None
     if asked is not None:  # "nothing too long": the vocabulary's words for a range
-        asked, spans = facets.with_phrases(asked, text, "".join(rest), vocab.ranges)
+        asked, spans = facets.with_phrases(asked, text, "".join(rest), vocab)
         for a, b in spans:
             blank(a, b)
     moods, excluded = [], []

@@ -276,9 +276,12 @@ def _facet_clauses(state: DialogueState, schema) -> list[dict]:
     return out
 
 
-def describe(state: DialogueState, items: dict[int, Item], schema=None) -> str:
+def describe(state: DialogueState, items: dict[int, Item], schema=None,
+             values: dict | None = None) -> str:
     """The state in plain words: ``Looking for: Sci-Fi, 1990-1999, like Alien; not Horror``;
-    a range by the ``schema``'s name and unit for it ("running time at most 120 min")."""
+    a range by the ``schema``'s name and unit for it ("running time at most 120 min"), and
+    many values of a category by the few of its ``values`` left out ("language other than
+    English")."""
     parts = []
     if state.well_liked:
         parts.append("well-liked films")
@@ -296,7 +299,7 @@ def describe(state: DialogueState, items: dict[int, Item], schema=None) -> str:
         parts.append(f"released {state.year_min} or later")
     elif state.year_max is not None:
         parts.append(f"released {state.year_max} or earlier")
-    parts += _describe_facets(state, schema)
+    parts += _describe_facets(state, schema, values or {})
     like = [items[i].title for i in state.liked if i in items] + list(state.outside)
     if like:
         parts.append("like " + ", ".join(like))
@@ -308,18 +311,26 @@ def describe(state: DialogueState, items: dict[int, Item], schema=None) -> str:
         parts.append("popular picks")
     text = ", ".join(parts) if parts else "anything"
     avoid = list(state.excluded_genres) + [items[i].title for i in state.disliked if i in items]
-    avoid += [f"{f.replace('_', ' ')} {v}" for f, v in state.excluded_facets]
+    asked = {f for f, _ in state.facets}  # "other than English" says it already
+    avoid += [f"{f.replace('_', ' ')} {v}" for f, v in state.excluded_facets if f not in asked]
     if avoid:
         text += "; not " + ", ".join(avoid)
     return "Looking for: " + text
 
 
-def _describe_facets(state: DialogueState, schema=None) -> list[str]:
-    """``colour blue or navy``, ``price at most 50``, ``running time at most 120 min``."""
+def _describe_facets(state: DialogueState, schema=None, values: dict | None = None
+                     ) -> list[str]:
+    """``colour blue or navy``, ``price at most 50``, ``running time at most 120 min``,
+    ``language other than English``."""
     wanted: dict[str, list[str]] = {}
     for field, value in state.facets:
         wanted.setdefault(field, []).append(value)
-    out = [f"{f.replace('_', ' ')} {' or '.join(v)}" for f, v in wanted.items()]
+    out = []
+    for f, v in wanted.items():
+        left = [x for x in (values or {}).get(f, ()) if x not in v]
+        out.append(f"{f.replace('_', ' ')} other than {' or '.join(left)}"
+                   if len(v) >= 4 and 0 < len(left) <= 2
+                   else f"{f.replace('_', ' ')} {' or '.join(v)}")
     facets = {f.field: f for f in schema.facets} if schema is not None else {}
     for field, lo, hi in state.bounds:
         facet = facets.get(field)

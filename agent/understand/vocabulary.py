@@ -40,6 +40,14 @@ class RangeWords:
 
 
 @dataclass(frozen=True)
+class ValueWords:
+    name: str
+    words: tuple[str, ...]
+    field: str  # a category facet: "a foreign film" asks for any language but English
+    other_than: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Vocabulary:
     moods: dict[str, Mood]
     concepts: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # name -> (words, genres)
@@ -50,6 +58,7 @@ class Vocabulary:
     person_cues: tuple[str, ...]
     eras: dict[str, Era]
     ranges: dict[str, RangeWords]
+    values: dict[str, ValueWords]
 
 
 @lru_cache(maxsize=4)
@@ -57,7 +66,7 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
     """Read and check the vocabulary file (an unknown key is an error, not ignored)."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     known = {"_about", "moods", "concepts", "genre_words", "vague", "film_words", "off_topic",
-             "person_cues", "eras", "ranges"}
+             "person_cues", "eras", "ranges", "values"}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
@@ -71,9 +80,11 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
     ranges = {name: RangeWords(name, tuple(r["words"]), r["field"], r.get("at_least"),
                                r.get("at_most"))
               for name, r in raw.get("ranges", {}).items()}
+    values = {name: ValueWords(name, tuple(v["words"]), v["field"], tuple(v["other_than"]))
+              for name, v in raw.get("values", {}).items()}
     return Vocabulary(moods, concepts, {g: tuple(w) for g, w in raw["genre_words"].items()},
                       tuple(raw["vague"]), tuple(raw["film_words"]), tuple(raw["off_topic"]),
-                      tuple(raw["person_cues"]), eras, ranges)
+                      tuple(raw["person_cues"]), eras, ranges, values)
 
 
 def phrase_pattern(words) -> re.Pattern:

@@ -181,9 +181,11 @@ def test_the_movielens_schema_writes_the_documents_and_filters_the_index_had(rea
     """Moving the document and the metadata behind the schema changed nothing for
     MovieLens: the same text is embedded and the same flags filter (so the retrieval and
     every eval number stay as they were). The running time is a filter since "nothing too
-    long" is understood: the one new key (the index was rebuilt once for it)."""
+    long" is understood, and the language ("a French film", "a foreign film") a flag per
+    language: the new keys (the index was rebuilt once for them)."""
     from agent.data.catalog import Catalog
     from agent.domain.movielens.loaders import ML_GENRES
+    from agent.domain.schema import flag_key
     from agent.retrieve.index import item_metadata
 
     catalog = Catalog.load(real_settings.data_dir())
@@ -197,6 +199,8 @@ def test_the_movielens_schema_writes_the_documents_and_filters_the_index_had(rea
                 "bucket": "head" if it.id in catalog.head else "tail",
                 **({"year": it.year} if it.year is not None else {}),
                 **({"runtime": it.runtime} if it.runtime is not None else {}),
+                **{flag_key(catalog.schema.facet("language"), v): it.language == v
+                   for v in catalog.facet_values["language"]},
                 **{"g_" + g.lower().replace("'", "_").replace("-", "_").strip("_"): g in it.genres
                    for g in ML_GENRES}}
         assert item_metadata(it, it.id in catalog.head, catalog.schema,

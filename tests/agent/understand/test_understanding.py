@@ -175,6 +175,33 @@ def test_the_running_time_is_bounded_by_words_and_numbers(index, people, film_fa
     assert [satisfies(it, alone) for it in films] == [True, False, False]
 
 
+LANGUAGES = {"language": ("English", "French", "German", "Italian", "Japanese")}
+OTHERS = ("French", "German", "Italian", "Japanese")
+
+
+@pytest.mark.parametrize("text, wanted, genres", [
+    ("a French film", ("French",), ()),
+    ("a foreign comedy", OTHERS, ("Comedy",)),
+    ("something not in English", OTHERS, ()),
+    ("no foreign films, a thriller", ("English",), ("Thriller",)),
+])
+def test_a_language_is_asked_by_name_or_as_foreign(index, text, wanted, genres):
+    from agent.domain.movielens import SCHEMA
+    from agent.domain.schema import CatalogSchema
+    from agent.understand.facets import FacetIndex
+
+    schema = CatalogSchema.load(SCHEMA)
+    facets = FacetIndex(schema, LANGUAGES)
+    s = merge(DialogueState(), parse_message(text, index, None, REFERENCE, facets))
+    assert s.facets == tuple(("language", x) for x in wanted) and s.genres == genres, s
+    assert "foreign" not in s.query
+    said = describe(s, {}, schema, LANGUAGES)
+    assert ("language other than English" in said) == (wanted == OTHERS), said
+    assert "not language English" not in said  # said once
+    # Asked for, never compared: the content source reads genres and people as before.
+    assert schema.weights["language"] == 0 and schema.kind_facet.field == "genres"
+
+
 def test_a_bare_number_is_a_year_not_a_running_time(index, film_facets):
     _, facets = film_facets
     s = merge(DialogueState(), parse_message("a drama up to 1990", index, None, REFERENCE,
