@@ -15,16 +15,18 @@ from typing import Sequence
 
 import numpy as np
 
-from agent.rank.fusion import (MODEL_FEATURES, SOURCES, Example, FusionConfig, feature_names,
-                               train_fusion)
+from agent.rank.fusion import (MODEL_FEATURES, RECENT_FEATURES, SOURCES, Example, FusionConfig,
+                               feature_names, train_fusion)
 
 ABLATED_SOURCES = ("sequential", "transition", "cowatch", "semantic", "content", "popular")
 ABLATED_FEATURES = ("rrf", "log_popularity", "history_len", "year", "ease",
-                    "popularity_vs_history")
-# Features dropped together: EASE's recent scores with its whole-history one, and the
-# history's popularity with the candidate's popularity against it.
+                    "popularity_vs_history", "recent_30d")
+# Features dropped together: EASE's recent scores with its whole-history one, the
+# history's popularity with the candidate's popularity against it, and the three windows
+# of recent popularity.
 FEATURE_GROUPS = {"ease": ("ease", "ease_last1", "ease_last5", "ease_last20"),
-                  "popularity_vs_history": ("popularity_vs_history", "history_popularity")}
+                  "popularity_vs_history": ("popularity_vs_history", "history_popularity"),
+                  "recent_30d": RECENT_FEATURES}
 
 
 def drop_source(e: Example, source: str, features: Sequence[str] | None = None) -> Example:

@@ -78,8 +78,10 @@ def floored(ranked: list[int], example: Example, catalog, k: int = 10) -> list[i
 
 
 def make_example(retriever, case: Case, catalog) -> tuple[Example, dict]:
-    """The candidates the agent would propose for ``case``'s user, as a fusion example."""
-    return known_user_example(retriever, case.history, case.target, catalog, POOL)
+    """The candidates the agent would propose for ``case``'s user, as a fusion example
+    (its recent popularity counted at the user's last training title)."""
+    return known_user_example(retriever, case.history, case.target, catalog, POOL,
+                              when=catalog.last_time(case.user))
 
 
 def source_recall(examples: list[Example], lists: list[dict], k: int = POOL) -> dict[str, float]:

@@ -22,13 +22,17 @@ class Catalog:
 
     def __init__(self, items: list[Item], meta: dict, user: np.ndarray, item: np.ndarray,
                  timestamp: np.ndarray, head: set[int], rating: np.ndarray | None = None,
-                 schema=None):
+                 schema=None, times: np.ndarray | None = None):
         self.items = {it.id: it for it in items}
         self._schema = schema  # agent.domain.schema.CatalogSchema; None: MovieLens
         self.hidden: set[int] = set()  # items taken off sale (agent.data.live): never picked
         self.values_version = 0  # bumped when an item brings a facet value new to the catalog
         self.meta = meta
         self.user, self.item, self.timestamp = user, item, timestamp
+        # When each interaction happened (Unix seconds). ``timestamp`` orders them; in a
+        # catalog rebuilt from histories it holds positions (``catalog_from_histories``),
+        # and these the real times the recent-popularity columns count by.
+        self.times = timestamp if times is None else times
         self.head = head
         self.rating = rating
         self._neighbours: dict[int, set[int]] = {}
@@ -176,6 +180,25 @@ class Catalog:
         shrunk = (total + QUALITY_PRIOR * mean) / (n + QUALITY_PRIOR)
         return {i: float(shrunk[i]) for i in self.items}
 
+    @cached_property
+    def recent(self):
+        """What was popular when (``agent.data.stats.RecentCounts`` over ``times``)."""
+        from agent.data.stats import RecentCounts
+
+        return RecentCounts(self.item, self.times)
+
+    @cached_property
+    def _last_times(self) -> dict[int, int]:
+        last: dict[int, int] = {}
+        for u, t in zip(self.user.tolist(), np.asarray(self.times).tolist()):
+            last[u] = max(t, last.get(u, t))
+        return last
+
+    def last_time(self, user: int) -> int | None:
+        """When ``user`` last interacted (None: never): the moment a known user's
+        recent-popularity columns are counted at, so they never see the future."""
+        return self._last_times.get(user)
+
     def is_tail(self, item_id: int) -> bool:
         return item_id not in self.head
 
@@ -183,7 +206,8 @@ class Catalog:
 def catalog_from_histories(catalog: Catalog, histories: dict[int, list[int]], label: str) -> Catalog:
     """``catalog``'s items with popularity, head/tail and co-watch rebuilt from
     ``histories`` alone (a held-out item must not raise its own popularity or
-    co-watch counts). Timestamps become positions within each history."""
+    co-watch counts). Timestamps become positions within each history; ``times`` keep
+    each (user, item)'s first time in ``catalog`` (positions too if one is missing)."""
     from dataclasses import replace
 
     from agent.data.stats import head_tail_split, popularity_counts
@@ -196,4 +220,20 @@ def catalog_from_histories(catalog: Catalog, histories: dict[int, list[int]], la
     head, _ = head_tail_split(counts)
     items = [replace(it, popularity=counts[it.id]) for it in catalog.items.values()]
     return Catalog(items, dict(catalog.meta, split=label), user_arr, item_arr, ts_arr, head,
-                   schema=catalog.schema)
+                   schema=catalog.schema, times=_first_times(catalog, user_arr, item_arr))
+
+
+def _first_times(catalog: Catalog, user: np.ndarray, item: np.ndarray) -> np.ndarray | None:
+    """When each (user, item) pair first happened in ``catalog``; None if one did not."""
+    src_u, src_i = catalog.user.astype(np.int64), catalog.item.astype(np.int64)
+    src_t = np.asarray(catalog.times, dtype=np.int64)
+    width = int(max(src_i.max(initial=0), np.max(item, initial=0))) + 1
+    order = np.lexsort((src_t, src_i, src_u))
+    key = src_u[order] * width + src_i[order]
+    first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, bool)
+    keys, when = key[first], src_t[order][first]
+    wanted = user.astype(np.int64) * width + item.astype(np.int64)
+    pos = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    if not len(keys) or not np.array_equal(keys[pos], wanted):
+        return None
+    return when[pos]

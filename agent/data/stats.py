@@ -100,3 +100,49 @@ def group_by_user(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> 
     for u, i in zip(user[order].tolist(), item[order].tolist()):
         out[u].append(i)
     return dict(out)
+
+
+DAY = 86_400  # seconds: interaction times are Unix seconds
+
+
+class RecentCounts:
+    """How often each item was interacted with in a window of time, against everything
+    in that window: what was watched (bought) recently, as of any moment ``when``.
+
+    Counts only what happened before ``when``, so a case's columns never see its own
+    future (nor anyone's after it).
+
+    >>> rc = RecentCounts(np.array([1, 1, 2, 1]), np.array([0, 5, 6, 40]) * DAY)
+    >>> rc.shares([1, 2, 3], when=7 * DAY, days=(7, 30)).round(2).tolist()
+    [[0.67, 0.67], [0.33, 0.33], [0.0, 0.0]]
+    >>> rc.shares([1], when=DAY, days=(7,)).tolist()  # nothing in the window but item 1
+    [[1.0]]
+    >>> rc.shares([1], when=0, days=(7,)).tolist()  # nothing before: unknown
+    [[nan]]
+    """
+
+    def __init__(self, item: np.ndarray, times: np.ndarray):
+        t = np.asarray(times, dtype=np.int64)
+        self.t0 = int(t.min()) if len(t) else 0
+        self.span = int(t.max()) - self.t0 + 1 if len(t) else 1
+        self.keys = np.sort(np.asarray(item, dtype=np.int64) * self.span + (t - self.t0))
+        self.times = np.sort(t)
+        self.end = int(t.max()) + 1 if len(t) else 0  # just after the last interaction
+
+    def shares(self, ids, when: int | None = None, days=(7, 30, 180)) -> np.ndarray:
+        """``[len(ids), len(days)]``: each item's share of the interactions in the ``d``
+        days before ``when`` (default: just after the last one); NaN for a window
+        with none."""
+        when = self.end if when is None else int(when)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        out = np.full((len(ids), len(days)), np.nan)
+        hi = min(max(when - self.t0, 0), self.span)
+        for k, d in enumerate(days):
+            lo = min(max(when - d * DAY - self.t0, 0), self.span)
+            total = (np.searchsorted(self.times, when) -
+                     np.searchsorted(self.times, when - d * DAY))
+            if total:
+                n = (np.searchsorted(self.keys, ids * self.span + hi) -
+                     np.searchsorted(self.keys, ids * self.span + lo))
+                out[:, k] = n / total
+        return out

@@ -34,8 +34,12 @@ from agent.errors import ConfigError
 # is a source the model may learn to count against an item.
 SOURCES = ("sequential", "cowatch", "semantic", "content", "popular", "quality", "avoid",
            "transition")
+# The candidate's share of what everyone watched in the 7, 30 and 180 days before the
+# user's last title (a chat: before the catalog's last interaction), ``Catalog.recent``.
+RECENT_DAYS = (7, 30, 180)
+RECENT_FEATURES = tuple(f"recent_{d}d" for d in RECENT_DAYS)
 ITEM_FEATURES = ("rrf", "n_sources", "log_popularity", "tail", "quality_prior", "year",
-                 "history_len")
+                 "history_len") + RECENT_FEATURES
 # What models that score the whole catalog say of each candidate, proposed or not, and
 # how its popularity compares with the history's (``HybridRetriever.model_scores``);
 # missing when the model is absent. All read the whole history: the twin for short
@@ -77,13 +81,14 @@ class FusionConfig:
 def candidate_rows(lists: dict[str, list[tuple[int, float]]], catalog, history_len: int,
                    rrf: dict[int, float] | None = None, llm: dict[int, float] | None = None,
                    models: Callable[[list[int]], dict[str, np.ndarray]] | None = None,
-                   ) -> tuple[list[int], np.ndarray]:
+                   when: int | None = None) -> tuple[list[int], np.ndarray]:
     """The union of ``lists`` (``avoid`` alone proposes nothing) and its feature rows.
 
     A source that did not propose an item gives it NaN for both its rank and its score:
     LightGBM learns where missing values go, so "not proposed" is its own branch.
     ``models(ids)``: the ``MODEL_FEATURES`` columns of those ids, by name (a name left
-    out stays NaN; ``HybridRetriever.model_scores``).
+    out stays NaN; ``HybridRetriever.model_scores``). ``when``: the moment the recent
+    popularity is counted at (None: after the catalog's last interaction).
     """
     ids: list[int] = []
     for source, ranked in lists.items():
@@ -100,15 +105,19 @@ def candidate_rows(lists: dict[str, list[tuple[int, float]]], catalog, history_l
                 X[row, 2 * s], X[row, 2 * s + 1] = rank, score
     base = 2 * len(SOURCES)
     quality = catalog.quality
+    plain = len(ITEM_FEATURES) - len(RECENT_FEATURES)
     for row, item in enumerate(ids):
         it = catalog.get(item)
-        X[row, base:base + len(ITEM_FEATURES)] = (
+        X[row, base:base + plain] = (
             (rrf or {}).get(item, np.nan),
             sum(1 for s in lists if s != "avoid" and not math.isnan(X[row, 2 * SOURCES.index(s)])),
             math.log1p(it.popularity), float(catalog.is_tail(item)), quality.get(item, np.nan),
             it.year if it.year else np.nan, history_len)
         if use_llm:
             X[row, -1] = llm.get(item, np.nan)
+    if ids:
+        X[:, base + plain:base + len(ITEM_FEATURES)] = catalog.recent.shares(ids, when,
+                                                                             RECENT_DAYS)
     if models is not None and ids:
         first = base + len(ITEM_FEATURES)
         for name, values in models(ids).items():
@@ -153,19 +162,21 @@ class Example:
 
 
 def known_user_example(retriever, history: Sequence[int], target: int, catalog,
-                       pool: int = 50) -> tuple[Example, dict]:
+                       pool: int = 50, when: int | None = None) -> tuple[Example, dict]:
     """The candidates the agent proposes for a user known by ``history`` (time order),
     as a fusion example whose answer is ``target``; also the source lists.
 
     Leak-free only if ``retriever`` and ``catalog`` were fitted on interactions from
-    before ``target`` (see ``shadow_examples``)."""
+    before ``target`` (see ``shadow_examples``) and ``when`` (the recent popularity's
+    moment) is no later than the history's last title."""
     from agent.understand.state import known_user_state
 
     state = known_user_state(history)
     lists = retriever.lists(state, pool, history=history)
     rrf = {c.item_id: c.score for c in retriever.rrf(state, lists, 10 * pool)}
     ids, X = candidate_rows(lists, catalog, len(history), rrf,
-                            models=lambda ids: retriever.model_scores(state, ids, history))
+                            models=lambda ids: retriever.model_scores(state, ids, history),
+                            when=when)
     return Example(ids, X, target), lists
 
 

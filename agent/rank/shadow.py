@@ -123,6 +123,8 @@ def shadow_examples(retriever, sequences: dict[int, Sequence[int]], base_catalog
     sequences)``: the sequence model fitted on the truncated histories (None: none).
     ``users``: only these users' held-out positions become examples (None: everyone's);
     the shadow sources are still fitted on every user's truncated history.
+    The recent popularity of a user's cases is counted at the end of the truncated
+    history, as a test case's is at the end of the training one (``make_example``).
     Returns the examples, each one's source lists, and whether its target is the
     user's last item."""
     from tqdm import tqdm
@@ -141,7 +143,8 @@ def shadow_examples(retriever, sequences: dict[int, Sequence[int]], base_catalog
     examples, lists, last = [], [], []
     for user, history, target in tqdm(cases, desc="fusion: training candidates", unit="case",
                                 disable=not progress, leave=False):
-        ex, lst = known_user_example(shadow, history, target, before, pool)
+        ex, lst = known_user_example(shadow, history, target, before, pool,
+                                     when=before.last_time(user))
         ex.user = user
         examples.append(ex)
         lists.append(lst)

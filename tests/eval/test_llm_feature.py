@@ -1,6 +1,7 @@
 """``llm-feature``: the fusion with and without the LLM's score as a column, learned from
 the same cases; the column is scored out of fold on the shadow catalog."""
 
+import functools
 import re
 import zlib
 
@@ -81,9 +82,14 @@ def test_a_column_that_knows_the_next_item_is_learned_and_lifts_the_fusion(
 
 
 def test_a_column_of_noise_gains_nothing(client, monkeypatch):  # noqa: F811
-    metrics, report, *_ = systems(client, noise, monkeypatch)
-    assert metrics["llm-feature"] <= metrics["llm-feature-off"] + 0.05
-    assert report["importance_llm"] < 0.2
+    # On 80 users a noise column's share of the gain is itself noisy (0.05-0.27 over
+    # draws of the noise): the median of five draws is the column's typical weight.
+    shares = []
+    for salt in range(5):
+        metrics, report, *_ = systems(client, functools.partial(noise, salt=salt), monkeypatch)
+        assert metrics["llm-feature"] <= metrics["llm-feature-off"] + 0.05
+        shares.append(report["importance_llm"])
+    assert float(np.median(shares)) < 0.2
 
 
 def test_cases_are_sampled_by_whole_users():

@@ -307,3 +307,69 @@ def test_the_tail_choice_curve_applies_the_floor(catalog):
     rr = TailDiversityReranker(catalog)
     assert reranked(scored, rr, 0.0) == ids[:10]
     assert set(reranked(scored, rr, 0.0, ex)) == set(tails) | {5, 3}
+
+
+def dated(catalog: Catalog) -> Catalog:
+    """``catalog`` with each user's k-th item on day ``user + 3k``: histories overlap in
+    time, so a case's moment splits other users' interactions into before and after."""
+    from agent.data.stats import DAY
+
+    pos = {}
+    times = []
+    for u in catalog.user.tolist():
+        times.append((u + 3 * pos.get(u, 0)) * DAY)
+        pos[u] = pos.get(u, 0) + 1
+    return Catalog(list(catalog.items.values()), {}, catalog.user, catalog.item,
+                   np.array(times, dtype=np.int64), catalog.head)
+
+
+def brute_recent(catalog: Catalog, ids, when: int, days: int) -> list[float]:
+    """Each id's share of ``catalog``'s interactions in the ``days`` days before ``when``."""
+    from agent.data.stats import DAY
+
+    t = np.asarray(catalog.times)
+    inside = (t < when) & (t >= when - days * DAY)
+    return [float(np.sum(inside & (catalog.item == i)) / inside.sum()) for i in ids]
+
+
+def test_recent_popularity_is_counted_at_each_users_last_title_and_never_after(client):  # noqa: F811
+    from agent.rank.fusion import RECENT_DAYS
+    from agent.rank.shadow import shadow_examples
+
+    split = make_split(dated(cycle_catalog()), n_negatives=3)
+    cat = split.train_catalog
+    assert cat.times is not cat.timestamp and cat.timestamp.max() < 10  # positions
+    retriever = retriever_for(client, cat)
+    sequences = {c.user: [*c.history, c.target] for c in split.valid}
+    seen = {}
+
+    def sequential_for(before, truncated, seqs):
+        seen["before"] = before
+        return None
+
+    examples, _, _ = shadow_examples(retriever, sequences, cat, sequential_for, **QUIET)
+    before = seen["before"]
+    F = feature_names()
+    for ex in examples[::7]:
+        when = before.last_time(ex.user)  # the truncated history's last title
+        assert when == max(t for u, t in zip(before.user, before.times) if u == ex.user)
+        for k, d in enumerate(RECENT_DAYS):
+            got = ex.X[:, F.index(f"recent_{d}d")]
+            assert np.allclose(got, brute_recent(before, ex.ids, when, d))
+    # A test case's columns are counted at the user's last training title.
+    case = split.test[0]
+    ex, _ = TwoStage(cat, retriever, None).example(case)
+    when = cat.last_time(case.user)
+    assert np.allclose(ex.X[:, F.index("recent_30d")], brute_recent(cat, ex.ids, when, 30))
+
+
+def test_a_catalog_rebuilt_from_histories_keeps_when_each_title_was_watched():
+    from agent.data.catalog import catalog_from_histories
+
+    base = dated(cycle_catalog(users=4))
+    rebuilt = catalog_from_histories(base, {2: [4, 5, 6], 3: [5, 6]}, "part")
+    assert rebuilt.timestamp.tolist() == [0, 1, 2, 0, 1]
+    assert (rebuilt.times // 86_400).tolist() == [5, 8, 11, 6, 9]  # day u + 3k
+    assert rebuilt.last_time(3) == 9 * 86_400 and rebuilt.last_time(9) is None
+    # A title the base catalog never saw the user watch: no times to keep.
+    assert catalog_from_histories(base, {2: [1]}, "x").times.tolist() == [0]
