@@ -274,9 +274,9 @@ def _foreign(rng, src, t, lang) -> StateExample | None:
 
 def _mood_word(rng, vocab, adjective: bool):
     """``(mood name, one of its words)``; ``adjective``: a word that fits "a ___ comedy"."""
-    from agent.understand.parse import GENRE_WORDS
+    from agent.understand.parse import genre_words as english
 
-    genre_words = {w for ws in GENRE_WORDS.values() for w in ws}
+    genre_words = {w for ws in english().values() for w in ws}
     name = rng.choice(list(vocab.moods))
     words = [w for w in vocab.moods[name].words if w not in genre_words and w != "lol"]
     if adjective:

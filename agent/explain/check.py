@@ -9,7 +9,7 @@ from agent.domain.movielens.facts import title_key
 from agent.domain.movielens.loaders import ML_GENRES
 from agent.explain.facts import MAX_WORDS, Facts
 from agent.types import DialogueState, Item
-from agent.understand.parse import GENRE_WORDS
+from agent.understand.parse import genre_words
 
 
 _CAPITAL_RUN = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:of|the|and|de|von|van|la|le)?\s*[A-Z][\w'’.-]*)+")
@@ -133,7 +133,7 @@ def _fact_problems(text, blank, f: Facts, liked, state, known_people) -> list[st
         if (is_decade and y not in decades) or (not is_decade and y not in years):
             problems.append(f"states a year that does not fit: {m.group(0)}")
     lowered = blank.lower()
-    for genre, words in GENRE_WORDS.items():
+    for genre, words in genre_words().items():
         if genre not in f.item.genres and any(
                 re.search(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", lowered)
                 for w in words if w in _GENRE_NAMES):

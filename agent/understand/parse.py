@@ -10,38 +10,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agent.domain.movielens.facts import title_key
 from agent.understand.linking import Mention, TitleIndex
 
 MAX_MESSAGE_CHARS = 2000
 
-GENRE_WORDS = {
-    "Action": ["action", "explosive", "shoot-em-up", "superhero", "superheroes", "kung fu",
-               "martial arts", "car chase", "car chases"],
-    "Adventure": ["adventure", "adventures", "adventurous", "quest"],
-    "Animation": ["animation", "animated", "cartoon", "cartoons", "anime", "pixar"],
-    "Children's": ["children's", "childrens", "kids", "kid", "family", "children"],
-    "Comedy": ["comedy", "comedies", "funny", "hilarious", "laugh", "rom-com", "romcom"],
-    "Crime": ["crime", "gangster", "heist", "mafia", "mob", "cop", "cops", "police"],
-    "Documentary": ["documentary", "documentaries", "docs"],
-    "Drama": ["drama", "dramas", "dramatic", "biopic", "biopics", "biographical"],
-    "Fantasy": ["fantasy", "magic", "magical", "fairy tale"],
-    "Film-Noir": ["film-noir", "film noir", "noir"],
-    # "scary" and "creepy" are the vocabulary's scary mood (horror or thriller): "scary but
-    # not gory" is a thriller, not nothing.
-    "Horror": ["horror", "gory", "gore", "slasher", "zombie", "zombies", "vampire", "vampires",
-               "werewolf", "werewolves", "haunted", "ghost story", "monster movie"],
-    "Musical": ["musical", "musicals"],
-    "Mystery": ["mystery", "mysteries", "whodunit", "detective"],
-    "Romance": ["romance", "romantic", "love story", "rom-com", "romcom"],
-    "Sci-Fi": ["sci-fi", "scifi", "sci fi", "science fiction", "science-fiction", "space",
-               "alien", "aliens", "extraterrestrial", "robot", "robots", "time travel"],
-    "Thriller": ["thriller", "thrillers", "suspense", "suspenseful", "tense", "spy", "spies",
-                 "espionage"],
-    "War": ["war"],
-    "Western": ["western", "westerns", "cowboy", "cowboys"],
-}
+def genre_words() -> dict[str, tuple[str, ...]]:
+    """Each genre's English words ("gory": Horror), from the vocabulary file."""
+    from agent.understand.vocabulary import load_vocabulary
+
+    return load_vocabulary().genre_words
 
 NEGATIONS = re.compile(
     r"\b(no|not|nothing|without|avoid|except|never|less|hate|hated|dislike|disliked|"
@@ -151,9 +131,10 @@ def negated(text: str, pos: int) -> bool:
 def _genres(text: str) -> tuple[list[str], list[str]]:
     from agent.understand.vocabulary import load_vocabulary
 
-    other_languages = load_vocabulary().genre_words
+    vocabulary = load_vocabulary()
+    other_languages = vocabulary.translated_genre_words
     wanted, excluded = [], []
-    for genre, words in GENRE_WORDS.items():
+    for genre, words in vocabulary.genre_words.items():
         for w in (*words, *other_languages.get(genre, ())):
             for m in re.finditer(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", text, re.I):
                 (excluded if negated(text, m.start()) else wanted).append(genre)
@@ -213,16 +194,18 @@ def _years(text: str) -> tuple[int | None, int | None]:
     if lo is None and hi is None:
         # "in 1994", or a year used as an adjective: "a 1994 comedy", "1994 films".
         m = re.search(r"\bin\s+(19\d\d|20\d\d)\b", t) or re.search(
-            r"\b(19\d\d|20[0-2]\d)\s+(?:" + "|".join(YEAR_NOUNS) + r")\b", t)
+            r"\b(19\d\d|20[0-2]\d)\s+(?:" + "|".join(_year_nouns()) + r")\b", t)
         if m:
             lo = hi = int(m[1])
     return lo, hi
 
 
-# Nouns a bare year can qualify ("a 1994 comedy"): genre words and film words.
-YEAR_NOUNS = sorted({re.escape(w) for ws in GENRE_WORDS.values() for w in ws}
-                    | {"movie", "movies", "film", "films", "flick", "release", "releases"},
-                    key=len, reverse=True)
+@lru_cache(maxsize=1)
+def _year_nouns() -> list[str]:
+    """Nouns a bare year can qualify ("a 1994 comedy"): genre words and film words."""
+    return sorted({re.escape(w) for ws in genre_words().values() for w in ws}
+                  | {"movie", "movies", "film", "films", "flick", "release", "releases"},
+                  key=len, reverse=True)
 NOTHING = re.compile(r"\b(nothing|no films?|no movies?|not anything)\b(?:\s+\w+){0,2}\s*$")
 
 
@@ -336,8 +319,8 @@ def _looks_like_title(span: str) -> bool:
     vocab = load_vocabulary()
     words = re.findall(r"[\w'’-]+", span.lower())
     mood_words = {w for m in vocab.moods.values() for phrase in m.words for w in phrase.split()}
-    genre_words = {w for ws in GENRE_WORDS.values() for phrase in ws for w in phrase.split()}
-    content = [w for w in words if w not in FILLER and w not in genre_words
+    genre_terms = {w for ws in genre_words().values() for phrase in ws for w in phrase.split()}
+    content = [w for w in words if w not in FILLER and w not in genre_terms
                and w not in mood_words]
     if not content:
         return False
@@ -378,11 +361,11 @@ def content_words(text: str) -> str:
     >>> content_words("I want something mind-bending and twisty from the 90s, no horror")
     'mind-bending twisty'
     """
-    genre_words = {w for words in GENRE_WORDS.values() for w in words}
+    genre_phrases = {w for words in genre_words().values() for w in words}
     out = []
     for tok in re.findall(r"[\w'’-]+", text.lower()):
         tok = tok.strip("'’-")
-        if not tok or tok in FILLER or tok in genre_words or tok in DECADE_WORDS:
+        if not tok or tok in FILLER or tok in genre_phrases or tok in DECADE_WORDS:
             continue
         if re.fullmatch(r"\d+s?|'?\d0s", tok):
             continue

@@ -41,9 +41,9 @@ def _in_name(tokens, i: int) -> bool:
 def _common(word: str) -> bool:
     """An everyday, genre or vocabulary word ("a feel good film" names no Meagan Good,
     "black and white films" no Welker White)."""
-    from agent.understand.parse import FILLER, GENRE_WORDS
+    from agent.understand.parse import FILLER, genre_words
 
-    return word in FILLER or any(word in ws for ws in GENRE_WORDS.values()) \
+    return word in FILLER or any(word in ws for ws in genre_words().values()) \
         or word in _vocabulary_words()
 
 

@@ -1,5 +1,6 @@
 """The request vocabulary (``agent/domain/movielens/vocabulary.json``): moods, concepts,
-other languages' genre words, vague and off-topic cues. Loaded once, on first use, never at
+genre words (English and translated), eras, range and value phrases, vague and off-topic
+cues. Loaded once, on first use, never at
 import."""
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class ValueWords:
 class Vocabulary:
     moods: dict[str, Mood]
     concepts: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]  # name -> (words, genres)
-    genre_words: dict[str, tuple[str, ...]]
+    genre_words: dict[str, tuple[str, ...]]  # genre -> its English words ("gory": Horror)
+    translated_genre_words: dict[str, tuple[str, ...]]  # other languages' ("comédie")
     vague: tuple[str, ...]
     film_words: tuple[str, ...]
     off_topic: tuple[str, ...]
@@ -65,8 +67,8 @@ class Vocabulary:
 def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
     """Read and check the vocabulary file (an unknown key is an error, not ignored)."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    known = {"_about", "moods", "concepts", "genre_words", "vague", "film_words", "off_topic",
-             "person_cues", "eras", "ranges", "values"}
+    known = {"_about", "moods", "concepts", "genre_words", "genre_words_translated", "vague",
+             "film_words", "off_topic", "person_cues", "eras", "ranges", "values"}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
@@ -83,6 +85,7 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
     values = {name: ValueWords(name, tuple(v["words"]), v["field"], tuple(v["other_than"]))
               for name, v in raw.get("values", {}).items()}
     return Vocabulary(moods, concepts, {g: tuple(w) for g, w in raw["genre_words"].items()},
+                      {g: tuple(w) for g, w in raw.get("genre_words_translated", {}).items()},
                       tuple(raw["vague"]), tuple(raw["film_words"]), tuple(raw["off_topic"]),
                       tuple(raw["person_cues"]), eras, ranges, values)
 
