@@ -126,7 +126,9 @@ def build_recommender(settings: Settings, backend=None, log=print):
         # configured backend fills the form zero-shot.
         model = state_backend(settings, settings.state_adapter) if settings.state_adapter \
             else backend
-        extractor = StateExtractor(model, title_index, settings.state_llm, people, reference)
+        genre = [f.field for f in catalog.schema.facets if f.role == "genre"]
+        extractor = StateExtractor(model, title_index, settings.state_llm, people, reference,
+                                   catalog.facet_values.get(genre[0], ()) if genre else ())
     guesser = None
     if settings.title_llm == "on" and films:
         from agent.domain.movielens.reference import ReferenceFilms

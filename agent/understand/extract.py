@@ -42,7 +42,15 @@ STATE_TASK = "state"  # the ``task`` in a state adapter's tailor.json
 def state_schema(genres=ML_GENRES, moods=None) -> dict:
     """The JSON schema the model's answer must follow (every field optional, in order).
 
-    ``moods``: the vocabulary's mood names (None: ``agent/domain/movielens/vocabulary.json``)."""
+    ``genres``: the catalog's genre values (a catalog without a genre facet has no genre
+    fields); ``moods``: the vocabulary's mood names (None:
+    ``agent/domain/movielens/vocabulary.json``).
+
+    >>> list(state_schema(("Shoes", "Bags"), moods=())["properties"])[:4]
+    ['liked_titles', 'disliked_titles', 'people', 'genres']
+    >>> "genres" in state_schema((), moods=())["properties"]
+    False
+    """
     if moods is None:
         from agent.understand.vocabulary import load_vocabulary
 
@@ -60,7 +68,8 @@ def state_schema(genres=ML_GENRES, moods=None) -> dict:
              "people": strings(2, 40), "genres": choices(genres, 3),
              "excluded_genres": choices(genres, 5), "moods": choices(moods, 2),
              "year_min": year, "year_max": year}
-    return {"type": "object", "properties": {k: props[k] for k in FIELDS},
+    empty = {k for k, v in props.items() if v.get("items", {}).get("enum") == []}
+    return {"type": "object", "properties": {k: props[k] for k in FIELDS if k not in empty},
             "additionalProperties": False}
 
 
@@ -282,14 +291,18 @@ class StateExtractor:
         people: an ``agent.understand.people.PeopleIndex`` to resolve the people it names.
         reference: an ``agent.domain.movielens.reference.ReferenceFilms`` for titles outside
             the catalog.
+        genres: the catalog's genre values, the only ones the form may name (MovieLens's
+            by default; ``()`` for a catalog without a genre facet).
     """
 
-    def __init__(self, backend, title_index, mode: str = "auto", people=None, reference=None):
+    def __init__(self, backend, title_index, mode: str = "auto", people=None, reference=None,
+                 genres=ML_GENRES):
         if mode not in MODES:
             raise ValueError(f"state extraction mode must be one of {MODES}, not {mode!r}")
         self.backend, self.title_index, self.mode = backend, title_index, mode
         self.people, self.reference = people, reference
-        self.schema = state_schema()
+        self.genres = tuple(genres)
+        self.schema = state_schema(self.genres)
 
     def wanted(self, parsed: ParsedMessage) -> bool:
         return self.mode == "always" or (self.mode == "auto" and bool(parsed.query))
@@ -304,8 +317,8 @@ class StateExtractor:
         except BackendError as e:  # backend boundary: the rules' parse stands; a bug raises
             log.warning("state extraction failed, using the rules alone: %s", e)
             return parsed
-        return combine(parsed, parse_extraction(raw, text, self.title_index, people=self.people,
-                                                reference=self.reference))
+        return combine(parsed, parse_extraction(raw, text, self.title_index, self.genres,
+                                                self.people, self.reference))
 
 
 def state_backend(settings, name: str):

@@ -78,6 +78,19 @@ def test_auto_asks_the_model_only_when_the_rules_leave_words_unexplained():
         StateExtractor(backend, index, "sometimes")
 
 
+def test_the_form_names_only_the_catalogs_own_genres():
+    # A shop's categories are its genres; a film genre the model names is dropped, and
+    # the schema the model must follow offers the shop's values alone.
+    backend = FakeBackend(replies=[form(genres=["Horror", "Shoes"])])
+    extractor = StateExtractor(backend, TitleIndex(tiny_items()), "always",
+                               genres=("Shoes", "Bags"))
+    assert extractor.schema["properties"]["genres"]["items"]["enum"] == ["Shoes", "Bags"]
+    asked = ParsedMessage(query="rain")  # a word the rules could not place
+    assert extractor.refine("something for the rain", asked).genres == ("Shoes",)
+    bare = StateExtractor(backend, TitleIndex(tiny_items()), "always", genres=())
+    assert "genres" not in bare.schema["properties"]
+
+
 class Broken(FakeBackend):
     def generate_json(self, *a):
         raise BackendError("server gone")
