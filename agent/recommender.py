@@ -258,6 +258,7 @@ class Recommender:
                 # least-watched first, which is obscure, not a gem.
                 tail = min(tail, LESSER_KNOWN_BOOST)
             ranked = self.reranker.rerank(ranked, tail_boost=tail, diversity=diversity)
+            ranked = self.reranker.like_named(ranked, state)
         ranked = self.distinct(ranked, state, taken)
         if self.reranker is not None and state.tail_boost is None and not state.lesser_known:
             # The default only: a user who moved the slider or asked for hidden gems

@@ -104,6 +104,33 @@ def tail_floor(ranked: Sequence, need: int, k: int, is_tail) -> list:
             + [r for r in rest if id(r) not in gone])
 
 
+NAMED_WINDOW = 10  # how far down the ranked list a pick like the named titles is looked for
+
+
+def shared_first(ranked: Sequence, shares, window: int = NAMED_WINDOW) -> list:
+    """``ranked`` with the entries of its first ``window`` for which ``shares(entry)``
+    moved ahead of the others there, each group in its order; the rest stay below.
+    Scores are capped so they stay best first (a moved-down entry scores no more than
+    the one above it).
+
+    >>> shared_first([1, 2, 3, 4], lambda i: i % 2 == 0, window=3)
+    [2, 1, 3, 4]
+    >>> shared_first([1, 3], lambda i: False)
+    [1, 3]
+    """
+    top, rest = list(ranked[:window]), list(ranked[window:])
+    first = [r for r in top if shares(r)]
+    if not first or len(first) == len(top):
+        return list(ranked)
+    out, cap = [], math.inf
+    for r in first + [r for r in top if not shares(r)] + rest:
+        if is_dataclass(r):
+            r = replace(r, score=min(r.score, cap))
+            cap = r.score
+        out.append(r)
+    return out
+
+
 class TailDiversityReranker:
     """Reorders ``Ranked`` entries (see ``agent.rank.verbalizer``); scores are rewritten to the
     re-ranked objective so callers that sort by score keep this order."""
@@ -129,6 +156,21 @@ class TailDiversityReranker:
         need = sum(1 for c in candidates if c.sequential_rank is not None
                    and c.sequential_rank < k and is_tail(c.item_id))
         return tail_floor(ranked, need, k, lambda r: is_tail(r.item_id))
+
+    def like_named(self, ranked: Sequence, state) -> list:
+        """``ranked`` with the picks that share a kind (MovieLens: a genre) with a title
+        the user named put first (``shared_first``). "Something like Alien" asks for
+        films like it, where the fusion learned what people watch next: Alien's most
+        co-watched film, Pulp Fiction, shares none of its genres. Unchanged when the
+        user asked for kinds themselves (genres, a mood, titles outside the catalog) or
+        named no title."""
+        if not self.kind_field or not state.liked or state.genres or state.moods \
+                or state.like_genres:
+            return list(ranked)
+        items = self.catalog.items
+        wanted = {v for i in state.liked if i in items for v in items[i].values(self.kind_field)}
+        return shared_first(ranked, lambda r: r.item_id in items and not wanted.isdisjoint(
+            items[r.item_id].values(self.kind_field)))
 
     def objective(self, ranked: Sequence, tail_boost: float | None = None) -> list[float]:
         """``(1 - t) * relevance + t * novelty`` for each entry, in the incoming order."""

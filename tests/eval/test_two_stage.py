@@ -332,7 +332,7 @@ def brute_recent(catalog: Catalog, ids, when: int, days: int) -> list[float]:
     return [float(np.sum(inside & (catalog.item == i)) / inside.sum()) for i in ids]
 
 
-def test_recent_popularity_is_counted_at_each_users_last_title_and_never_after(client):  # noqa: F811
+def test_recent_popularity_is_counted_at_the_users_last_title_never_after(client):  # noqa: F811
     from agent.rank.fusion import RECENT_DAYS
     from agent.rank.shadow import shadow_examples
 

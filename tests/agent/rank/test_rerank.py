@@ -124,3 +124,24 @@ def test_the_tail_floor_keeps_the_sequence_models_share_of_tail_items(catalog):
     # Without the floor, or with only head items to promote, nothing moves.
     assert order(TailDiversityReranker(catalog).floored(ranked(5, 3, 12), cands, 2)) == [5, 3, 12]
     assert order(on.floored(ranked(5, 3, 1), cands, 2)) == [5, 3, 1]
+
+
+def test_picks_like_a_named_title_come_first_and_scores_stay_best_first(catalog):
+    rr = TailDiversityReranker(catalog)
+    like_alien = DialogueState(liked=(1,))  # Action, Horror, Sci-Fi, Thriller
+    # Toy Story (5) and Annie Hall (10) share no genre with Alien: they move below
+    # Heat (6) and Twelve Monkeys (8), which keep their order; beyond the window, nothing.
+    got = rr.like_named(ranked(5, 6, 10, 8), like_alien)
+    assert order(got) == [6, 8, 5, 10]
+    scores = [r.score for r in got]
+    assert scores == sorted(scores, reverse=True) and scores[:2] == [9.0, 7.0]
+    assert order(rr.like_named(ranked(*[5] * 10, 6), like_alien))[-1] == 6  # 11th: not seen
+
+
+def test_named_titles_do_not_reorder_what_asked_for_kinds_itself(catalog):
+    rr = TailDiversityReranker(catalog)
+    for state in (DialogueState(), DialogueState(liked=(1,), genres=("Comedy",)),
+                  DialogueState(liked=(1,), moods=("cozy",)),
+                  DialogueState(liked=(1,), like_genres=("Comedy",))):
+        assert order(rr.like_named(ranked(5, 6), state)) == [5, 6]
+    assert order(rr.like_named(ranked(5, 10), DialogueState(liked=(1,)))) == [5, 10]  # none

@@ -235,3 +235,18 @@ def test_default_picks_keep_the_sequence_models_tail_items_unless_the_user_said(
     plain = make(catalog, FakeBackend(), reranker=TailDiversityReranker(catalog))
     assert [r.item_id for r in plain.rank(DialogueState(), cands, 0.0, [])] == picks(
         tail_boost=0.0)
+
+
+def test_something_like_a_named_title_leads_with_what_shares_its_genres(catalog):
+    # The stand-in retriever proposes by popularity: Toy Story (Animation, Children's,
+    # Comedy) first. Asked for something like Twelve Monkeys (Drama, Sci-Fi), the picks
+    # lead with what shares a genre with it.
+    from agent.rank.rerank import TailDiversityReranker
+
+    plain = make(catalog, FakeBackend()).turn("something like Twelve Monkeys")
+    assert plain.recommendations[0].item.title == "Toy Story"
+    rec = make(catalog, FakeBackend(), reranker=TailDiversityReranker(catalog))
+    reply = rec.turn("something like Twelve Monkeys")
+    assert all({"Drama", "Sci-Fi"} & set(r.item.genres) for r in reply.recommendations)
+    scores = [r.score for r in reply.recommendations]
+    assert scores == sorted(scores, reverse=True)
