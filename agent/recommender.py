@@ -257,8 +257,8 @@ class Recommender:
                 # Retrieval already kept only tail items: a full boost on top would put the
                 # least-watched first, which is obscure, not a gem.
                 tail = min(tail, LESSER_KNOWN_BOOST)
-            ranked = self.reranker.rerank(ranked, tail_boost=tail, diversity=diversity)
             ranked = self.reranker.like_named(ranked, state)
+            ranked = self.reranker.rerank(ranked, tail_boost=tail, diversity=diversity)
         ranked = self.distinct(ranked, state, taken)
         if self.reranker is not None and state.tail_boost is None and not state.lesser_known:
             # The default only: a user who moved the slider or asked for hidden gems

@@ -47,7 +47,7 @@ enjoy hate hated dislike disliked prefer rather maybe perhaps decade decades yea
 old older new newer recent released release between before after since until era
 hidden gem gems lesser little known obscure underrated popular mainstream niche
 hmm hm hmmm um umm uh erm meh idk lol haha well sure alright entertain bored
-think guess mind feel feeling mood
+think guess mind feel feeling mood similar alike
 under over above below up than hour hours minute minutes min mins half long longer shorter
 """.split())
 

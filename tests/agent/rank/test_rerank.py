@@ -126,16 +126,17 @@ def test_the_tail_floor_keeps_the_sequence_models_share_of_tail_items(catalog):
     assert order(on.floored(ranked(5, 3, 1), cands, 2)) == [5, 3, 1]
 
 
-def test_picks_like_a_named_title_come_first_and_scores_stay_best_first(catalog):
+def test_picks_alike_to_a_named_title_rise_and_scores_stay_best_first(catalog):
     rr = TailDiversityReranker(catalog)
     like_alien = DialogueState(liked=(1,))  # Action, Horror, Sci-Fi, Thriller
-    # Toy Story (5) and Annie Hall (10) share no genre with Alien: they move below
-    # Heat (6) and Twelve Monkeys (8), which keep their order; beyond the window, nothing.
+    # Fused relevance 1, 2/3, 1/3, 0; likeness to Alien: Toy Story (5) and Annie Hall
+    # (10) none, Heat (6) 2 of 5 genres (0.4, the most: 1), Twelve Monkeys (8) 1 of 5.
     got = rr.like_named(ranked(5, 6, 10, 8), like_alien)
-    assert order(got) == [6, 8, 5, 10]
-    scores = [r.score for r in got]
-    assert scores == sorted(scores, reverse=True) and scores[:2] == [9.0, 7.0]
-    assert order(rr.like_named(ranked(*[5] * 10, 6), like_alien))[-1] == 6  # 11th: not seen
+    assert order(got) == [6, 5, 8, 10]
+    assert [r.score for r in got] == pytest.approx([2 / 3 + 1, 1, 0.5, 1 / 3])
+    # Aliens (three of Alien's genres and Sigourney Weaver) passes Twelve Monkeys (one
+    # genre), which the fusion had put first.
+    assert order(rr.like_named(ranked(8, 11, 5), like_alien)) == [11, 8, 5]
 
 
 def test_named_titles_do_not_reorder_what_asked_for_kinds_itself(catalog):

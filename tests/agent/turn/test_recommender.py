@@ -250,3 +250,13 @@ def test_something_like_a_named_title_leads_with_what_shares_its_genres(catalog)
     assert all({"Drama", "Sci-Fi"} & set(r.item.genres) for r in reply.recommendations)
     scores = [r.score for r in reply.recommendations]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_tail_preference_still_applies_on_top_of_likeness(catalog):
+    # Likeness re-scores the ranked list before the tail re-ranking, so a full tail
+    # boost still puts the less-watched first (after it, Terminator 2 would lead).
+    from agent.rank.rerank import TailDiversityReranker
+
+    rec = make(catalog, FakeBackend(), reranker=TailDiversityReranker(catalog, tail_boost=1.0))
+    pops = [r.item.popularity for r in rec.turn("something like Aliens").recommendations]
+    assert len(pops) == 2 and pops == sorted(pops)
