@@ -144,5 +144,5 @@ def test_named_titles_do_not_reorder_what_asked_for_kinds_itself(catalog):
     for state in (DialogueState(), DialogueState(liked=(1,), genres=("Comedy",)),
                   DialogueState(liked=(1,), moods=("cozy",)),
                   DialogueState(liked=(1,), like_genres=("Comedy",))):
-        assert order(rr.like_named(ranked(5, 6), state)) == [5, 6]
+        assert order(rr.like_named(ranked(5, 6, 10), state)) == [5, 6, 10]
     assert order(rr.like_named(ranked(5, 10), DialogueState(liked=(1,)))) == [5, 10]  # none
