@@ -71,7 +71,7 @@ def reference_films(settings: Settings, catalog, log=print):
     from agent.domain.movielens.loaders import film_db_path
     from agent.domain.movielens.reference import ReferenceFilms
 
-    genres = {g for it in catalog.items.values() for g in it.genres}
+    genres = {g for it in catalog.items.values() for g in it.values("genres")}
     try:
         return ReferenceFilms.from_film_db(film_db_path(settings.downloads_dir, log), genres)
     except (OSError, AssetError, sqlite3.Error) as e:
@@ -134,7 +134,8 @@ def build_recommender(settings: Settings, backend=None, log=print):
         from agent.domain.movielens.reference import ReferenceFilms
         from agent.understand.title_guess import TitleGuesser
 
-        guesser = TitleGuesser(backend, {g for it in catalog.items.values() for g in it.genres})
+        guesser = TitleGuesser(backend, {g for it in catalog.items.values()
+                                         for g in it.values("genres")})
         reference = reference if reference is not None else ReferenceFilms({})
     sequential = find_sequential(settings, catalog)
     fusion = None

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from typing import Iterator
 
+from agent.domain.movielens.film import credits
 from agent.errors import BackendError, InputError
 from agent.explain.check import check_explanation, whole_sentences
 from agent.explain.facts import Facts, gather_facts
@@ -57,7 +58,7 @@ class Recommender:
         self.reference = reference  # ReferenceFilms: titles outside the catalog
         self.guesser = guesser  # TitleGuesser: titles the reference table lacks, or None
         self.known_people = known_people if known_people is not None else {
-            p for it in catalog.items.values() for p in (*it.director, *it.cast)}
+            p for it in catalog.items.values() for p in credits(it)}
         # The catalog's own facets ("a blue wool jumper under 50"), and which film rules
         # its schema has facets for (MovieLens: all of them; a shop's: none).
         self.facets = FacetIndex.for_catalog(catalog)
@@ -223,7 +224,7 @@ class Recommender:
         """Sentences about titles the catalog lacks: what was used instead of each one
         the reference table knows, and which ones nothing knows."""
         out = []
-        years = [it.year for it in self.catalog.items.values() if it.year]
+        years = [it.value("year") for it in self.catalog.items.values() if it.value("year")]
         span = f" (its films are from {min(years)} to {max(years)})" if years else ""
         for film in parsed.outside:
             like = (f"I looked for {' or '.join(film.genres)} films instead" if film.genres

@@ -7,68 +7,79 @@ from dataclasses import asdict, dataclass, field, replace
 
 @dataclass(frozen=True)
 class Item:
-    """One catalog item with the facts explanations may state."""
+    """One catalog item: its id and name, and its other fields by the catalog schema's
+    names (MovieLens: year, genres, director, cast, runtime, country, language; a shop:
+    price, brand, colour ...). Lists become tuples; empty fields are left out, so an
+    item carries only what its catalog has (``agent.domain.movielens.film`` makes a
+    film)."""
 
     id: int
     title: str
-    year: int | None
-    genres: tuple[str, ...]
-    director: tuple[str, ...] = ()
-    cast: tuple[str, ...] = ()
-    runtime: int | None = None
-    country: str | None = None
-    language: str | None = None
+    attrs: dict = field(default_factory=dict, hash=False)
     popularity: int = 0
     external_id: str | None = None  # an imported catalog's own id (a SKU); None for MovieLens
-    # The catalog schema's other fields (price, colour, brand, a description), by name
-    attrs: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "attrs", {
+            k: tuple(v) if isinstance(v, list) else v for k, v in self.attrs.items()
+            if v is not None and v != "" and v != () and v != []})
 
     @property
     def label(self) -> str:
-        """Title with year, as shown to users: ``Alien (1979)``."""
-        return f"{self.title} ({self.year})" if self.year else self.title
+        """Title with year where it has one, as shown to users: ``Alien (1979)``."""
+        year = self.attrs.get("year")
+        return f"{self.title} ({year})" if year else self.title
 
     def value(self, name: str):
-        """A field by its schema name: film fields by attribute, others from ``attrs``."""
+        """A field by its schema name (None when the item has none).
+
+        >>> Item(1, "Alien", {"year": 1979}).value("year"), Item(1, "Alien").value("year")
+        (1979, None)
+        """
         if name in self.attrs:
             return self.attrs[name]
-        return getattr(self, name, None) if name in _ITEM_FIELDS else None
+        return getattr(self, name) if name in _OWN_FIELDS else None
 
     def values(self, name: str) -> tuple:
         """``value(name)`` as a tuple: a list's values, one value alone, none when empty.
 
-        >>> Item(1, "Alien", 1979, ("Horror", "Sci-Fi")).values("genres")
+        >>> Item(1, "Alien", {"genres": ["Horror", "Sci-Fi"]}).values("genres")
         ('Horror', 'Sci-Fi')
-        >>> Item(1, "Alien", 1979, (), attrs={"brand": "Nike"}).values("brand")
+        >>> Item(1, "Alien", {"brand": "Nike"}).values("brand")
         ('Nike',)
         """
         v = self.value(name)
-        return tuple(v) if isinstance(v, (list, tuple)) else () if v in (None, "") else (v,)
+        return v if isinstance(v, tuple) else () if v is None else (v,)
+
+    def with_values(self, **values) -> Item:
+        """A copy with these fields set (None clears one).
+
+        >>> Item(1, "Alien", {"year": 1979}).with_values(runtime=117).attrs
+        {'year': 1979, 'runtime': 117}
+        """
+        return replace(self, attrs={**self.attrs, **values})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The item as its ``items.jsonl`` record: one flat object.
+
+        >>> alien = Item(1, "Alien", {"year": 1979, "genres": ["Horror"]})
+        >>> alien.to_dict()["genres"], Item.from_dict(alien.to_dict()) == alien
+        (['Horror'], True)
+        """
+        return {"id": self.id, "title": self.title, **{k: list(v) if isinstance(v, tuple)
+                else v for k, v in self.attrs.items()}, "popularity": self.popularity,
+                "external_id": self.external_id}
 
     @classmethod
     def from_dict(cls, d: dict) -> Item:
-        """An item from its ``items.jsonl`` record; fields Item does not name go to
-        ``attrs``."""
-        return cls(
-            id=int(d["id"]),
-            title=d["title"],
-            year=d.get("year"),
-            genres=tuple(d.get("genres", ())),
-            director=tuple(d.get("director", ())),
-            cast=tuple(d.get("cast", ())),
-            runtime=d.get("runtime"),
-            country=d.get("country"),
-            language=d.get("language"),
-            popularity=int(d.get("popularity", 0)),
-            external_id=d.get("external_id"),
-            attrs={k: v for k, v in d.items() if k not in _ITEM_FIELDS and k != "head"},
-        )
+        """An item from its ``items.jsonl`` record: every field but its id, title,
+        popularity and external id goes to ``attrs``."""
+        return cls(id=int(d["id"]), title=d["title"],
+                   attrs={k: v for k, v in d.items() if k not in _OWN_FIELDS and k != "head"},
+                   popularity=int(d.get("popularity", 0)), external_id=d.get("external_id"))
 
 
-_ITEM_FIELDS = frozenset(Item.__dataclass_fields__)
+_OWN_FIELDS = frozenset(("id", "title", "attrs", "popularity", "external_id"))
 
 
 def _tuples(value):
@@ -173,9 +184,9 @@ class Reply:
                 {
                     "id": r.item.id,
                     "title": r.item.title,
-                    "year": r.item.year,
-                    "genres": list(r.item.genres),
-                    "director": list(r.item.director),
+                    "year": r.item.value("year"),
+                    "genres": list(r.item.values("genres")),
+                    "director": list(r.item.values("director")),
                     "external_id": r.item.external_id,
                     "attrs": dict(r.item.attrs),
                     "facts": dict(r.facts),

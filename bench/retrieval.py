@@ -45,8 +45,8 @@ def vary(state, k: int, history: list[int], catalog, rng):
     if kind == 1:
         d = int(rng.choice([1950, 1960, 1970, 1980, 1990]))
         return state.with_changes(year_min=d, year_max=d + 9)
-    if kind == 2 and liked and liked[0].genres:
-        return state.with_changes(genres=(liked[0].genres[0],))
+    if kind == 2 and liked and liked[0].values("genres"):
+        return state.with_changes(genres=(liked[0].values("genres")[0],))
     if kind == 3:
         return state.with_changes(excluded_genres=("Horror",))
     if kind == 4 and len(history) > 2:
@@ -80,7 +80,7 @@ def synthetic_catalog(n_items: int, n_users: int, per_user: int, seed: int = 0):
     """A ``Catalog`` of ``n_items`` invented films and Zipf-popular interactions."""
     from agent.data.catalog import Catalog
     from agent.domain.movielens.loaders import ML_GENRES
-    from agent.types import Item
+    from agent.domain.movielens.film import film
 
     rng = np.random.default_rng(seed)
     weight = 1.0 / np.arange(1, n_items + 1) ** 0.9
@@ -94,7 +94,7 @@ def synthetic_catalog(n_items: int, n_users: int, per_user: int, seed: int = 0):
     items = []
     for i in range(1, n_items + 1):
         g = rng.choice(len(genres), size=int(rng.integers(1, 4)), replace=False)
-        items.append(Item(i, f"Synthetic film {i}", int(rng.integers(1920, 2021)),
+        items.append(film(i, f"Synthetic film {i}", int(rng.integers(1920, 2021)),
                           tuple(genres[j] for j in sorted(g)),
                           (directors[int(rng.integers(len(directors)))],),
                           tuple(actors[int(j)] for j in rng.integers(len(actors), size=3)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
+from agent.domain.movielens.film import credits, film  # film: the doctests' films
 from agent.types import DialogueState, Item
 
 
@@ -91,7 +92,7 @@ def state_is(slot: str, want, seen: Seen) -> str:
 def pick_in_state(slot: str, position: int, seen: Seen, negate: bool = False) -> str:
     """The previous answer's pick at 1-based ``position`` is (or is not) in ``slot``.
 
-    >>> a, b = Item(1, "A", 1990, ()), Item(2, "B", 1991, ())
+    >>> a, b = film(1, "A", 1990, ()), film(2, "B", 1991, ())
     >>> pick_in_state("liked", 2, Seen(state=DialogueState(liked=(2,)), previous=(a, b)))
     ''
     >>> pick_in_state("disliked", 1, Seen(previous=(a, b)))
@@ -112,7 +113,7 @@ def pick_in_state(slot: str, position: int, seen: Seen, negate: bool = False) ->
 def pick_count(n: int, seen: Seen) -> str:
     """Exactly ``n`` picks.
 
-    >>> pick_count(0, Seen(picks=(Item(1, "A", 1990, ()),)))
+    >>> pick_count(0, Seen(picks=(film(1, "A", 1990, ()),)))
     '1 picks: A (1990)'
     """
     return "" if len(seen.picks) == n else f"{len(seen.picks)} picks: {_labels(seen.picks)}"
@@ -121,19 +122,19 @@ def pick_count(n: int, seen: Seen) -> str:
 def picks_years(lo: int | None, hi: int | None, seen: Seen) -> str:
     """Every pick is released in ``lo..hi`` (either may be open).
 
-    >>> picks_years(1990, None, Seen(picks=(Item(1, "A", 1990, ()), Item(2, "B", 1985, ()))))
+    >>> picks_years(1990, None, Seen(picks=(film(1, "A", 1990, ()), film(2, "B", 1985, ()))))
     'B (1985)'
     """
     def out(p):
-        return None if p.year is not None and (lo is None or p.year >= lo) and (
-            hi is None or p.year <= hi) else ""
+        return None if p.value("year") is not None and (lo is None or p.value("year") >= lo) and (
+            hi is None or p.value("year") <= hi) else ""
     return _which(seen.picks, out)
 
 
 def picks_genres(genres, seen: Seen, how: str) -> str:
     """``how`` = "all": every pick has every genre; "any": at least one; "none": none.
 
-    >>> p = (Item(1, "A", 1990, ("Comedy",)), Item(2, "B", 1991, ("Comedy", "Sci-Fi")))
+    >>> p = (film(1, "A", 1990, ("Comedy",)), film(2, "B", 1991, ("Comedy", "Sci-Fi")))
     >>> picks_genres(("Comedy", "Sci-Fi"), Seen(picks=p), "all")
     'A (1990) lacks Sci-Fi'
     >>> picks_genres(("Sci-Fi",), Seen(picks=p), "none")
@@ -143,26 +144,26 @@ def picks_genres(genres, seen: Seen, how: str) -> str:
     """
     def bad(p):
         if how == "all":
-            lacks = [g for g in genres if g not in p.genres]
+            lacks = [g for g in genres if g not in p.values("genres")]
             return f"lacks {', '.join(lacks)}" if lacks else None
-        hit = [g for g in genres if g in p.genres]
+        hit = [g for g in genres if g in p.values("genres")]
         if (how == "any") == bool(hit):
             return None
-        return f"is {', '.join(hit if how == 'none' else p.genres) or 'no genre'}"
+        return f"is {', '.join(hit if how == 'none' else p.values('genres')) or 'no genre'}"
     return _which(seen.picks, bad)
 
 
 def picks_people(people, seen: Seen, credited: bool) -> str:
     """Every pick credits one of ``people`` (``credited``), or none does.
 
-    >>> p = (Item(1, "A", 1990, (), ("Jo Doe",)), Item(2, "B", 1991, (), (), ("Al Roe",)))
+    >>> p = (film(1, "A", 1990, (), ("Jo Doe",)), film(2, "B", 1991, (), (), ("Al Roe",)))
     >>> picks_people(("Al Roe",), Seen(picks=p), True)
     'A (1990) credits Jo Doe'
     >>> picks_people(("Al Roe",), Seen(picks=p), False)
     'B (1991) credits Al Roe'
     """
     def bad(p):
-        names = (*p.director, *p.cast)
+        names = credits(p)
         if bool(set(people) & set(names)) == credited:
             return None
         hit = [n for n in names if n in people] if not credited else names[:3]
@@ -173,7 +174,7 @@ def picks_people(people, seen: Seen, credited: bool) -> str:
 def picks_titles(ids, seen: Seen, included: bool) -> str:
     """Every title in ``ids`` is among the picks (``included``), or none is.
 
-    >>> p = (Item(1, "A", 1990, ()),)
+    >>> p = (film(1, "A", 1990, ()),)
     >>> picks_titles((1,), Seen(picks=p), False), picks_titles((2,), Seen(picks=p), True)
     ('picked A (1990)', 'picks are A (1990), not 2')
     """
@@ -189,7 +190,7 @@ def picks_titles(ids, seen: Seen, included: bool) -> str:
 def picks_lesser_known(_, seen: Seen) -> str:
     """No pick is a head item (the catalog's own head/tail split).
 
-    >>> picks_lesser_known(True, Seen(picks=(Item(1, "A", 1977, ()),), head=frozenset({1})))
+    >>> picks_lesser_known(True, Seen(picks=(film(1, "A", 1977, ()),), head=frozenset({1})))
     'A (1977) is widely watched'
     """
     return _which(seen.picks, lambda p: "is widely watched" if p.id in seen.head else None)
@@ -198,7 +199,7 @@ def picks_lesser_known(_, seen: Seen) -> str:
 def picks_quality_top(share: float, seen: Seen) -> str:
     """Every pick is among the best-rated ``share`` of the catalog.
 
-    >>> s = Seen(picks=(Item(1, "A", 1990, ()),), quality_share={1: 0.4})
+    >>> s = Seen(picks=(film(1, "A", 1990, ()),), quality_share={1: 0.4})
     >>> picks_quality_top(0.1, s), picks_quality_top(0.5, s)
     ('A (1990) is in the top 40%', '')
     """
@@ -211,17 +212,18 @@ def picks_quality_top(share: float, seen: Seen) -> str:
 def picks_against_previous(older: bool, seen: Seen) -> str:
     """Every pick is older (``older``) or newer than every pick of the previous answer.
 
-    >>> s = Seen(picks=(Item(1, "A", 1980, ()),), previous=(Item(2, "B", 1985, ()),))
+    >>> s = Seen(picks=(film(1, "A", 1980, ()),), previous=(film(2, "B", 1985, ()),))
     >>> picks_against_previous(True, s), picks_against_previous(False, s)
     ('', 'A (1980) is not after 1985')
     """
-    years = [p.year for p in seen.previous if p.year]
+    years = [p.value("year") for p in seen.previous if p.value("year")]
     if not years:
         return "the previous answer had no picks with a year"
     edge = min(years) if older else max(years)
 
     def bad(p):
-        ok = p.year is not None and (p.year < edge if older else p.year > edge)
+        year = p.value("year")
+        ok = year is not None and (year < edge if older else year > edge)
         return None if ok else f"is not {'before' if older else 'after'} {edge}"
     return _which(seen.picks, bad)
 
@@ -241,7 +243,7 @@ def picks_fit_first(_, seen: Seen) -> str:
     looser). "Fits" is ``agent.understand.state.satisfies`` on the new state, with "hidden gems"
     meaning no head item.
 
-    >>> a, b = Item(1, "A", 1985, ("Comedy", "Sci-Fi")), Item(2, "B", 1983, ("Sci-Fi",))
+    >>> a, b = film(1, "A", 1985, ("Comedy", "Sci-Fi")), film(2, "B", 1983, ("Sci-Fi",))
     >>> s = DialogueState(genres=("Comedy", "Sci-Fi"))
     >>> print(picks_fit_first(True, Seen(picks=(b,), state=s, items={1: a, 2: b})))
     B (1983) does not fit the request, while 1 that fit the whole request were not picked (A (1985))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from agent.domain.movielens.film import credits
 from agent.errors import ConfigError
 from agent.types import DialogueState
 from eval.dialogue_checks import CHECKS, INVARIANTS, Seen
@@ -68,8 +69,8 @@ def catalog_names(catalog) -> dict:
         titles.setdefault(it.title, []).append(it.id)
         titles.setdefault(it.label, []).append(it.id)
     return {"titles": titles,
-            "genres": {g for it in catalog.items.values() for g in it.genres},
-            "people": {p for it in catalog.items.values() for p in (*it.director, *it.cast)},
+            "genres": {g for it in catalog.items.values() for g in it.values("genres")},
+            "people": {p for it in catalog.items.values() for p in credits(it)},
             "moods": set(load_vocabulary().moods), "items": catalog.items}
 
 

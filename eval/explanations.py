@@ -17,6 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from agent.domain.movielens.film import credits
 from agent.explain.check import check_explanation, whole_sentences
 from agent.explain.facts import gather_facts
 from agent.explain.writer import explain_picks, explanation_messages
@@ -34,7 +35,7 @@ def requests(catalog, n: int, seed: int = 0) -> list[str]:
         a, b = rng.sample(popular, 2)
         out.append(rng.choice(SHAPES).format(
             a=a.title, b=b.title, decade=rng.choice((1970, 1980, 1990)),
-            genre=rng.choice(a.genres).lower() if a.genres else "drama"))
+            genre=rng.choice(a.values("genres")).lower() if a.values("genres") else "drama"))
     return out
 
 
@@ -61,15 +62,15 @@ def personal(text: str, f, state, items) -> bool:
     names = [items[i].title for i in state.liked if i in items]
     names += [p for p, _, _ in f.shared_people] + [p for p, _ in f.meets_people]
     names += list(f.meets_genre)
-    if f.meets_years and f.item.year:
-        names.append(str(f.item.year))
+    if f.meets_years and f.item.value("year"):
+        names.append(str(f.item.value("year")))
     return any(n.lower() in said for n in names)
 
 
 def varied(texts, facts) -> bool:
     """No two texts of one reply share a skeleton or a 4-gram."""
-    words = [w for f in facts for w in (f.item.title, *f.item.genres, *f.item.director,
-                                        *f.item.cast)]
+    words = [w for f in facts for w in (f.item.title, *f.item.values("genres"),
+                                        *credits(f.item))]
     shapes = [skeleton(t, words) for t in texts]
     pairs = [(a, b) for i, a in enumerate(texts) for b in texts[i + 1:]]
     return len(set(shapes)) == len(shapes) and not any(grams(a) & grams(b) for a, b in pairs)

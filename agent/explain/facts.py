@@ -55,11 +55,13 @@ class Facts:
         it = self.item
         if self.noun:
             return self._catalog_lines()
-        out = [f"{it.title} came out in {it.year}." if it.year else f"{it.title}."]
-        if it.genres:
-            out.append(f"Genres: {', '.join(it.genres)}.")
-        if it.director:
-            out.append(f"Directed by {', '.join(it.director)}.")
+        year = it.value("year")
+        out = [f"{it.title} came out in {year}." if year else f"{it.title}."]
+        genres, directors = ", ".join(it.values("genres")), ", ".join(it.values("director"))
+        if genres:
+            out.append(f"Genres: {genres}.")
+        if directors:
+            out.append(f"Directed by {directors}.")
         for name, role, liked in self.shared_people:
             verb = "directed" if role == "director" else "appears in"
             out.append(f"{name} also {verb} {liked.title}, which the user liked.")
@@ -91,12 +93,13 @@ class Facts:
         if self.new_decade:
             out.append(f"It is from the {self.new_decade}s, a different decade from the "
                        "liked titles.")
-        if it.runtime:
-            size = (", which is short" if it.runtime <= SHORT_RUNTIME else
-                    ", which is long" if it.runtime >= LONG_RUNTIME else "")
-            out.append(f"It runs {it.runtime} minutes{size}.")
-        if it.country:
-            out.append(f"Made in {it.country}.")
+        runtime, country = it.value("runtime"), it.value("country")
+        if runtime:
+            size = (", which is short" if runtime <= SHORT_RUNTIME else
+                    ", which is long" if runtime >= LONG_RUNTIME else "")
+            out.append(f"It runs {runtime} minutes{size}.")
+        if country:
+            out.append(f"Made in {country}.")
         if self.meets_years:
             out.append(f"It fits the requested years ({_years(self.meets_years)}).")
         if self.meets_genre:
@@ -183,42 +186,43 @@ def gather_facts(item: Item, state: DialogueState, items: dict[int, Item], cowat
     liked = [items[i] for i in state.liked if i in items]
     shared, sources = [], []
     for lk in liked:
-        common = [g for g in item.genres if g in lk.genres]
+        common = [g for g in item.values("genres") if g in lk.values("genres")]
         if common:
             sources.append(lk)
             shared += [g for g in common if g not in shared]
     people = []
     for lk in liked:
-        people += [(n, "director", lk) for n in item.director if n in lk.director]
-        people += [(n, "cast", lk) for n in item.cast if n in lk.cast]
+        for role in ("director", "cast"):
+            people += [(n, role, lk) for n in item.values(role) if n in lk.values(role)]
     cow = [lk for lk in liked if _cowatch_value(cowatch, lk.id, item.id) > 0]
     years = None
     if state.year_min is not None or state.year_max is not None:
         years = (state.year_min, state.year_max)
 
     def closeness(lk: Item) -> float:
-        genres = sum(g in lk.genres for g in item.genres)
+        genres = sum(g in lk.values("genres") for g in item.values("genres"))
         persons = sum(p[2].id == lk.id for p in people)
         co = _cowatch_value(cowatch, lk.id, item.id)
         return genres + 2 * persons + (1 + co if co > 0 else 0)
 
     ranked = sorted((lk for lk in liked if closeness(lk) > 0), key=closeness, reverse=True)
     closest = ranked[0] if ranked else None
-    closest_genres = tuple(g for g in item.genres if closest and g in closest.genres)
+    closest_genres = tuple(g for g in item.values("genres")
+                           if closest and g in closest.values("genres"))
     rank = None
     for lk in cow:
         r = _cowatch_rank(cowatch, lk.id, item.id)
         if r is not None and r <= COWATCH_TOP and (rank is None or r < rank[1]):
             rank = (lk, r)
-    liked_genres = {g for lk in liked for g in lk.genres}
-    adds = tuple(g for g in item.genres if liked and g not in liked_genres)
-    decades = {lk.year // 10 * 10 for lk in liked if lk.year}
-    new_decade = (item.year // 10 * 10 if item.year and decades
-                  and item.year // 10 * 10 not in decades else None)
-    credits = [(n, "director") for n in item.director] + [(n, "cast") for n in item.cast]
+    liked_genres = {g for lk in liked for g in lk.values("genres")}
+    adds = tuple(g for g in item.values("genres") if liked and g not in liked_genres)
+    decades = {y // 10 * 10 for lk in liked for y in [lk.value("year")] if y}
+    decade = item.value("year") // 10 * 10 if item.value("year") else None
+    new_decade = decade if decade and decades and decade not in decades else None
+    credits = [(n, role) for role in ("director", "cast") for n in item.values(role)]
     asked = tuple(dict.fromkeys((n, r) for n, r in credits if n in getattr(state, "people", ())))
     return Facts(item, tuple(shared), tuple(sources), tuple(people[:2]), tuple(cow),
-                 tuple(g for g in state.genres if g in item.genres), years,
+                 tuple(g for g in state.genres if g in item.values("genres")), years,
                  closest=closest, closest_genres=closest_genres, cowatch_rank=rank,
                  n_liked=len(liked), adds_genres=adds, new_decade=new_decade,
                  meets_people=asked[:2], meets_moods=_moods_met(item, state),
@@ -269,8 +273,8 @@ def _moods_met(item: Item, state: DialogueState) -> tuple[tuple[str, str], ...]:
     moods = load_vocabulary().moods
     out = []
     for name in names:
-        genre = next((g for g in item.genres if name in moods and g in moods[name].any_genres),
-                     None)
+        genre = next((g for g in item.values("genres")
+                      if name in moods and g in moods[name].any_genres), None)
         if genre:
             out.append((name, genre))
     return tuple(out)

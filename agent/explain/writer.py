@@ -148,26 +148,27 @@ def _reasons(f: Facts) -> list[_Reason]:
     if f.meets_genre:
         out.append(_Reason("genre", 4.5, "genre", {"genres": _g(f.meets_genre, 3)},
                            constraint=True))
-    if f.meets_years and it.year:
+    year, runtime, country = it.value("year"), it.value("runtime"), it.value("country")
+    if f.meets_years and year:
         out.append(_Reason("years", 4.0, "years",
-                           {"year": it.year, "an_year": _a(str(it.year)).capitalize()},
+                           {"year": year, "an_year": _a(str(year)).capitalize()},
                            constraint=True))
     if f.adds_genres:
         out.append(_Reason("adds", 3.0, "adds", {"genres": _g(f.adds_genres)}))
     if f.new_decade and not f.meets_years:  # a requested decade is no news
         out.append(_Reason("decade", 2.5, "decade", {"decade": f.new_decade}))
     # A running time the user bounded is said by the bound's reason, not twice.
-    if it.runtime and "runtime" not in f.bounded and (
-            it.runtime <= SHORT_RUNTIME or it.runtime >= LONG_RUNTIME):
+    if runtime and "runtime" not in f.bounded and (
+            runtime <= SHORT_RUNTIME or runtime >= LONG_RUNTIME):
         out.append(_Reason("runtime", 0.8, "runtime", {
-            "runtime": it.runtime, "size": "short" if it.runtime <= SHORT_RUNTIME else "long"}))
-    if it.country and it.country != "United States":
-        out.append(_Reason("country", 0.7, "country", {"country": it.country}))
-    if it.genres:  # the genres not asked for first: "it is comedy" restates the request
-        genres = _g([g for g in it.genres if g not in f.meets_genre]
-                    + [g for g in it.genres if g in f.meets_genre])
-        args = {"genres": genres, "year": it.year}
-        out.append(_Reason("plain" if it.year else "plain_no_year", 1.0, "plain", args))
+            "runtime": runtime, "size": "short" if runtime <= SHORT_RUNTIME else "long"}))
+    if country and country != "United States":
+        out.append(_Reason("country", 0.7, "country", {"country": country}))
+    if it.values("genres"):  # the genres not asked for first: "it is comedy" restates the request
+        genres = _g([g for g in it.values("genres") if g not in f.meets_genre]
+                    + [g for g in it.values("genres") if g in f.meets_genre])
+        args = {"genres": genres, "year": year}
+        out.append(_Reason("plain" if year else "plain_no_year", 1.0, "plain", args))
     out += _facet_reasons(f)
     out.append(_Reason("bare", -20.0, "bare", {}))  # only when nothing else is known
     if f.noun:  # an imported catalog: co-choice in its own words

@@ -70,8 +70,8 @@ class ItemOut(BaseModel):
     director: list[str]
     external_id: str | None = Field(default=None, description="an imported catalog's own id "
                                     "(a SKU); null for MovieLens")
-    attrs: dict = Field(default={}, description="an imported catalog's other fields, by "
-                        "name (price, brand, colour ...)")
+    attrs: dict = Field(default={}, description="the item's fields by its catalog schema's "
+                        "names (MovieLens: year, genres, cast ...; a shop: price, brand ...)")
     facts: dict = Field(default={}, description="the catalog schema's fact fields of this "
                         "item, by name, empty ones left out: the same shape for any catalog "
                         "(MovieLens: year, genres, director ...; a shop: price, brand ...)")

@@ -30,8 +30,9 @@ def card_html(rec, explanation: str | None = None) -> str:
     """One pick as a card; every string is escaped (titles come from data files).
     ``explanation`` overrides the pick's own (a draft while it streams)."""
     it = rec.item
-    meta = " · ".join(filter(None, [", ".join(it.genres),
-                                    "dir. " + ", ".join(it.director) if it.director else ""]))
+    directors = ", ".join(it.values("director"))
+    meta = " · ".join(filter(None, [", ".join(it.values("genres")),
+                                    "dir. " + directors if directors else ""]))
     if not meta:  # an imported catalog's fact fields (its schema's): category, brand, price ...
         shown = (", ".join(map(str, v)) if isinstance(v, list) else str(v)
                  for v in rec.facts.values())

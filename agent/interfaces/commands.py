@@ -164,8 +164,7 @@ def chat_loop(rec, read=input, write=print) -> int:
         try:
             for event in rec.turn_stream(message, state, stream=False):
                 if event.kind == "picks" and rec.explain_mode == "llm":
-                    titles = ", ".join(f"{r.item.title} ({r.item.year})" if r.item.year else
-                                       r.item.title for r in event.reply.recommendations)
+                    titles = ", ".join(r.item.label for r in event.reply.recommendations)
                     write(f"Picks: {titles}. Writing why...")
                 elif event.kind == "final":
                     reply = event.reply

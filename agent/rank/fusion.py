@@ -112,7 +112,7 @@ def candidate_rows(lists: dict[str, list[tuple[int, float]]], catalog, history_l
             (rrf or {}).get(item, np.nan),
             sum(1 for s in lists if s != "avoid" and not math.isnan(X[row, 2 * SOURCES.index(s)])),
             math.log1p(it.popularity), float(catalog.is_tail(item)), quality.get(item, np.nan),
-            it.year if it.year else np.nan, history_len)
+            it.value("year") or np.nan, history_len)
         if use_llm:
             X[row, -1] = llm.get(item, np.nan)
     if ids:

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from agent.domain.movielens.film import film
 from agent.types import Candidate, DialogueState, Item
 from prompts import load_prompt
 
@@ -77,8 +78,9 @@ def candidate_line(label: str, item: Item, cowatched: int, n_liked: int,
                    detail: Detail = DETAILS[0]) -> str:
     """``D. Get Shorty | 90s | Action, Comedy | co 3/5``: title, decade, two genres, and
     with how many of the ``n_liked`` liked items it is co-watched (left out when none)."""
-    genres = ", ".join(item.genres[: detail.genres]) or "?"
-    line = f"{label}. {short_title(item.title, detail.title_words)} | {decade(item.year)} | {genres}"
+    genres = ", ".join(item.values("genres")[: detail.genres]) or "?"
+    title = short_title(item.title, detail.title_words)
+    line = f"{label}. {title} | {decade(item.value('year'))} | {genres}"
     return line + (f" | co {cowatched}/{n_liked}" if cowatched else "")
 
 
@@ -93,7 +95,7 @@ def dominant_genres(items: Sequence[Item], n: int = 3) -> str:
     """The ``n`` genres most frequent among ``items`` (ties by first appearance)."""
     counts: dict[str, int] = {}
     for it in items:
-        for g in it.genres:
+        for g in it.values("genres"):
             counts[g] = counts.get(g, 0) + 1
     return ", ".join(sorted(counts, key=lambda g: -counts[g])[:n]) or "none"
 
@@ -130,8 +132,8 @@ def demo_messages() -> list[dict]:
     user = load_prompt("rank_user")
     messages = []
     for demo in load_prompt("rank_demos").json():
-        liked = [Item(0, t, y, tuple(g)) for t, y, g in demo["liked"]]
-        lines = [candidate_line(LABELS[k], Item(0, c["title"], c["year"], tuple(c["genres"])),
+        liked = [film(0, t, y, tuple(g)) for t, y, g in demo["liked"]]
+        lines = [candidate_line(LABELS[k], film(0, c["title"], c["year"], tuple(c["genres"])),
                                 c["co"], len(liked)) for k, c in enumerate(demo["candidates"])]
         messages.append({"role": "user", "content": user.render(
             liked="; ".join(short_title(it.title) for it in liked[-LIKED_SHOWN:]) or "none",

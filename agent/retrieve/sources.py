@@ -12,6 +12,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from agent.domain.movielens.film import credits
 from agent.types import Candidate, DialogueState
 from agent.understand.state import chroma_where, constraint, genre_fit
 
@@ -198,7 +199,7 @@ class HybridRetriever:
         if state.excluded_people:
             unwanted = (self.people.items_of(state.excluded_people) if self.people is not None
                         else {i for i, it in self.catalog.items.items()
-                              if set(state.excluded_people) & {*it.director, *it.cast}})
+                              if set(state.excluded_people) & set(credits(it))})
         where = chroma_where(state, people_items, unwanted, self.catalog.schema)
         if vector is None:  # nothing to search by: the best liked, most what is asked, popular
             if state.well_liked or state.lesser_known:

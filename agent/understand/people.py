@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from agent.domain.movielens.film import credits
 from agent.types import Item
 
 _WORD = re.compile(r"[\w'’.-]+")
@@ -66,7 +67,7 @@ class PeopleIndex:
     def __init__(self, items: list[Item], person_cues=("with", "by", "starring")):
         self.films: dict[str, set[int]] = {}
         for it in items:
-            for person in (*it.director, *it.cast):
+            for person in credits(it):
                 self.films.setdefault(person, set()).add(it.id)
         by_count = sorted(self.films, key=lambda p: -len(self.films[p]))
         self.by_key: dict[str, str] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from agent.domain.movielens.film import credits
 from agent.types import DialogueState, Item
 from agent.understand.facets import facets_fit
 from agent.understand.parse import ParsedMessage
@@ -40,7 +41,8 @@ def merge(state: DialogueState, parsed: ParsedMessage,
         year_min, year_max = parsed.year_min, parsed.year_max
     elif parsed.any_year:
         year_min = year_max = None
-    years = [items[i].year for i in state.last if items and i in items and items[i].year]
+    years = [y for i in state.last if items and i in items
+             for y in [items[i].value("year")] if y]
     if parsed.older and years and not explicit and not parsed.any_year:
         year_min, year_max = None, min(years) - 1
     elif parsed.newer and years and not explicit and not parsed.any_year:
@@ -109,23 +111,25 @@ def constraint(state: DialogueState) -> Callable[[Item], bool]:
     def fits(item: Item) -> bool:
         if item.id in blocked:
             return False
-        if lo is not None and (item.year is None or item.year < lo):
+        year = item.value("year")
+        if lo is not None and (year is None or year < lo):
             return False
-        if hi is not None and (item.year is None or item.year > hi):
+        if hi is not None and (year is None or year > hi):
             return False
-        if any(g in item.genres for g in excluded):
+        has = item.values("genres")
+        if any(g in has for g in excluded):
             return False
-        if genres and not need(g in item.genres for g in genres):
+        if genres and not need(g in has for g in genres):
             return False
         for group, avoid in groups:
-            if not any(g in item.genres for g in group) or any(g in item.genres for g in avoid):
+            if not any(g in has for g in group) or any(g in has for g in avoid):
                 return False
-        credits = set(item.director) | set(item.cast)
-        if unwanted & credits:
+        named = set(credits(item))
+        if unwanted & named:
             return False
         if asks_facets and not facets_fit(state, item.value):
             return False
-        return not people or bool(people & credits)
+        return not people or bool(people & named)
     return fits
 
 
@@ -201,20 +205,22 @@ def genre_fit(item: Item, state: DialogueState) -> float:
     asked as "a crime comedy", or a drama-romance asked to be sad; 0.4 for Star Wars, a
     war film and a romance among five genres).
 
+    >>> from agent.domain.movielens.film import film
     >>> sad = DialogueState(moods=("sad",))
-    >>> genre_fit(Item(1, "A", 1996, ("Drama", "Romance", "War")), sad)
+    >>> genre_fit(film(1, "A", 1996, ("Drama", "Romance", "War")), sad)
     1.0
-    >>> genre_fit(Item(2, "B", 1977, ("Action", "Adventure", "Romance", "Sci-Fi", "War")), sad)
+    >>> genre_fit(film(2, "B", 1977, ("Action", "Adventure", "Romance", "Sci-Fi", "War")), sad)
     0.4
     >>> crime = DialogueState(genres=("Crime",))
-    >>> genre_fit(Item(3, "C", 1973, ("Comedy", "Crime", "Drama")), crime)
+    >>> genre_fit(film(3, "C", 1973, ("Comedy", "Crime", "Drama")), crime)
     0.3333333333333333
     """
     groups = [set(g) for g, _ in mood_groups(state) if g]
     groups += [set(state.genres)] if state.genres else []
-    if not groups or not item.genres:
+    has = set(item.values("genres"))
+    if not groups or not has:
         return 0.0
-    return sum(len(g & set(item.genres)) / len(item.genres) for g in groups) / len(groups)
+    return sum(len(g & has) / len(has) for g in groups) / len(groups)
 
 
 def genre_field(genre: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from agent.domain.movielens.film import film
 from agent.data.catalog import Catalog
 from agent.errors import ConfigError
 from agent.llm.fake import FakeBackend
@@ -155,7 +156,7 @@ def test_nothing_older_left_passes_older_only_when_said_and_nothing_older_fits()
     said = Seen(text=why[0].upper() + why[1:] + ".\nLooking for: x.", picks=(ALIEN,),
                 state=state, items=ITEMS, previous=(ITEMS[9],))
     check = CHECKS["picks_older_than_previous"].fn
-    assert ITEMS[9].year == 1968 and check(True, said) == ""
+    assert ITEMS[9].value("year") == 1968 and check(True, said) == ""
     assert "1979" in check(True, replace(said, text="Looking for: x."))  # not said
     # An older Sci-Fi film exists once 2001 is not the oldest: then it had to be picked.
     older = replace(said, state=replace(state, year_max=1985), previous=(ITEMS[2],))
@@ -174,7 +175,7 @@ def test_relaxed_holds_without_the_sentence_when_enough_fit_and_were_picked():
 
 
 def test_year_checks_fail_a_pick_without_a_year():
-    undated = ITEMS[5].__class__(99, "Undated", None, ("Drama",))
+    undated = film(99, "Undated", None, ("Drama",))
     assert CHECKS["picks_year_min"].fn(1900, Seen(picks=(undated,))) == "Undated"
 
 
@@ -239,7 +240,7 @@ def test_a_broken_suite_names_the_dialogue_and_turn(tmp_path, catalog, change, m
 def test_duplicate_ids_and_ambiguous_titles_are_errors(tmp_path, catalog):
     with pytest.raises(ConfigError, match="unique"):
         load_suite(write(tmp_path, suite(dialogue(), dialogue())), catalog)
-    items = tiny_items() + [ITEMS[6].__class__(13, "Heat", 1972, ("Drama",))]
+    items = tiny_items() + [film(13, "Heat", 1972, ("Drama",))]
     twice = Catalog(items, {}, catalog.user, catalog.item, catalog.timestamp, set())
     d = dialogue()
     d["turns"][0]["expect"]["liked"] = ["Heat"]

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from agent.domain.movielens.film import credits
 from agent.domain.movielens.loaders import ML_GENRES
 from agent.types import DialogueState
 from agent.understand.parse import ParsedMessage
@@ -242,7 +243,7 @@ def test_every_expected_title_and_person_is_real(real_settings):
     catalog = Catalog.load(real_settings.data_dir())
     titles = {it.title for it in catalog.items.values()}
     keys = {title_key(t) for t in titles}
-    people = {p for it in catalog.items.values() for p in (*it.director, *it.cast)}
+    people = {p for it in catalog.items.values() for p in credits(it)}
     reference = reference_films(real_settings, catalog, log=lambda msg: None)
     assert reference is not None, "the reference film table (movies.db) is part of the assets"
     for req in load_requests(HELDOUT) + load_requests(DEV):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.domain.movielens.facts import MAX_CAST, film_table_rows, split_names, title_key
+from agent.domain.movielens.film import film
 from agent.types import Item
 
 # The reference table's genre names -> the catalog's (names not listed map to nothing).
@@ -44,7 +45,7 @@ class ReferenceFilm:
 
     def as_item(self) -> Item:
         """The film as an item to compare catalog items with (id -1: never recommended)."""
-        return Item(-1, self.title, self.year, self.genres, self.director, self.cast)
+        return film(-1, self.title, self.year, self.genres, self.director, self.cast)
 
 
 class ReferenceFilms:

@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+from agent.domain.movielens.film import credits
 from agent.domain.movielens.loaders import ML_GENRES
 from agent.explain.check import check_explanation
 from agent.explain.facts import gather_facts
@@ -15,7 +16,7 @@ from tests.conftest import tiny_items
 @pytest.fixture
 def ctx(catalog):
     state = DialogueState(liked=(1,), year_min=1990, year_max=1999)
-    people = {p for it in catalog.items.values() for p in (*it.director, *it.cast)}
+    people = {p for it in catalog.items.values() for p in credits(it)}
     return catalog, state, TitleIndex(tiny_items()), people
 
 
@@ -73,16 +74,16 @@ def test_checker_rejects_untrue_or_ungrounded_text(ctx, text, problem):
 
 
 def test_names_abbreviations_and_duplicate_titles_are_not_false_alarms():
-    from agent.types import Item
+    from agent.domain.movielens.film import film
 
     items = {
-        1: Item(1, "Michael", 1996, ("Comedy",), ("Nora Ephron",), ("John Travolta",)),
-        2: Item(2, "The Rock", 1996, ("Action", "Thriller"), ("Michael Bay",), ("Sean Connery",)),
-        3: Item(3, "Dr. Strangelove or: How I Learned to Stop Worrying and Love the Bomb", 1963,
+        1: film(1, "Michael", 1996, ("Comedy",), ("Nora Ephron",), ("John Travolta",)),
+        2: film(2, "The Rock", 1996, ("Action", "Thriller"), ("Michael Bay",), ("Sean Connery",)),
+        3: film(3, "Dr. Strangelove or: How I Learned to Stop Worrying and Love the Bomb", 1963,
                 ("Sci-Fi", "War"), ("Stanley Kubrick",), ("Peter Sellers",)),
-        4: Item(4, "Desperate Measures", 1998, ("Crime", "Drama", "Thriller"), (), ()),
-        5: Item(5, "Desperate Measures", 1998, ("Crime", "Drama", "Thriller"), (), ()),
-        6: Item(6, "Con Air", 1997, ("Action", "Thriller"), ("Simon West",), ("Nicolas Cage",)),
+        4: film(4, "Desperate Measures", 1998, ("Crime", "Drama", "Thriller"), (), ()),
+        5: film(5, "Desperate Measures", 1998, ("Crime", "Drama", "Thriller"), (), ()),
+        6: film(6, "Con Air", 1997, ("Action", "Thriller"), ("Simon West",), ("Nicolas Cage",)),
     }
     index = TitleIndex(list(items.values()))
     people = {"Michael Bay", "Nora Ephron", "Stanley Kubrick", "Simon West", "John Travolta"}
@@ -121,10 +122,10 @@ def reply_facts(catalog, state, picks):
 
 def skeleton(sentence: str, f, state, catalog) -> str:
     """A sentence with its facts blanked out: what is left is its frame."""
-    words = [f.item.title, *f.item.director, *f.item.cast]
+    words = [f.item.title, *credits(f.item)]
     for i in state.liked:
         lk = catalog.get(i)
-        words += [lk.title, *lk.director, *lk.cast]
+        words += [lk.title, *credits(lk)]
     words += list(ML_GENRES) + list(state.moods)
     for w in sorted(set(words), key=len, reverse=True):
         sentence = re.sub(re.escape(w), "_", sentence, flags=re.I)
@@ -163,7 +164,7 @@ def test_every_reply_is_true_and_never_reuses_a_frame(ctx, state):
                 said = text
                 for i in state.liked:
                     said = said.replace(catalog.get(i).title, "X")
-                if genre not in f.item.genres:
+                if genre not in f.item.values("genres"):
                     assert genre.lower() not in said.lower(), (genre, text)
 
 
@@ -212,15 +213,13 @@ def test_asked_person_and_mood_are_reasons(ctx):
 
 
 def test_a_bounded_running_time_is_said_once_and_true(ctx):
-    from dataclasses import replace
-
     from agent.domain.movielens import SCHEMA
     from agent.domain.schema import CatalogSchema
 
     catalog, _, index, people = ctx
     schema = CatalogSchema.load(SCHEMA)
     state = DialogueState(bounds=(("runtime", None, 90),))
-    short = replace(catalog.get(4), runtime=83)
+    short = catalog.get(4).with_values(runtime=83)
     f = gather_facts(short, state, catalog.items, catalog.cowatch, schema)
     assert f.meets_bounds == (("running time", "83 min", "running time at most 90 min"),)
     text = template_explanation(f)

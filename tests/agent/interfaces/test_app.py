@@ -57,9 +57,10 @@ def test_the_tail_slider_reaches_the_reranker_once_moved(catalog):
 
 
 def test_cards_escape_catalog_text(catalog):
-    from agent.types import Item, Recommendation
+    from agent.domain.movielens.film import film
+    from agent.types import Recommendation
 
-    rec = Recommendation(Item(1, "<script>x</script>", 1990, ("Drama",)), 1.0, "a & b", "template")
+    rec = Recommendation(film(1, "<script>x</script>", 1990, ("Drama",)), 1.0, "a & b", "template")
     assert "<script>" not in card_html(rec) and "&lt;script&gt;" in card_html(rec)
 
 

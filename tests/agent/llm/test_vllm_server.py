@@ -106,7 +106,7 @@ def ranking_messages(catalog_dir) -> list[dict]:
     catalog = Catalog.load(catalog_dir)
     by_title = {it.title: it.id for it in catalog.items.values()}
     liked = (by_title["Alien"], by_title["Blade Runner"])
-    nineties = [it.id for it in catalog.items.values() if it.year and 1990 <= it.year <= 1999]
+    nineties = [it.id for it in catalog.items.values() if it.value("year") and 1990 <= it.value("year") <= 1999]
     cands = [Candidate(i, 1.0 / (k + 1), ("semantic",)) for k, i in enumerate(nineties[:20])]
     state = DialogueState(liked=liked, year_min=1990, year_max=1999)
     return VerbalizerRanker(None, catalog, n_llm=20).messages(state, cands)
@@ -118,7 +118,7 @@ def test_many_prompts_sent_together_score_as_one_at_a_time(server, real_settings
     from agent.data.catalog import Catalog
 
     catalog = Catalog.load(real_settings.data_dir())
-    nineties = [it.id for it in catalog.items.values() if it.year and 1990 <= it.year <= 1999]
+    nineties = [it.id for it in catalog.items.values() if it.value("year") and 1990 <= it.value("year") <= 1999]
     ranker = VerbalizerRanker(None, catalog, n_llm=10)
     prompts = [ranker.messages(DialogueState(liked=(nineties[k],)),
                                [Candidate(i, 1.0, ("semantic",)) for i in nineties[k + 1:k + 11]])
@@ -239,13 +239,13 @@ def test_the_bot_example_routes_through_the_served_model(server, real_settings):
     for q in (hours,) if routes[hours] == "recommend" else ():
         for line in answers[q].splitlines()[1:]:
             title, year = re.match(r"\d+\. (.+?) \((\d{4})\) — ", line).groups()
-            assert any(it.title == title and it.year == int(year)
+            assert any(it.title == title and it.value("year") == int(year)
                        for it in recommender.catalog.items.values()), line
     lines = answers[kids].splitlines()
     assert lines[0] == "Here is what I would suggest:" and len(lines) > 1, answers[kids]
     for line in lines[1:]:  # every suggestion is a catalog item, named as the catalog does
         title, year = re.match(r"\d+\. (.+?) \((\d{4})\) — ", line).groups()
-        assert any(it.title == title and it.year == int(year)
+        assert any(it.title == title and it.value("year") == int(year)
                    for it in recommender.catalog.items.values()), line
 
 

@@ -82,7 +82,7 @@ def test_hybrid_retrieval_respects_state(client, catalog):
     cands = retriever.retrieve(state, 10)
     ids = [c.item_id for c in cands]
     assert ids and 1 not in ids
-    assert all(catalog.get(i).year >= 1990 and "Horror" not in catalog.get(i).genres for i in ids)
+    assert all(catalog.get(i).value("year") >= 1990 and "Horror" not in catalog.get(i).values("genres") for i in ids)
     # Terminator 2 is co-watched with Alien by two users and similar in text: both sources.
     t2 = next(c for c in cands if c.item_id == 3)
     assert set(t2.sources) >= {"semantic", "cowatch"}
@@ -147,7 +147,7 @@ def test_a_dislike_pushes_down_items_like_it(client, catalog):
         assert ids.index(similar) >= others.index(similar), (similar, others, ids)
     assert others.index(7) < others.index(8) and others.index(7) < others.index(9), others
     assert ids.index(7) > ids.index(8) and ids.index(7) > ids.index(9), ids
-    assert all("Sci-Fi" in catalog.get(i).genres for i in ids)
+    assert all("Sci-Fi" in catalog.get(i).values("genres") for i in ids)
     assert all(set(c.sources) - {"avoid"} for c in after)
     assert all("avoid" in c.sources for c in after if c.item_id in (7, 11))
 
@@ -191,17 +191,17 @@ def test_the_movielens_schema_writes_the_documents_and_filters_the_index_had(rea
     catalog = Catalog.load(real_settings.data_dir())
     for it in catalog.items.values():
         want = [it.label + "."]
-        want += [f"Genres: {', '.join(it.genres)}."] if it.genres else []
-        want += [f"Directed by {', '.join(it.director)}."] if it.director else []
-        want += [f"Cast: {', '.join(it.cast[:8])}."] if it.cast else []
+        want += [f"Genres: {', '.join(it.values('genres'))}."] if it.values('genres') else []
+        want += [f"Directed by {', '.join(it.values('director'))}."] if it.values('director') else []
+        want += [f"Cast: {', '.join(it.values('cast')[:8])}."] if it.values('cast') else []
         assert item_document(it, catalog.schema) == " ".join(want), it.id
         meta = {"item_id": it.id, "popularity": it.popularity,
                 "bucket": "head" if it.id in catalog.head else "tail",
-                **({"year": it.year} if it.year is not None else {}),
-                **({"runtime": it.runtime} if it.runtime is not None else {}),
-                **{flag_key(catalog.schema.facet("language"), v): it.language == v
+                **({"year": it.value("year")} if it.value("year") is not None else {}),
+                **({"runtime": it.value("runtime")} if it.value("runtime") is not None else {}),
+                **{flag_key(catalog.schema.facet("language"), v): it.value("language") == v
                    for v in catalog.facet_values["language"]},
-                **{"g_" + g.lower().replace("'", "_").replace("-", "_").strip("_"): g in it.genres
+                **{"g_" + g.lower().replace("'", "_").replace("-", "_").strip("_"): g in it.values("genres")
                    for g in ML_GENRES}}
         assert item_metadata(it, it.id in catalog.head, catalog.schema,
                              catalog.facet_values) == meta, it.id

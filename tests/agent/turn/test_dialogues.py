@@ -32,7 +32,7 @@ class Dialogue:
 
 
 def years(catalog, ids):
-    return [catalog.get(i).year for i in ids]
+    return [catalog.get(i).value("year") for i in ids]
 
 
 def test_constraints_accumulate_turn_by_turn(catalog):
@@ -44,7 +44,7 @@ def test_constraints_accumulate_turn_by_turn(catalog):
     assert all(1990 <= y <= 1999 for y in years(catalog, ids))
     _, ids = d.say("no horror")
     assert d.state.excluded_genres == ("Horror",) and d.state.liked == (1,)
-    assert all("Horror" not in catalog.get(i).genres for i in ids)
+    assert all("Horror" not in catalog.get(i).values("genres") for i in ids)
 
 
 def test_more_like_the_second_one_likes_that_pick(catalog):
@@ -85,7 +85,7 @@ def test_any_decade_relaxes_an_impossible_request(catalog):
     assert ids == [] and "relaxing" in reply.text
     _, ids = d.say("any decade is fine")
     assert d.state.year_min is None and d.state.year_max is None and d.state.genres == ("Horror",)
-    assert ids and all("Horror" in catalog.get(i).genres for i in ids)
+    assert ids and all("Horror" in catalog.get(i).values("genres") for i in ids)
 
 
 def test_any_genre_drops_genre_constraints(catalog):
@@ -100,7 +100,7 @@ def test_a_vague_opening_gets_one_question_then_answers(catalog):
     reply, ids = d.say("hi there")
     assert reply.text == CLARIFY and ids == []
     _, ids = d.say("a comedy")
-    assert ids and all("Comedy" in catalog.get(i).genres for i in ids)
+    assert ids and all("Comedy" in catalog.get(i).values("genres") for i in ids)
 
 
 def test_a_disliked_title_is_remembered_and_excluded(catalog):

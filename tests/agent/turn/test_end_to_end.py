@@ -59,7 +59,7 @@ def test_turn_is_faithful_and_in_catalog(recommender):
     liked = {recommender.catalog.get(i).title for i in reply.state.liked}
     assert liked == {"Alien", "Blade Runner"}
     assert len(reply.recommendations) == 3
-    assert all(1990 <= r.item.year <= 1999 for r in reply.recommendations)
+    assert all(1990 <= r.item.value("year") <= 1999 for r in reply.recommendations)
     assert all(r.llm_score is not None for r in reply.recommendations)  # the LLM ranked them
     assert_faithful(recommender, reply)
 
@@ -92,7 +92,7 @@ FUNNY = "a funny romantic movie before 1980, no horror"
 
 def test_llm_written_explanations_are_checked_or_replaced(recommender):
     reply = llm_explained_turn(recommender, FUNNY)  # the real model writes them
-    assert all(r.item.year < 1980 and "Horror" not in r.item.genres for r in reply.recommendations)
+    assert all(r.item.value("year") < 1980 and "Horror" not in r.item.values("genres") for r in reply.recommendations)
     assert_faithful(recommender, reply)
     facts = [gather_facts(r.item, reply.state, recommender.catalog.items,
                           recommender.catalog.cowatch) for r in reply.recommendations]

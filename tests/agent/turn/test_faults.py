@@ -365,7 +365,7 @@ def test_tailor_index_rebuilds_an_index_whose_vectors_are_gone(tmp_path):
 
     from agent.data.catalog import Catalog
     from agent.retrieve.index import build_index, open_collection
-    from agent.types import Item
+    from agent.domain.movielens.film import film
 
     def client(path):
         return chromadb.PersistentClient(path=str(path),
@@ -373,7 +373,7 @@ def test_tailor_index_rebuilds_an_index_whose_vectors_are_gone(tmp_path):
 
     # Chroma writes vectors to a segment folder only past ~1,000 items; fewer stay in its
     # SQLite log, where there is nothing to damage.
-    items = [Item(i, f"Film {i}", 1950 + i % 50, ("Drama",), (), (), popularity=i)
+    items = [film(i, f"Film {i}", 1950 + i % 50, ("Drama",), (), (), popularity=i)
              for i in range(1, 1101)]
     one = np.array([1])
     catalog = Catalog(items, {"dataset": "synthetic"}, one.astype(np.int32),

@@ -34,7 +34,7 @@ def test_turn_respects_constraints_and_never_repeats(catalog):
     r1 = rec.turn("I loved Alien, something from the 90s")
     ids1 = [r.item.id for r in r1.recommendations]
     assert len(ids1) == 2 and 1 not in ids1
-    assert all(1990 <= r.item.year <= 1999 for r in r1.recommendations)
+    assert all(1990 <= r.item.value("year") <= 1999 for r in r1.recommendations)
     r2 = rec.turn("more please", r1.state)
     ids2 = [r.item.id for r in r2.recommendations]
     assert not set(ids1) & set(ids2)
@@ -247,7 +247,7 @@ def test_something_like_a_named_title_leads_with_what_shares_its_genres(catalog)
     assert plain.recommendations[0].item.title == "Toy Story"
     rec = make(catalog, FakeBackend(), reranker=TailDiversityReranker(catalog))
     reply = rec.turn("something like Twelve Monkeys")
-    assert all({"Drama", "Sci-Fi"} & set(r.item.genres) for r in reply.recommendations)
+    assert all({"Drama", "Sci-Fi"} & set(r.item.values("genres")) for r in reply.recommendations)
     scores = [r.score for r in reply.recommendations]
     assert scores == sorted(scores, reverse=True)
 

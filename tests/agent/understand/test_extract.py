@@ -109,7 +109,7 @@ def test_the_extracted_state_reaches_the_turn_and_is_shown(catalog):
     reply = rec.turn("something eerie")
     assert reply.state.genres == ("Horror",)
     assert "horror" in reply.text.split("\n")[0].lower()
-    assert all("Horror" in r.item.genres for r in reply.recommendations)
+    assert all("Horror" in r.item.values("genres") for r in reply.recommendations)
 
 
 def test_titles_may_be_misspelled_or_lower_case_as_the_user_wrote_them():
