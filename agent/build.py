@@ -71,7 +71,8 @@ def reference_films(settings: Settings, catalog, log=print):
     from agent.domain.movielens.loaders import film_db_path
     from agent.domain.movielens.reference import ReferenceFilms
 
-    genres = {g for it in catalog.items.values() for g in it.values("genres")}
+    roles = catalog.schema.roles
+    genres = {g for it in catalog.items.values() for g in roles.genres_of(it)}
     try:
         return ReferenceFilms.from_film_db(film_db_path(settings.downloads_dir, log), genres)
     except (OSError, AssetError, sqlite3.Error) as e:
@@ -105,7 +106,8 @@ def build_recommender(settings: Settings, backend=None, log=print):
     collection = open_collection(make_client(settings), embedder, settings.dataset)
     if backend is None:
         backend = make_backend(settings)
-    films = any(f.role for f in catalog.schema.facets)
+    roles = catalog.schema.roles
+    films = roles.films
     options = ranker_options(settings)
     if not films and not settings.adapter:
         # The catalog prompt (agent.rank.catalog_prompt) works, but zero-/few-shot the
@@ -116,7 +118,7 @@ def build_recommender(settings: Settings, backend=None, log=print):
         options["n_llm"] = 0
     ranker = VerbalizerRanker(backend, catalog, **options)
     title_index = TitleIndex(list(catalog.items.values()))
-    people = PeopleIndex(list(catalog.items.values()), load_vocabulary().person_cues)
+    people = PeopleIndex(list(catalog.items.values()), load_vocabulary().person_cues, roles)
     reference = reference_films(settings, catalog, log) if films else None
     extractor = None
     if settings.state_llm != "off":
@@ -126,16 +128,15 @@ def build_recommender(settings: Settings, backend=None, log=print):
         # configured backend fills the form zero-shot.
         model = state_backend(settings, settings.state_adapter) if settings.state_adapter \
             else backend
-        genre = [f.field for f in catalog.schema.facets if f.role == "genre"]
         extractor = StateExtractor(model, title_index, settings.state_llm, people, reference,
-                                   catalog.facet_values.get(genre[0], ()) if genre else ())
+                                   catalog.facet_values.get(roles.genre, ()))
     guesser = None
     if settings.title_llm == "on" and films:
         from agent.domain.movielens.reference import ReferenceFilms
         from agent.understand.title_guess import TitleGuesser
 
         guesser = TitleGuesser(backend, {g for it in catalog.items.values()
-                                         for g in it.values("genres")})
+                                         for g in roles.genres_of(it)})
         reference = reference if reference is not None else ReferenceFilms({})
     sequential = find_sequential(settings, catalog)
     fusion = None

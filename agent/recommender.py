@@ -7,7 +7,6 @@ import time
 from dataclasses import replace
 from typing import Iterator
 
-from agent.domain.movielens.film import credits
 from agent.errors import BackendError, InputError
 from agent.explain.check import check_explanation, whole_sentences
 from agent.explain.facts import Facts, gather_facts
@@ -58,7 +57,7 @@ class Recommender:
         self.reference = reference  # ReferenceFilms: titles outside the catalog
         self.guesser = guesser  # TitleGuesser: titles the reference table lacks, or None
         self.known_people = known_people if known_people is not None else {
-            p for it in catalog.items.values() for p in credits(it)}
+            p for it in catalog.items.values() for p in catalog.schema.roles.credits(it)}
         # The catalog's own facets ("a blue wool jumper under 50"), and which film rules
         # its schema has facets for (MovieLens: all of them; a shop's: none).
         self.facets = FacetIndex.for_catalog(catalog)
@@ -122,7 +121,8 @@ class Recommender:
         state = DialogueState()
         for m in messages:
             try:
-                state = merge(state, self.parse(clean_message(m)), self.catalog.items)
+                state = merge(state, self.parse(clean_message(m)), self.catalog.items,
+                              self.catalog.schema.roles)
             except InputError:
                 continue
         return state
@@ -142,7 +142,8 @@ class Recommender:
         t0 = time.perf_counter()
         text = clean_message(message)
         parsed = self.parse(text)
-        state = merge(state or DialogueState(), parsed, self.catalog.items)
+        state = merge(state or DialogueState(), parsed, self.catalog.items,
+                      self.catalog.schema.roles)
         timings = {"parse": time.perf_counter() - t0}
         said = self.understood(parsed)
         if self.is_vague(state):
@@ -224,7 +225,8 @@ class Recommender:
         """Sentences about titles the catalog lacks: what was used instead of each one
         the reference table knows, and which ones nothing knows."""
         out = []
-        years = [it.value("year") for it in self.catalog.items.values() if it.value("year")]
+        roles = self.catalog.schema.roles
+        years = [y for it in self.catalog.items.values() for y in [roles.year_of(it)] if y]
         span = f" (its films are from {min(years)} to {max(years)})" if years else ""
         for film in parsed.outside:
             like = (f"I looked for {' or '.join(film.genres)} films instead" if film.genres

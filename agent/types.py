@@ -105,7 +105,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class DialogueState:
-    """What the user has told us so far. Immutable: each turn makes a new one."""
+    """What the user has told us so far. Immutable: each turn makes a new one.
+
+    The film slots (genres, years, people, moods ...) hold what the film rules read; they
+    are about the fields the catalog schema's roles are on (``agent.domain.roles``), and
+    mean nothing for a catalog without roles. Any catalog's own facets are in ``facets``,
+    ``excluded_facets`` and ``bounds``."""
 
     liked: tuple[int, ...] = ()
     disliked: tuple[int, ...] = ()

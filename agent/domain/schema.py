@@ -17,16 +17,24 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
 
+if TYPE_CHECKING:
+    from agent.domain.roles import Roles
+
 FACET_KINDS = ("category", "range", "entity")
-FACET_ROLES = ("", "genre", "year", "people")
-# The film rules a role turns on read MovieLens' own fields and index keys, so a role is
-# only valid on those (a facet elsewhere is read from requests by its own values).
-ROLE_FIELDS = {"genre": (("genres", "g"),), "year": (("year", ""), ("year", "year")),
-               "people": (("director", ""), ("cast", ""))}
+# The film dialogue rules a facet's role turns on, and the kind of facet each reads:
+# "genre" genre words and moods (a category), "year" decades and "older" (a range),
+# "director"/"cast"/"people" fuzzy names ("films with Tom Hanks"; an entity: the
+# explanations say "directed", "is in" or "is credited on").
+ROLE_KINDS = {"genre": "category", "year": "range", "director": "entity", "cast": "entity",
+              "people": "entity"}
+FACET_ROLES = ("", *ROLE_KINDS)
+PEOPLE_ROLES = ("director", "cast", "people")
 SCHEMA_FILE = "schema.yaml"
 
 
@@ -55,8 +63,9 @@ class Facet:
     number). ``values``: the category's allowed values (default: those the items have).
     ``missing``: values in the files that mean "not known" (as pandas' ``na_values``):
     an item with one has no value for the facet, where a range would reject it.
-    ``role``: which of the film dialogue rules reads it ("genre": genre words and moods,
-    "year": decades and "older", "people": fuzzy names); a facet without one is read
+    ``role``: which of the film dialogue rules reads it, whatever the field is called
+    ("genre": genre words and moods, "year": decades and "older", "director", "cast" or
+    "people": fuzzy names; ``Roles``); a facet without one is read
     from requests by its own values ("a blue wool jumper", "no leather", "under 50",
     ``agent.understand.facets``). When too few items fit a request, its facet values are
     let go from the facet listed last up: list first what an item is (a category).
@@ -92,14 +101,12 @@ class Facet:
                               f"{self.role!r}")
         if self.kind == "range" and self.multi:
             raise ConfigError(f"facet {self.field!r}: a range holds one number, not a list")
-        if self.role and (self.field, self.key) not in ROLE_FIELDS[self.role]:
-            need = " or ".join(f"field {f!r}" + (f" with key {k!r}" if k else "")
-                               for f, k in ROLE_FIELDS[self.role][:1 if self.role == "year"
-                                                                   else 2])
-            raise ConfigError(f"facet {self.field!r}: role {self.role!r} turns on the film "
-                              f"rules, which read MovieLens' {need}; rename the column, or "
-                              "leave the role out (the facet is then read from requests by "
-                              "its own values)")
+        if self.role and ROLE_KINDS[self.role] != self.kind:
+            raise ConfigError(f"facet {self.field!r}: role {self.role!r} reads a "
+                              f"{ROLE_KINDS[self.role]} facet, not a {self.kind}")
+        if self.role in ("genre", "year") and not self.filter:
+            raise ConfigError(f"facet {self.field!r}: role {self.role!r} filters the index "
+                              "by it, so it needs filter: true")
         if self.similarity is not None and (
                 isinstance(self.similarity, bool) or not isinstance(self.similarity, (int, float))
                 or not 0 <= self.similarity <= 10 or self.kind == "range" and self.similarity):
@@ -148,6 +155,18 @@ class CatalogSchema:
             raise ConfigError(f"schema {self.name!r}: facet(s) listed twice: {', '.join(dup)}")
         if self.items.id in names or self.items.title in names:
             raise ConfigError(f"schema {self.name!r}: the id and title fields are not facets")
+        for role in ("genre", "year"):
+            bound = [f.field for f in self.facets if f.role == role]
+            if len(bound) > 1:
+                raise ConfigError(f"schema {self.name!r}: role {role!r} is on "
+                                  f"{' and '.join(bound)}; one facet at most")
+
+    @cached_property
+    def roles(self) -> Roles:
+        """Which fields the film rules read (``agent.domain.roles.Roles``)."""
+        from agent.domain.roles import Roles
+
+        return Roles.of(self)
 
     def facet(self, name: str) -> Facet:
         for f in self.facets:

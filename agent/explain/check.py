@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 from agent.domain.movielens.facts import title_key
-from agent.domain.movielens.film import credits
 from agent.domain.movielens.loaders import ML_GENRES
 from agent.explain.facts import MAX_WORDS, Facts
 from agent.types import DialogueState, Item
@@ -39,9 +38,9 @@ def check_explanation(text: str, f: Facts, state: DialogueState, items: dict[int
     liked = [items[i] for i in state.liked if i in items]
     # Titles and names the text may state; blanked out before looking for other titles,
     # counting sentences or repeats ("Dr. Strangelove", "Michael Bay" are not claims).
-    allowed = [f.item.title, *credits(f.item)]
+    allowed = [f.item.title, *f.roles.credits(f.item)]
     for lk in liked:
-        allowed += [lk.title, *credits(lk)]
+        allowed += [lk.title, *f.roles.credits(lk)]
     blank = _blank(text, allowed)
     facets = _facet_problems(text, blank, f, liked, state, values or {}) if f.noun else []
     return (_form_problems(text, blank, f, liked, partial)
@@ -95,7 +94,7 @@ def _form_problems(text: str, blank: str, f: Facts, liked: list[Item], partial: 
     if len(grams) != len(set(grams)):
         problems.append("repeats itself")
     grounding = " ".join(f.lines()).lower() + " " + " ".join(
-        f"{lk.title} {' '.join(lk.values('genres'))}" for lk in liked).lower()
+        f"{lk.title} {' '.join(f.roles.genres_of(lk))}" for lk in liked).lower()
     unsupported = [w for w in set(re.findall(r"[a-z0-9']+", text.lower()))
                    if w not in grounding and w not in _GLUE and len(w) > 2]
     if len(unsupported) > 3:
@@ -111,7 +110,7 @@ def _title_problems(text, blank, f: Facts, liked, items, title_index) -> list[st
             problems.append(f"names another title: {m.text!r}")
     for m in title_index.find(text):
         after = re.match(r"\s*\((\d{4})\)", text[m.end:])
-        if after and m.item_id in items and items[m.item_id].value("year") != int(after.group(1)):
+        if after and m.item_id in items and f.roles.year_of(items[m.item_id]) != int(after.group(1)):
             problems.append(f"gives {m.text!r} the wrong year")
     for q in _QUOTED.findall(text):
         if title_key(q) not in allowed_keys:
@@ -121,13 +120,14 @@ def _title_problems(text, blank, f: Facts, liked, items, title_index) -> list[st
 
 def _fact_problems(text, blank, f: Facts, liked, state, known_people) -> list[str]:
     problems = []
-    credited = set(credits(f.item))
+    roles = f.roles
+    credited = set(roles.credits(f.item))
     for lk in liked:
-        credited |= set(credits(lk))
+        credited |= set(roles.credits(lk))
     for run in _CAPITAL_RUN.findall(text):
         if run in known_people and run not in credited:
             problems.append(f"names a person not credited: {run!r}")
-    years = ({f.item.value("year")} | {lk.value("year") for lk in liked}
+    years = ({roles.year_of(f.item)} | {roles.year_of(lk) for lk in liked}
              | {state.year_min, state.year_max})
     decades = {y // 10 * 10 for y in years if y}
     for m in _YEAR.finditer(text):
@@ -136,7 +136,7 @@ def _fact_problems(text, blank, f: Facts, liked, state, known_people) -> list[st
             problems.append(f"states a year that does not fit: {m.group(0)}")
     lowered = blank.lower()
     for genre, words in genre_words().items():
-        if genre not in f.item.values("genres") and any(
+        if genre not in roles.genres_of(f.item) and any(
                 re.search(r"(?<![\w-])" + re.escape(w) + r"(?![\w-])", lowered)
                 for w in words if w in _GENRE_NAMES):
             problems.append(f"calls it {genre}, which it is not")

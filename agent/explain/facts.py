@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as _field
 
+from agent.domain.movielens.film import film_roles
+from agent.domain.roles import Roles
 from agent.types import DialogueState, Item
 
 MAX_WORDS = 60
@@ -20,7 +23,7 @@ class Facts:
     item: Item
     shared_genres: tuple[str, ...]
     genre_sources: tuple[Item, ...]  # liked items sharing those genres
-    shared_people: tuple[tuple[str, str, Item], ...]  # (name, "director"|"cast", liked item)
+    shared_people: tuple[tuple[str, str, Item], ...]  # (name, its role, liked item)
     cowatched_with: tuple[Item, ...]
     meets_genre: tuple[str, ...]
     meets_years: tuple[int | None, int | None] | None
@@ -36,7 +39,7 @@ class Facts:
     # item is from that decade.
     adds_genres: tuple[str, ...] = ()
     new_decade: int | None = None
-    meets_people: tuple[tuple[str, str], ...] = ()  # (name, "director"|"cast") asked for
+    meets_people: tuple[tuple[str, str], ...] = ()  # (name, its role) asked for
     meets_moods: tuple[tuple[str, str], ...] = ()  # (mood, a genre of the item in its group)
     # A catalog's own facets (agent.understand.facets): the asked values it has, as
     # (facet name, value); the bounds it meets, as (facet name, its value, the bound);
@@ -48,26 +51,29 @@ class Facts:
     # How an imported catalog names one item ("product"); "" for films, whose facts
     # and frames speak of watching.
     noun: str = ""
+    # The catalog's film roles: which fields hold its year, genres and people.
+    roles: Roles = _field(default_factory=film_roles, compare=False)
 
     def lines(self) -> list[str]:
         """The facts as short lines for the explanation prompt (and the checker's
         grounding: a word the lines use is a word an explanation may use)."""
-        it = self.item
+        it, roles = self.item, self.roles
         if self.noun:
             return self._catalog_lines()
-        year = it.value("year")
+        year = roles.year_of(it)
         out = [f"{it.title} came out in {year}." if year else f"{it.title}."]
-        genres, directors = ", ".join(it.values("genres")), ", ".join(it.values("director"))
+        genres = ", ".join(roles.genres_of(it))
+        directors = ", ".join(n for n, role in roles.credited(it) if role == "director")
         if genres:
             out.append(f"Genres: {genres}.")
         if directors:
             out.append(f"Directed by {directors}.")
         for name, role, liked in self.shared_people:
-            verb = "directed" if role == "director" else "appears in"
+            verb = _VERBS.get(role, "is credited on")
             out.append(f"{name} also {verb} {liked.title}, which the user liked.")
         for name, role in self.meets_people:
-            out.append(f"{name}, whom the user asked for, is credited on it "
-                       f"({'director' if role == 'director' else 'cast'}).")
+            out.append(f"{name}, whom the user asked for, is credited on it"
+                       + (f" ({role})." if role != "people" else "."))
         if self.closest is not None and self.closest_genres:
             out.append(f"Of the liked titles it is closest to {self.closest.title}: it shares "
                        f"{join_words(self.closest_genres)} with it.")
@@ -135,6 +141,9 @@ class Facts:
         return out + self._facet_lines()
 
 
+_VERBS = {"director": "directed", "cast": "appears in"}  # role "people": "is credited on"
+
+
 def top_band(rank: int) -> int:
     """A round "top N" that ``rank`` is within: 2 -> 5, 7 -> 10."""
     return next(n for n in (5, 10, 20, 50, rank) if rank <= n)
@@ -182,50 +191,52 @@ def _cowatch_rank(cowatch, liked_id: int, item_id: int) -> int | None:
 def gather_facts(item: Item, state: DialogueState, items: dict[int, Item], cowatch,
                  schema=None) -> Facts:
     """What is true of ``item`` in relation to ``state`` (``schema``: the catalog's, for
-    its own facets; None for MovieLens' film facts alone)."""
+    its own facets and film roles; None for MovieLens' film facts alone)."""
+    roles = schema.roles if schema is not None else film_roles()
+    genres_of = roles.genres_of
     liked = [items[i] for i in state.liked if i in items]
     shared, sources = [], []
     for lk in liked:
-        common = [g for g in item.values("genres") if g in lk.values("genres")]
+        common = [g for g in genres_of(item) if g in genres_of(lk)]
         if common:
             sources.append(lk)
             shared += [g for g in common if g not in shared]
     people = []
+    credited = roles.credited(item)
     for lk in liked:
-        for role in ("director", "cast"):
-            people += [(n, role, lk) for n in item.values(role) if n in lk.values(role)]
+        theirs = set(roles.credited(lk))
+        people += [(n, role, lk) for n, role in credited if (n, role) in theirs]
     cow = [lk for lk in liked if _cowatch_value(cowatch, lk.id, item.id) > 0]
     years = None
     if state.year_min is not None or state.year_max is not None:
         years = (state.year_min, state.year_max)
 
     def closeness(lk: Item) -> float:
-        genres = sum(g in lk.values("genres") for g in item.values("genres"))
+        genres = sum(g in genres_of(lk) for g in genres_of(item))
         persons = sum(p[2].id == lk.id for p in people)
         co = _cowatch_value(cowatch, lk.id, item.id)
         return genres + 2 * persons + (1 + co if co > 0 else 0)
 
     ranked = sorted((lk for lk in liked if closeness(lk) > 0), key=closeness, reverse=True)
     closest = ranked[0] if ranked else None
-    closest_genres = tuple(g for g in item.values("genres")
-                           if closest and g in closest.values("genres"))
+    closest_genres = tuple(g for g in genres_of(item) if closest and g in genres_of(closest))
     rank = None
     for lk in cow:
         r = _cowatch_rank(cowatch, lk.id, item.id)
         if r is not None and r <= COWATCH_TOP and (rank is None or r < rank[1]):
             rank = (lk, r)
-    liked_genres = {g for lk in liked for g in lk.values("genres")}
-    adds = tuple(g for g in item.values("genres") if liked and g not in liked_genres)
-    decades = {y // 10 * 10 for lk in liked for y in [lk.value("year")] if y}
-    decade = item.value("year") // 10 * 10 if item.value("year") else None
+    liked_genres = {g for lk in liked for g in genres_of(lk)}
+    adds = tuple(g for g in genres_of(item) if liked and g not in liked_genres)
+    decades = {y // 10 * 10 for lk in liked for y in [roles.year_of(lk)] if y}
+    year = roles.year_of(item)
+    decade = int(year) // 10 * 10 if year else None
     new_decade = decade if decade and decades and decade not in decades else None
-    credits = [(n, role) for role in ("director", "cast") for n in item.values(role)]
-    asked = tuple(dict.fromkeys((n, r) for n, r in credits if n in getattr(state, "people", ())))
+    asked = tuple(dict.fromkeys((n, r) for n, r in credited if n in state.people))
     return Facts(item, tuple(shared), tuple(sources), tuple(people[:2]), tuple(cow),
-                 tuple(g for g in state.genres if g in item.values("genres")), years,
+                 tuple(g for g in state.genres if g in genres_of(item)), years,
                  closest=closest, closest_genres=closest_genres, cowatch_rank=rank,
                  n_liked=len(liked), adds_genres=adds, new_decade=new_decade,
-                 meets_people=asked[:2], meets_moods=_moods_met(item, state),
+                 meets_people=asked[:2], meets_moods=_moods_met(item, state, roles), roles=roles,
                  **(_facet_facts(item, state, schema) if schema is not None else {}))
 
 
@@ -253,7 +264,7 @@ def _facet_facts(item: Item, state: DialogueState, schema) -> dict:
             bounded.append(field)
     asked = {f for f, _ in state.facets} | {f for f, _, _ in state.bounds}
     facts = []
-    film = any(f.role for f in schema.facets)  # a film's own facts say its running time
+    film = schema.roles.films  # a film's own facts say its running time
     for f in () if film else schema.requestable:
         value = item.value(f.field)
         if f.fact and f.field not in asked and value not in (None, "", [], ()):
@@ -264,8 +275,8 @@ def _facet_facts(item: Item, state: DialogueState, schema) -> dict:
             "noun": "" if film else schema.item_noun}
 
 
-def _moods_met(item: Item, state: DialogueState) -> tuple[tuple[str, str], ...]:
-    names = getattr(state, "moods", ())
+def _moods_met(item: Item, state: DialogueState, roles: Roles) -> tuple[tuple[str, str], ...]:
+    names = state.moods
     if not names:
         return ()
     from agent.understand.vocabulary import load_vocabulary
@@ -273,7 +284,7 @@ def _moods_met(item: Item, state: DialogueState) -> tuple[tuple[str, str], ...]:
     moods = load_vocabulary().moods
     out = []
     for name in names:
-        genre = next((g for g in item.values("genres")
+        genre = next((g for g in roles.genres_of(item)
                       if name in moods and g in moods[name].any_genres), None)
         if genre:
             out.append((name, genre))

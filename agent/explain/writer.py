@@ -41,6 +41,10 @@ FRAMES: dict[str, tuple[str, ...]] = {
              "{name}, from {liked}, stars here too.",
              "{name} appears in it, as in {liked}.",
              "If you liked {name} in {liked}, this one has {name} too."),
+    "people": ("{name} is credited on both this and {liked}.",
+               "{name}, credited on {liked}, is credited on it too."),
+    "asked_people": ("{name}, whom you asked for, is credited on it.",
+                     "It is credited to {name}, as you asked."),
     "asked_director": ("{name} directed it, as you asked.",
                        "One for {name} fans: {name} directed it.",
                        "Directed by {name}, whom you asked for."),
@@ -119,9 +123,8 @@ def _reasons(f: Facts) -> list[_Reason]:
     it, out = f.item, []
     for name, role in f.meets_people:
         out.append(_Reason(f"asked_{role}", 10.0, name, {"name": name}, constraint=True))
-    for name, role, liked in f.shared_people:
-        kind = "director" if role == "director" else "cast"
-        out.append(_Reason(kind, 9.0 if kind == "director" else 8.0, liked.id,
+    for name, role, liked in f.shared_people:  # role: "director", "cast" or "people"
+        out.append(_Reason(role, 9.0 if role == "director" else 8.0, liked.id,
                            {"name": name, "liked": liked.title}))
     if f.cowatch_rank is not None:
         liked, rank = f.cowatch_rank
@@ -148,7 +151,7 @@ def _reasons(f: Facts) -> list[_Reason]:
     if f.meets_genre:
         out.append(_Reason("genre", 4.5, "genre", {"genres": _g(f.meets_genre, 3)},
                            constraint=True))
-    year, runtime, country = it.value("year"), it.value("runtime"), it.value("country")
+    year, runtime, country = f.roles.year_of(it), it.value("runtime"), it.value("country")
     if f.meets_years and year:
         out.append(_Reason("years", 4.0, "years",
                            {"year": year, "an_year": _a(str(year)).capitalize()},
@@ -164,9 +167,10 @@ def _reasons(f: Facts) -> list[_Reason]:
             "runtime": runtime, "size": "short" if runtime <= SHORT_RUNTIME else "long"}))
     if country and country != "United States":
         out.append(_Reason("country", 0.7, "country", {"country": country}))
-    if it.values("genres"):  # the genres not asked for first: "it is comedy" restates the request
-        genres = _g([g for g in it.values("genres") if g not in f.meets_genre]
-                    + [g for g in it.values("genres") if g in f.meets_genre])
+    has = f.roles.genres_of(it)
+    if has:  # the genres not asked for first: "it is comedy" restates the request
+        genres = _g([g for g in has if g not in f.meets_genre]
+                    + [g for g in has if g in f.meets_genre])
         args = {"genres": genres, "year": year}
         out.append(_Reason("plain" if year else "plain_no_year", 1.0, "plain", args))
     out += _facet_reasons(f)

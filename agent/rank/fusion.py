@@ -106,13 +106,14 @@ def candidate_rows(lists: dict[str, list[tuple[int, float]]], catalog, history_l
     base = 2 * len(SOURCES)
     quality = catalog.quality
     plain = len(ITEM_FEATURES) - len(RECENT_FEATURES)
+    year_of = catalog.schema.roles.year_of  # a film catalog's year, whatever its column
     for row, item in enumerate(ids):
         it = catalog.get(item)
         X[row, base:base + plain] = (
             (rrf or {}).get(item, np.nan),
             sum(1 for s in lists if s != "avoid" and not math.isnan(X[row, 2 * SOURCES.index(s)])),
             math.log1p(it.popularity), float(catalog.is_tail(item)), quality.get(item, np.nan),
-            it.value("year") or np.nan, history_len)
+            year_of(it) or np.nan, history_len)
         if use_llm:
             X[row, -1] = llm.get(item, np.nan)
     if ids:

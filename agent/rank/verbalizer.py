@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from agent.domain.movielens.film import film
+from agent.domain.movielens.film import film, film_roles
+from agent.domain.roles import Roles
 from agent.types import Candidate, DialogueState, Item
 from prompts import load_prompt
 
@@ -75,12 +76,14 @@ MAX_PROMPT_TOKENS = 300  # per ranking prompt (system + request; few-shot demons
 
 
 def candidate_line(label: str, item: Item, cowatched: int, n_liked: int,
-                   detail: Detail = DETAILS[0]) -> str:
+                   detail: Detail = DETAILS[0], roles: Roles | None = None) -> str:
     """``D. Get Shorty | 90s | Action, Comedy | co 3/5``: title, decade, two genres, and
-    with how many of the ``n_liked`` liked items it is co-watched (left out when none)."""
-    genres = ", ".join(item.values("genres")[: detail.genres]) or "?"
+    with how many of the ``n_liked`` liked items it is co-watched (left out when none;
+    ``roles``: the catalog's film roles, default MovieLens')."""
+    roles = roles if roles is not None else film_roles()
+    genres = ", ".join(roles.genres_of(item)[: detail.genres]) or "?"
     title = short_title(item.title, detail.title_words)
-    line = f"{label}. {title} | {decade(item.value('year'))} | {genres}"
+    line = f"{label}. {title} | {decade(roles.year_of(item))} | {genres}"
     return line + (f" | co {cowatched}/{n_liked}" if cowatched else "")
 
 
@@ -91,11 +94,12 @@ def candidate_block(lines: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def dominant_genres(items: Sequence[Item], n: int = 3) -> str:
+def dominant_genres(items: Sequence[Item], n: int = 3, roles: Roles | None = None) -> str:
     """The ``n`` genres most frequent among ``items`` (ties by first appearance)."""
+    roles = roles if roles is not None else film_roles()
     counts: dict[str, int] = {}
     for it in items:
-        for g in it.values("genres"):
+        for g in roles.genres_of(it):
             counts[g] = counts.get(g, 0) + 1
     return ", ".join(sorted(counts, key=lambda g: -counts[g])[:n]) or "none"
 
@@ -145,7 +149,8 @@ def demo_messages() -> list[dict]:
 
 
 def build_messages(state: DialogueState, lines: list[str], items: dict[int, Item],
-                   few_shot: bool, detail: Detail = DETAILS[0]) -> list[dict]:
+                   few_shot: bool, detail: Detail = DETAILS[0],
+                   roles: Roles | None = None) -> list[dict]:
     """System prompt, optional demonstrations as earlier turns, then this request."""
     messages = [{"role": "system", "content": load_prompt("rank_system").text}]
     if few_shot:
@@ -153,7 +158,8 @@ def build_messages(state: DialogueState, lines: list[str], items: dict[int, Item
     liked = [items[i] for i in state.liked if i in items]
     w = detail.title_words
     messages.append({"role": "user", "content": load_prompt("rank_user").render(
-        liked=titles(state.liked[-detail.liked:], items, w), genres=dominant_genres(liked),
+        liked=titles(state.liked[-detail.liked:], items, w),
+        genres=dominant_genres(liked, roles=roles),
         context=context_lines(titles(state.disliked, items, w), constraints_text(state),
                               " ".join(state.query.split()[: detail.request_words])),
         candidates=candidate_block(lines))})
@@ -199,7 +205,8 @@ class VerbalizerRanker:
         self._priors: dict[tuple[int, bool], np.ndarray] = {}
         schema = getattr(catalog, "schema", None)
         # An imported catalog gets the prompt written from its schema (catalog_prompt).
-        self.films = schema is None or any(f.role for f in schema.facets)
+        self.roles = schema.roles if schema is not None else film_roles()
+        self.films = self.roles.films
         self._demos = None  # the catalog prompt's demonstrations, drawn once
 
     def label_prior(self, n: int) -> np.ndarray:
@@ -232,12 +239,13 @@ class VerbalizerRanker:
             return self._fit_catalog_prompt(state, [c.item_id for c in cands], co)
         items = [self.catalog.get(c.item_id) for c in cands]
         for detail in DETAILS:
-            lines = [candidate_line(LABELS[k], it, co[k], len(liked), detail)
+            lines = [candidate_line(LABELS[k], it, co[k], len(liked), detail, self.roles)
                      for k, it in enumerate(items)]
-            bare = build_messages(state, lines, self.catalog.items, False, detail)
+            bare = build_messages(state, lines, self.catalog.items, False, detail, self.roles)
             if self.max_tokens is None or detail is DETAILS[-1] or self.tokens(bare) <= self.max_tokens:
                 break
-        return build_messages(state, lines, self.catalog.items, True, detail) if self.few_shot else bare
+        return (build_messages(state, lines, self.catalog.items, True, detail, self.roles)
+                if self.few_shot else bare)
 
     def _catalog_messages(self, state: DialogueState, lines, compact: int) -> list[dict]:
         from agent.rank.catalog_prompt import catalog_demos, catalog_messages

@@ -12,7 +12,6 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from agent.domain.movielens.film import credits
 from agent.types import Candidate, DialogueState
 from agent.understand.state import chroma_where, constraint, genre_fit
 
@@ -159,7 +158,7 @@ class HybridRetriever:
         the retriever from several threads, and another state may replace the cache."""
         cached = self._fitting
         if cached[0] is not state:
-            fits, gems = constraint(state), state.lesser_known
+            fits, gems = constraint(state, self.catalog.schema.roles), state.lesser_known
             hidden = self.catalog.hidden
             cached = (state, frozenset(i for i, it in self.catalog.items.items()
                                        if fits(it) and not (gems and not self.catalog.is_tail(i))
@@ -198,8 +197,8 @@ class HybridRetriever:
         unwanted = None
         if state.excluded_people:
             unwanted = (self.people.items_of(state.excluded_people) if self.people is not None
-                        else {i for i, it in self.catalog.items.items()
-                              if set(state.excluded_people) & set(credits(it))})
+                        else {i for i, it in self.catalog.items.items() if set(
+                              state.excluded_people) & set(self.catalog.schema.roles.credits(it))})
         where = chroma_where(state, people_items, unwanted, self.catalog.schema)
         if vector is None:  # nothing to search by: the best liked, most what is asked, popular
             if state.well_liked or state.lesser_known:
@@ -323,7 +322,8 @@ class HybridRetriever:
 
     def by_fit(self, state: DialogueState, n: int) -> list[tuple[int, float]]:
         """What fits, the films most of whose genres are asked for first (``genre_fit``)."""
-        fit = {i: genre_fit(self.catalog.get(i), state) for i in self.fitting(state)}
+        fit = {i: genre_fit(self.catalog.get(i), state, self.catalog.schema.roles)
+               for i in self.fitting(state)}
         order = sorted(fit, key=lambda i: (-round(fit[i], 2), -self.catalog.get(i).popularity, i))
         return [(i, fit[i]) for i in order[:n]]
 

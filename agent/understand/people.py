@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from agent.domain.movielens.film import credits
+from agent.domain.roles import Roles
 from agent.types import Item
 
 _WORD = re.compile(r"[\w'’.-]+")
@@ -64,10 +65,11 @@ def _vocabulary_words() -> frozenset:
 class PeopleIndex:
     """Every credited person, with the items they made; the most credited wins a tie."""
 
-    def __init__(self, items: list[Item], person_cues=("with", "by", "starring")):
+    def __init__(self, items: list[Item], person_cues=("with", "by", "starring"),
+                 roles: Roles | None = None):
         self.films: dict[str, set[int]] = {}
         for it in items:
-            for person in credits(it):
+            for person in credits(it, roles):
                 self.films.setdefault(person, set()).add(it.id)
         by_count = sorted(self.films, key=lambda p: -len(self.films[p]))
         self.by_key: dict[str, str] = {}

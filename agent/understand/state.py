@@ -5,21 +5,22 @@ says it back to the user."""
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
-from agent.domain.movielens.film import credits
+from agent.domain.movielens.film import film_roles
+from agent.domain.roles import Roles
 from agent.types import DialogueState, Item
 from agent.understand.facets import facets_fit
 from agent.understand.parse import ParsedMessage
 
 
 def merge(state: DialogueState, parsed: ParsedMessage,
-          items: dict[int, Item] | None = None) -> DialogueState:
+          items: dict[int, Item] | None = None, roles: Roles | None = None) -> DialogueState:
     """The next state: likes and dislikes accumulate (the newest statement wins),
     genres accumulate, and new year bounds replace old ones. References ("the second
     one", "something older") resolve against the last answer's picks (``state.last``)
-    and need ``items`` for their years."""
+    and need ``items`` for their years (``roles``: the catalog's, default MovieLens')."""
+    roles = roles if roles is not None else film_roles()
     ref_liked = _resolve(parsed.liked_refs, state.last)
     ref_disliked = _resolve(parsed.disliked_refs, state.last)
     new_liked = list(parsed.liked) + ref_liked
@@ -42,7 +43,7 @@ def merge(state: DialogueState, parsed: ParsedMessage,
     elif parsed.any_year:
         year_min = year_max = None
     years = [y for i in state.last if items and i in items
-             for y in [items[i].value("year")] if y]
+             for y in [roles.year_of(items[i])] if y]
     if parsed.older and years and not explicit and not parsed.any_year:
         year_min, year_max = None, min(years) - 1
     elif parsed.newer and years and not explicit and not parsed.any_year:
@@ -91,15 +92,18 @@ def _resolve(positions: tuple[int, ...], last: tuple[int, ...]) -> list[int]:
     return [last[p] for p in positions if -len(last) <= p < len(last)]
 
 
-def satisfies(item: Item, state: DialogueState) -> bool:
-    """Whether ``item`` meets the hard constraints (the same rules as ``chroma_where``)."""
-    return constraint(state)(item)
+def satisfies(item: Item, state: DialogueState, roles: Roles | None = None) -> bool:
+    """Whether ``item`` meets the hard constraints (the same rules as ``chroma_where``;
+    ``roles``: the catalog's, default MovieLens')."""
+    return constraint(state, roles)(item)
 
 
-def constraint(state: DialogueState) -> Callable[[Item], bool]:
+def constraint(state: DialogueState, roles: Roles | None = None) -> Callable[[Item], bool]:
     """``satisfies`` for one state, its sets and mood groups built once: a source that
     tests every catalog item (a known user's ``shown`` is their whole history) calls it
     per item instead of ``satisfies``."""
+    roles = roles if roles is not None else film_roles()
+    state = _bound(state, roles)
     blocked = set(state.liked) | set(state.disliked) | set(state.shown)
     lo, hi = state.year_min, state.year_max
     excluded, genres, people = state.excluded_genres, state.genres, set(state.people)
@@ -111,12 +115,12 @@ def constraint(state: DialogueState) -> Callable[[Item], bool]:
     def fits(item: Item) -> bool:
         if item.id in blocked:
             return False
-        year = item.value("year")
+        year = roles.year_of(item)
         if lo is not None and (year is None or year < lo):
             return False
         if hi is not None and (year is None or year > hi):
             return False
-        has = item.values("genres")
+        has = roles.genres_of(item)
         if any(g in has for g in excluded):
             return False
         if genres and not need(g in has for g in genres):
@@ -124,7 +128,7 @@ def constraint(state: DialogueState) -> Callable[[Item], bool]:
         for group, avoid in groups:
             if not any(g in has for g in group) or any(g in has for g in avoid):
                 return False
-        named = set(credits(item))
+        named = set(roles.credits(item))
         if unwanted & named:
             return False
         if asks_facets and not facets_fit(state, item.value):
@@ -199,7 +203,7 @@ def mood_groups(state: DialogueState) -> list[tuple[tuple[str, ...], tuple[str, 
     return groups
 
 
-def genre_fit(item: Item, state: DialogueState) -> float:
+def genre_fit(item: Item, state: DialogueState, roles: Roles | None = None) -> float:
     """How much of what ``item`` is the request asks for: the share of its genres that
     are asked for, and the share in each mood's group, averaged (1 for a crime comedy
     asked as "a crime comedy", or a drama-romance asked to be sad; 0.4 for Star Wars, a
@@ -217,15 +221,23 @@ def genre_fit(item: Item, state: DialogueState) -> float:
     """
     groups = [set(g) for g, _ in mood_groups(state) if g]
     groups += [set(state.genres)] if state.genres else []
-    has = set(item.values("genres"))
+    has = set((roles if roles is not None else film_roles()).genres_of(item))
     if not groups or not has:
         return 0.0
     return sum(len(g & has) / len(has) for g in groups) / len(groups)
 
 
-def genre_field(genre: str) -> str:
-    """Metadata key of a genre flag: ``Sci-Fi`` -> ``g_sci_fi``."""
-    return "g_" + re.sub(r"[^a-z]+", "_", genre.lower()).strip("_")
+def _bound(state: DialogueState, roles: Roles) -> DialogueState:
+    """``state`` without the slots of film roles its catalog lacks: they filter nothing
+    (a shop's items have no genres; a state sent by a client may still name some)."""
+    change: dict = {}
+    if roles.year is None:
+        change.update(year_min=None, year_max=None)
+    if roles.genre is None:
+        change.update(genres=(), excluded_genres=(), moods=(), like_genres=())
+    if not roles.people:
+        change.update(people=(), excluded_people=())
+    return state.with_changes(**change) if change else state
 
 
 def chroma_where(state: DialogueState, people_items: set[int] | None = None,
@@ -233,16 +245,18 @@ def chroma_where(state: DialogueState, people_items: set[int] | None = None,
     """A Chroma ``where`` filter equivalent to ``satisfies`` (plus ``lesser_known``, which
     needs the catalog's head/tail split). ``people_items``: the items of ``state.people``;
     ``unwanted_items``: those of ``state.excluded_people`` (Chroma metadata holds no cast
-    lists); ``schema``: the catalog's, for the keys of its own facets."""
+    lists); ``schema``: the catalog's, for the keys of its facets (default MovieLens')."""
+    roles = schema.roles if schema is not None else film_roles()
+    state, genre_field, year = _bound(state, roles), roles.flag, roles.year_key
     clauses: list[dict] = []
     excluded_ids = list(dict.fromkeys(state.liked + state.disliked + state.shown
                                       + tuple(sorted(unwanted_items or ()))))
     if excluded_ids:
         clauses.append({"item_id": {"$nin": excluded_ids}})
     if state.year_min is not None:
-        clauses.append({"year": {"$gte": state.year_min}})
+        clauses.append({year: {"$gte": state.year_min}})
     if state.year_max is not None:
-        clauses.append({"year": {"$lte": state.year_max}})
+        clauses.append({year: {"$lte": state.year_max}})
     clauses += [{genre_field(g): False} for g in state.excluded_genres]
     if len(state.genres) == 1 or (state.genres and not state.genre_or):
         clauses += [{genre_field(g): True} for g in state.genres]

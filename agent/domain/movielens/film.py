@@ -3,6 +3,10 @@ reference table's films): ``film(1, "Alien", 1979, ("Horror", "Sci-Fi"))``."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from agent.domain.roles import Roles
+from agent.domain.schema import CatalogSchema
 from agent.types import Item
 
 
@@ -19,10 +23,19 @@ def film(id: int, title: str, year: int | None = None, genres=(), director=(), c
                             "language": language}, popularity)
 
 
-def credits(item: Item) -> tuple[str, ...]:
-    """Everyone credited on ``item``: its directors, then its cast.
+@lru_cache(maxsize=1)
+def film_roles() -> Roles:
+    """The MovieLens schema's roles: what the film rules read when no catalog is named."""
+    from agent.domain.movielens import SCHEMA
+
+    return CatalogSchema.load(SCHEMA).roles
+
+
+def credits(item: Item, roles: Roles | None = None) -> tuple[str, ...]:
+    """Everyone credited on ``item`` (``roles``: the catalog's; default MovieLens'): its
+    directors, then its cast.
 
     >>> credits(film(1, "Alien", 1979, (), ("Ridley Scott",), ("Sigourney Weaver",)))
     ('Ridley Scott', 'Sigourney Weaver')
     """
-    return (*item.values("director"), *item.values("cast"))
+    return (roles if roles is not None else film_roles()).credits(item)

@@ -319,11 +319,17 @@ def test_the_schema_file_is_strict(tmp_path):
                                              "similarity": -1}]}, "similarity must be"),
                        ({**good, "facets": [{"field": "price", "kind": "range",
                                              "similarity": 1}]}, "0 for a range"),
-                       # a film rule on another field would filter by keys no item has
-                       ({**good, "facets": [{"field": "class", "kind": "category",
-                                             "role": "genre"}]}, "field 'genres' with key"),
+                       # a film role reads one kind of facet, and the genre and year
+                       # roles filter the index by theirs
+                       ({**good, "facets": [{"field": "class", "kind": "entity",
+                                             "role": "genre"}]}, "reads a category facet"),
+                       ({**good, "facets": [{"field": "made", "kind": "range", "role": "year",
+                                             "filter": False}]}, "needs filter: true"),
+                       ({**good, "facets": [{"field": "a", "kind": "category", "role": "genre"},
+                                            {"field": "b", "kind": "category", "role": "genre"}]},
+                        "one facet at most"),
                        ({**good, "facets": [{"field": "author", "kind": "entity",
-                                             "role": "people"}]}, "'director' or field")):
+                                             "role": "writer"}]}, "role must be one of")):
         with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
             CatalogSchema.from_dict(bad)
     s = CatalogSchema.from_dict({**good, "facets": [{"field": "brand", "kind": "entity",
