@@ -165,35 +165,3 @@ class FacetIndex:
             if re.search(rf"\b{re.escape(f.name.lower())}\b", clause):
                 return f.field
         return untimed[0].field
-
-
-def facets_fit(state, value_of) -> bool:
-    """Whether an item (``value_of``: field -> value) meets the state's facet asks.
-
-    >>> from agent.types import DialogueState
-    >>> s = DialogueState(facets=(("colour", "blue"), ("colour", "navy")),
-    ...                   excluded_facets=(("brand", "Nike"),), bounds=(("price", None, 50),))
-    >>> item = {"colour": "navy", "brand": "Uniqlo", "price": 45}
-    >>> facets_fit(s, item.get), facets_fit(s, {**item, "price": 60}.get)
-    (True, False)
-    """
-    wanted: dict[str, set] = {}
-    for field, value in state.facets:
-        wanted.setdefault(field, set()).add(value)
-    for field, values in wanted.items():
-        if not values & _as_set(value_of(field)):
-            return False
-    for field, value in state.excluded_facets:
-        if value in _as_set(value_of(field)):
-            return False
-    for field, lo, hi in state.bounds:
-        v = value_of(field)
-        if v is None or (lo is not None and v < lo) or (hi is not None and v > hi):
-            return False
-    return True
-
-
-def _as_set(value) -> set:
-    if value is None:
-        return set()
-    return set(value) if isinstance(value, (list, tuple)) else {value}

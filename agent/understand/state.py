@@ -1,6 +1,6 @@
 """Dialogue state across turns: ``merge`` builds the next state from a parsed message;
-``constraint``/``satisfies`` is the one rule an item must meet, also compiled to a Chroma
-where-filter (``chroma_where``); ``relaxations`` loosens it step by step; ``describe``
+``constraint``/``satisfies`` is the one rule an item must meet (``agent.understand.rule``),
+also written as a Chroma where-filter (``chroma_where``); ``relaxations`` loosens it step by step; ``describe``
 says it back to the user."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Callable
 from agent.domain.movielens.film import film_roles
 from agent.domain.roles import Roles
 from agent.types import DialogueState, Item
-from agent.understand.facets import facets_fit
 from agent.understand.parse import ParsedMessage
+from agent.understand.rule import Rule, mood_groups
 
 
 def merge(state: DialogueState, parsed: ParsedMessage,
@@ -93,48 +93,15 @@ def _resolve(positions: tuple[int, ...], last: tuple[int, ...]) -> list[int]:
 
 
 def satisfies(item: Item, state: DialogueState, roles: Roles | None = None) -> bool:
-    """Whether ``item`` meets the hard constraints (the same rules as ``chroma_where``;
-    ``roles``: the catalog's, default MovieLens')."""
-    return constraint(state, roles)(item)
+    """Whether ``item`` meets the hard constraints (``agent.understand.rule``, the same
+    rule ``chroma_where`` gives the index; ``roles``: the catalog's, default MovieLens')."""
+    return Rule.of(state, roles).fits(item)
 
 
 def constraint(state: DialogueState, roles: Roles | None = None) -> Callable[[Item], bool]:
-    """``satisfies`` for one state, its sets and mood groups built once: a source that
-    tests every catalog item (a known user's ``shown`` is their whole history) calls it
-    per item instead of ``satisfies``."""
-    roles = roles if roles is not None else film_roles()
-    state = _bound(state, roles)
-    blocked = set(state.liked) | set(state.disliked) | set(state.shown)
-    lo, hi = state.year_min, state.year_max
-    excluded, genres, people = state.excluded_genres, state.genres, set(state.people)
-    unwanted = set(state.excluded_people)
-    need = any if state.genre_or else all
-    groups = mood_groups(state)
-    asks_facets = bool(state.facets or state.excluded_facets or state.bounds)
-
-    def fits(item: Item) -> bool:
-        if item.id in blocked:
-            return False
-        year = roles.year_of(item)
-        if lo is not None and (year is None or year < lo):
-            return False
-        if hi is not None and (year is None or year > hi):
-            return False
-        has = roles.genres_of(item)
-        if any(g in has for g in excluded):
-            return False
-        if genres and not need(g in has for g in genres):
-            return False
-        for group, avoid in groups:
-            if not any(g in has for g in group) or any(g in has for g in avoid):
-                return False
-        named = set(roles.credits(item))
-        if unwanted & named:
-            return False
-        if asks_facets and not facets_fit(state, item.value):
-            return False
-        return not people or bool(people & named)
-    return fits
+    """``satisfies`` for one state, its rule built once: a source that tests every catalog
+    item (a known user's ``shown`` is their whole history) calls it per item."""
+    return Rule.of(state, roles).fits
 
 
 YEAR_WIDENING = (10, 25, 50)  # years added on each side of a bound, step by step
@@ -191,18 +158,6 @@ def relaxations(state: DialogueState, schema=None):
                   f"{' or '.join(state.genres)}, so these are of other genres too")
 
 
-def mood_groups(state: DialogueState) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """The state's any-of genre groups with what each excludes: one per mood, and one for
-    the genres of titles named outside the catalog."""
-    from agent.understand.vocabulary import load_vocabulary
-
-    moods = load_vocabulary().moods
-    groups = [(moods[m].any_genres, moods[m].exclude_genres) for m in state.moods if m in moods]
-    if state.like_genres:
-        groups.append((state.like_genres, ()))
-    return groups
-
-
 def genre_fit(item: Item, state: DialogueState, roles: Roles | None = None) -> float:
     """How much of what ``item`` is the request asks for: the share of its genres that
     are asked for, and the share in each mood's group, averaged (1 for a crime comedy
@@ -227,73 +182,14 @@ def genre_fit(item: Item, state: DialogueState, roles: Roles | None = None) -> f
     return sum(len(g & has) / len(has) for g in groups) / len(groups)
 
 
-def _bound(state: DialogueState, roles: Roles) -> DialogueState:
-    """``state`` without the slots of film roles its catalog lacks: they filter nothing
-    (a shop's items have no genres; a state sent by a client may still name some)."""
-    change: dict = {}
-    if roles.year is None:
-        change.update(year_min=None, year_max=None)
-    if roles.genre is None:
-        change.update(genres=(), excluded_genres=(), moods=(), like_genres=())
-    if not roles.people:
-        change.update(people=(), excluded_people=())
-    return state.with_changes(**change) if change else state
-
-
 def chroma_where(state: DialogueState, people_items: set[int] | None = None,
                  unwanted_items: set[int] | None = None, schema=None) -> dict | None:
-    """A Chroma ``where`` filter equivalent to ``satisfies`` (plus ``lesser_known``, which
-    needs the catalog's head/tail split). ``people_items``: the items of ``state.people``;
-    ``unwanted_items``: those of ``state.excluded_people`` (Chroma metadata holds no cast
-    lists); ``schema``: the catalog's, for the keys of its facets (default MovieLens')."""
-    roles = schema.roles if schema is not None else film_roles()
-    state, genre_field, year = _bound(state, roles), roles.flag, roles.year_key
-    clauses: list[dict] = []
-    excluded_ids = list(dict.fromkeys(state.liked + state.disliked + state.shown
-                                      + tuple(sorted(unwanted_items or ()))))
-    if excluded_ids:
-        clauses.append({"item_id": {"$nin": excluded_ids}})
-    if state.year_min is not None:
-        clauses.append({year: {"$gte": state.year_min}})
-    if state.year_max is not None:
-        clauses.append({year: {"$lte": state.year_max}})
-    clauses += [{genre_field(g): False} for g in state.excluded_genres]
-    if len(state.genres) == 1 or (state.genres and not state.genre_or):
-        clauses += [{genre_field(g): True} for g in state.genres]
-    elif state.genres:
-        clauses.append({"$or": [{genre_field(g): True} for g in state.genres]})
-    for group, avoid in mood_groups(state):
-        clauses.append({genre_field(group[0]): True} if len(group) == 1
-                       else {"$or": [{genre_field(g): True} for g in group]})
-        clauses += [{genre_field(g): False} for g in avoid]
-    if people_items is not None:
-        clauses.append({"item_id": {"$in": sorted(people_items) or [-1]}})
-    if schema is not None:
-        clauses += _facet_clauses(state, schema)
-    if state.lesser_known:
-        clauses.append({"bucket": "tail"})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
-def _facet_clauses(state: DialogueState, schema) -> list[dict]:
-    """``facets_fit`` as ``where`` clauses: a flag per category value, a range's bounds."""
-    from agent.domain.schema import flag_key
-
-    out: list[dict] = []
-    wanted: dict[str, list[str]] = {}
-    for field, value in state.facets:
-        wanted.setdefault(field, []).append(value)
-    for field, values in wanted.items():
-        keys = [{flag_key(schema.facet(field), v): True} for v in values]
-        out.append(keys[0] if len(keys) == 1 else {"$or": keys})
-    out += [{flag_key(schema.facet(f), v): False} for f, v in state.excluded_facets]
-    for field, lo, hi in state.bounds:
-        key = schema.facet(field).key or field
-        out += [{key: {"$gte": lo}}] if lo is not None else []
-        out += [{key: {"$lte": hi}}] if hi is not None else []
-    return out
+    """A Chroma ``where`` filter of the rule ``satisfies`` tests (plus ``lesser_known``,
+    which needs the catalog's head/tail split). ``people_items``: the items of
+    ``state.people``; ``unwanted_items``: those of ``state.excluded_people`` (Chroma
+    metadata holds no cast lists); ``schema``: the catalog's, for its roles and the keys
+    of its facets (default MovieLens')."""
+    return Rule.of(state, schema=schema).where(people_items, unwanted_items)
 
 
 def describe(state: DialogueState, items: dict[int, Item], schema=None,
