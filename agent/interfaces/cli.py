@@ -131,8 +131,9 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational movie "
-                                "recommender that only recommends catalog items.",
+    p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational recommender "
+                                "that only recommends catalog items: MovieLens films by "
+                                "default, or a shop's own (`tailor import`).",
                                 epilog=EPILOG.format(settings=settings_help()),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     for flags, kwargs in GLOBAL_OPTIONS:
