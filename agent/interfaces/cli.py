@@ -130,16 +130,8 @@ class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational recommender "
-                                "that only recommends catalog items: MovieLens films by "
-                                "default, or a shop's own (`tailor import`).",
-                                epilog=EPILOG.format(settings=settings_help()),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flags, kwargs in GLOBAL_OPTIONS:
-        p.add_argument(*flags, **kwargs)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _data_commands(sub) -> None:
+    """Assets and data: assets, data, import, schema, index, setup, train-cf, retrain."""
     s = _command(sub, "assets", help="fetch and verify model weights (into the data home)")
     s.set_defaults(func=cmd_assets)
     s = _command(sub, "data", help="load and normalize a MovieLens dataset")
@@ -207,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "system twice more)")
     s.add_argument("--out", default="out/retrain", help="report folder (default out/retrain)")
     s.set_defaults(func=cmd_retrain)
+
+
+def _chat_commands(sub) -> None:
+    """Talking to it: ask, chat, serve (the HTTP API), demo (the UI), serve-llm."""
     s = _command(sub, "ask", help="answer one message")
     s.add_argument("message", help='e.g. "I loved Alien, something from the 90s"')
     s.add_argument("--session", help="continue (or start) a stored session with this id")
@@ -214,6 +210,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_ask)
     s = _command(sub, "chat", help="chat in the terminal")
     s.set_defaults(func=cmd_chat)
+    s = _command(sub, "serve", help="HTTP API for apps and bots (sessions, feedback, "
+                      "OpenAI-compatible /v1/chat/completions)",
+                      description="Serves the agent over HTTP with FastAPI/uvicorn. Clients "
+                      "authenticate with 'Authorization: Bearer $TAILOR_API_KEY'; without a key "
+                      "it serves only on 127.0.0.1. Sessions and feedback are stored in "
+                      "<home>/sessions.sqlite3 and survive restarts. Schema at /openapi.json.")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8080, help="port to listen on")
+    s.set_defaults(func=cmd_serve)
+    s = _command(sub, "demo", help="start the Gradio chat UI")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=7860, help="port to listen on")
+    s.set_defaults(func=cmd_demo)
+    s = _command(sub, "serve-llm", help="serve the chat model (and every adapter) with vLLM's "
+                      "OpenAI-compatible server on 127.0.0.1")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on")
+    s.add_argument("--wait", type=float, default=600, help="seconds to wait for /health")
+    s.add_argument("--eager", action="store_true",
+                   help="skip torch.compile: a faster cold start, no compile cache to fill")
+    s.add_argument("--kv-cache-gib", type=int, default=1, help="KV cache size on CPU, in GiB")
+    s.add_argument("vllm_args", nargs=argparse.REMAINDER,
+                   help="after --, extra vLLM flags (e.g. -- --quantization awq)")
+    s.set_defaults(func=cmd_serve_llm)
+
+
+def _eval_command(sub) -> None:
+    """Offline evaluation: eval."""
     s = _command(sub, "eval", help="offline evaluation: accuracy, long tail, validity")
     s.add_argument("--systems", default=None,
                    help="comma-separated: popularity, itemknn, sasrec[:trainings] (with "
@@ -267,15 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --dialogue-suite: rank with a backend that scores every candidate "
                         "alike (retrieval order), to test the rules without the model")
     s.set_defaults(func=cmd_eval)
-    s = _command(sub, "serve", help="HTTP API for apps and bots (sessions, feedback, "
-                      "OpenAI-compatible /v1/chat/completions)",
-                      description="Serves the agent over HTTP with FastAPI/uvicorn. Clients "
-                      "authenticate with 'Authorization: Bearer $TAILOR_API_KEY'; without a key "
-                      "it serves only on 127.0.0.1. Sessions and feedback are stored in "
-                      "<home>/sessions.sqlite3 and survive restarts. Schema at /openapi.json.")
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8080, help="port to listen on")
-    s.set_defaults(func=cmd_serve)
+
+
+def _finetune_commands(sub) -> None:
+    """LoRA adapters: finetune, finetune-report."""
     s = _command(sub, "finetune", help="train a LoRA adapter for the ranker on interaction data",
                       description="Builds ranking examples from the leave-one-out training "
                       "histories (the evaluation's split; validation and test items are never "
@@ -307,20 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="out/finetune", help="report folder (default out/finetune)")
     s.add_argument("--users", type=int, help="a fixed-seed sample of N test users (default all)")
     s.set_defaults(func=cmd_finetune_report)
-    s = _command(sub, "demo", help="start the Gradio chat UI")
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=7860, help="port to listen on")
-    s.set_defaults(func=cmd_demo)
-    s = _command(sub, "serve-llm", help="serve the chat model (and every adapter) with vLLM's "
-                      "OpenAI-compatible server on 127.0.0.1")
-    s.add_argument("--port", type=int, default=8000, help="port to listen on")
-    s.add_argument("--wait", type=float, default=600, help="seconds to wait for /health")
-    s.add_argument("--eager", action="store_true",
-                   help="skip torch.compile: a faster cold start, no compile cache to fill")
-    s.add_argument("--kv-cache-gib", type=int, default=1, help="KV cache size on CPU, in GiB")
-    s.add_argument("vllm_args", nargs=argparse.REMAINDER,
-                   help="after --, extra vLLM flags (e.g. -- --quantization awq)")
-    s.set_defaults(func=cmd_serve_llm)
+
+
+def _bench_commands(sub) -> None:
+    """Speed and serving: bench, quantize-llm."""
     s = _command(sub, "bench", help="measure speed on this machine against the targets "
                       "(ranking vs FLOP floor, verbalizer vs generation, turn latency, "
                       "retrieval, index build, eval throughput, the API under load with the "
@@ -343,8 +351,24 @@ def build_parser() -> argparse.ArgumentParser:
                       "vLLM serves on CPU")
     s.add_argument("--out", help="output folder (default: <models>/<model>-w8a8)")
     s.set_defaults(func=cmd_quantize_llm)
-    # The global options after every command too; not where the command has its own
-    # (data's positional dataset, finetune-report's required --adapter).
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tailor", description="Tailor: a conversational recommender "
+                                "that only recommends catalog items: MovieLens films by "
+                                "default, or a shop's own (`tailor import`).",
+                                epilog=EPILOG.format(settings=settings_help()),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flags, kwargs in GLOBAL_OPTIONS:
+        p.add_argument(*flags, **kwargs)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _data_commands(sub)
+    _chat_commands(sub)
+    _eval_command(sub)
+    _finetune_commands(sub)
+    _bench_commands(sub)
+    # The global options after every command too, but data's dataset and finetune-report's --adapter
     own = {"data": ("dataset",), "finetune-report": ("adapter",)}
     for name, s in sub.choices.items():
         _global_flags(s, own.get(name, ()))

@@ -1,9 +1,7 @@
-"""Candidate retrieval: a semantic Chroma query with filters, items co-watched with
-the liked ones, items sharing their catalog facts, and popular items that fit.
-
-The two lists are fused by reciprocal rank (RRF), which needs no calibration
-between a cosine similarity and a co-occurrence score.
-"""
+"""Candidate retrieval: the sequential model, what came next after the last items,
+items co-watched with the liked ones, a semantic Chroma query with filters, items
+sharing their catalog facts, and popular items that fit; fused by the learned fusion
+(``agent.rank.fusion``), or by weighted reciprocal rank (RRF) without one."""
 
 from __future__ import annotations
 
