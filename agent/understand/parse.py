@@ -209,7 +209,7 @@ def _year_nouns() -> list[str]:
 NOTHING = re.compile(r"\b(nothing|no films?|no movies?|not anything)\b(?:\s+\w+){0,2}\s*$")
 
 
-FILM_ROLES = frozenset({"genre", "year", "people"})
+FILM_ROLES = frozenset({"genre", "year", "director", "cast"})
 
 
 def parse_message(text: str, index: TitleIndex, people=None, reference=None, facets=None,
@@ -225,55 +225,18 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None, fac
         roles: the film roles the catalog's schema has facets for: the genre rules (genre
             words, moods, concepts) run only with "genre", the year rules only with "year".
     """
-    from agent.domain.movielens.reference import find_outside
     from agent.understand.vocabulary import era_years, find_phrases, load_vocabulary
 
-    vocab = load_vocabulary()
-    rest = list(text)
-
-    def blank(start, end):
-        rest[start:end] = " " * (end - start)
-
-    named_people, unwanted_people = [], []
-    if people is not None:
-        titles = tuple((m.start, m.end) for m in index.find(text))
-        for pm in people.find(text, is_title=lambda span: bool(index.by_key.get(title_key(span))),
-                              titles=titles):
-            (unwanted_people if negated(text, pm.start) else named_people).append(pm.name)
-            blank(pm.start, pm.end)
-    mentions = index.find("".join(rest))
-    liked, disliked = [], []
-    for m in mentions:
-        (disliked if negated(text, m.start) else liked).append(m.item_id)
-        blank(m.start, m.end)
-    outside, not_found = find_outside("".join(rest), reference, _looks_like_title)
-    for name in [f.title for f in outside] + not_found:
-        at = re.search(re.escape(name), "".join(rest), re.I)  # "the matrix" names The Matrix
-        if at:
-            blank(at.start(), at.end())
-    asked = facets.parse("".join(rest)) if facets is not None else None
+    vocab, rest = load_vocabulary(), _Blanked(text)
+    named_people, unwanted_people, liked, disliked, mentions, outside, not_found = \
+        _names(text, rest, index, people, reference)
+    asked = facets.parse(str(rest)) if facets is not None else None
     if asked is not None:  # "nothing too long": the vocabulary's words for a range
-        asked, spans = facets.with_phrases(asked, text, "".join(rest), vocab)
+        asked, spans = facets.with_phrases(asked, text, str(rest), vocab)
         for a, b in spans:
-            blank(a, b)
-    moods, excluded = [], []
-    # Negated concepts first: "nothing scary" excludes horror, though "scary" is a mood;
-    # a longer mood phrase holding the word wins ("nothing heavy" is relaxing).
-    phrases = [m.span() for mood in (vocab.moods.values() if "genre" in roles else ())
-               for m in find_phrases("".join(rest), mood.words)]
-    for words, genres in (vocab.concepts.values() if "genre" in roles else ()):
-        for m in find_phrases("".join(rest), words):
-            longer = any(a <= m.start() and m.end() <= b and b - a > m.end() - m.start()
-                         for a, b in phrases)
-            if negated(text, m.start()) and not longer:  # "no violence": exclude its genres
-                excluded += [g for g in genres if g not in excluded]
-                blank(m.start(), m.end())
-    for name, mood in (vocab.moods.items() if "genre" in roles else ()):
-        for m in find_phrases("".join(rest), mood.words):
-            if not negated(text, m.start()) and name not in moods:
-                moods.append(name)
-            blank(m.start(), m.end())
-    rest_text = "".join(rest)
+            rest.blank(a, b)
+    moods, excluded = _moods(text, rest, vocab) if "genre" in roles else ([], [])
+    rest_text = str(rest)
     wanted, excluded_genres = _genres(rest_text) if "genre" in roles else ([], [])
     excluded += [g for g in excluded_genres if g not in excluded]
     wanted = [g for g in wanted if g not in excluded]
@@ -285,8 +248,8 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None, fac
     vague = find_phrases(rest_text, vocab.vague)  # "surprise me" is no search word
     well_liked = any(not negated(text, m.start()) for m in vague)
     for a, b in eras[0] + [m.span() for m in vague]:  # "old classic": an era, a standing
-        blank(a, b)
-    rest_text = "".join(rest)
+        rest.blank(a, b)
+    rest_text = str(rest)
     query = content_words(REFERENCE.sub(" ", _without_negated(rest_text)))
     genre_or = len(wanted) >= 2 and bool(re.search(r"\bor\b|\beither\b", rest_text, re.I))
     taste = (liked or disliked or wanted or excluded or named_people or unwanted_people
@@ -306,6 +269,70 @@ def parse_message(text: str, index: TitleIndex, people=None, reference=None, fac
                          tuple(dict.fromkeys(named_people)), tuple(moods),
                          tuple(outside), tuple(not_found), well_liked, off_topic,
                          tuple(dict.fromkeys(unwanted_people)), asked)
+
+
+class _Blanked:
+    """The message with what the rules have read so far blanked out (same length, so
+    positions in it are positions in the message)."""
+
+    def __init__(self, text: str):
+        self.chars = list(text)
+
+    def blank(self, start: int, end: int) -> None:
+        self.chars[start:end] = " " * (end - start)
+
+    def __str__(self) -> str:
+        return "".join(self.chars)
+
+
+def _names(text: str, rest: _Blanked, index: TitleIndex, people, reference):
+    """People, catalog titles, then titles outside the catalog, each blanked once read: (people
+    named, excluded, liked ids, disliked ids, title mentions, outside films, unknown titles)."""
+    from agent.domain.movielens.reference import find_outside
+
+    named, unwanted = [], []
+    if people is not None:
+        titles = tuple((m.start, m.end) for m in index.find(text))
+        for pm in people.find(text, is_title=lambda span: bool(index.by_key.get(title_key(span))),
+                              titles=titles):
+            (unwanted if negated(text, pm.start) else named).append(pm.name)
+            rest.blank(pm.start, pm.end)
+    mentions = index.find(str(rest))
+    liked, disliked = [], []
+    for m in mentions:
+        (disliked if negated(text, m.start) else liked).append(m.item_id)
+        rest.blank(m.start, m.end)
+    outside, not_found = find_outside(str(rest), reference, _looks_like_title)
+    for name in [f.title for f in outside] + not_found:
+        at = re.search(re.escape(name), str(rest), re.I)  # "the matrix" names The Matrix
+        if at:
+            rest.blank(at.start(), at.end())
+    return named, unwanted, liked, disliked, mentions, outside, not_found
+
+
+def _moods(text: str, rest: _Blanked, vocab) -> tuple[list[str], list[str]]:
+    """The vocabulary's moods asked for, and the genres of negated concepts ("no
+    violence"), each phrase blanked once read."""
+    from agent.understand.vocabulary import find_phrases
+
+    moods, excluded = [], []
+    # Negated concepts first: "nothing scary" excludes horror, though "scary" is a mood;
+    # a longer mood phrase holding the word wins ("nothing heavy" is relaxing).
+    phrases = [m.span() for mood in vocab.moods.values()
+               for m in find_phrases(str(rest), mood.words)]
+    for words, genres in vocab.concepts.values():
+        for m in find_phrases(str(rest), words):
+            longer = any(a <= m.start() and m.end() <= b and b - a > m.end() - m.start()
+                         for a, b in phrases)
+            if negated(text, m.start()) and not longer:  # "no violence": exclude its genres
+                excluded += [g for g in genres if g not in excluded]
+                rest.blank(m.start(), m.end())
+    for name, mood in vocab.moods.items():
+        for m in find_phrases(str(rest), mood.words):
+            if not negated(text, m.start()) and name not in moods:
+                moods.append(name)
+            rest.blank(m.start(), m.end())
+    return moods, excluded
 
 
 ARITHMETIC = re.compile(r"\d+\s*(?:times|plus|minus|x|\*|\+|/|divided by)\s*\d+", re.I)
