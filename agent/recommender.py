@@ -152,30 +152,12 @@ class Recommender:
             return
         notices = []
         t = time.perf_counter()
-        strict = self.retriever.retrieve(state, self.n_candidates)
-        cands, used = strict, state
-        loosened: dict[str, str] = {}  # one sentence per thing let go (the widest wins)
-        if len(cands) < self.top_k:  # too little fits: loosen step by step, and say so
-            steps = []  # each step keeps the earlier ones: the state used lets go of them all
-            for looser, why in relaxations(state, self.catalog.schema):
-                steps.append(why)
-                more = self.retriever.retrieve(looser, self.n_candidates)
-                if len(more) > len(cands):
-                    cands, used = more, looser
-                    for why in steps:
-                        loosened[why.split(",")[0]] = why[0].upper() + why[1:] + "."
-                if len(cands) >= self.top_k:
-                    break
-        said += loosened.values()
+        strict, cands, used, loosened = self.candidates(state)
+        said += loosened
         timings["retrieve"] = time.perf_counter() - t
         if not cands:
-            looking = describe(state, self.catalog.items, self.catalog.schema,
-                               self._facet_values())
-            msg = "\n".join(said + [f"{looking}.", (
-                "Nothing in the catalog fits all of that. Try relaxing a constraint "
-                + ("(another decade, or fewer excluded genres)." if "genre" in self.roles
-                   else "(a wider range, or fewer exclusions)."))])
-            yield TurnEvent("final", Reply(msg, (), state, timings=timings))
+            yield TurnEvent("final", Reply(self.nothing_fits(state, said), (), state,
+                                           timings=timings))
             return
         t = time.perf_counter()
         if used is state or not strict:
@@ -220,6 +202,33 @@ class Recommender:
         timings["explain"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         yield TurnEvent("final", reply(explanations, sources))
+
+    def candidates(self, state: DialogueState):
+        """The candidates of ``state`` and, when too few fit, of the least loosened state
+        that has more (``relaxations``): (the strict ones, the ones used, the state used,
+        one sentence per thing let go, the widest of each kind)."""
+        strict = self.retriever.retrieve(state, self.n_candidates)
+        cands, used = strict, state
+        loosened: dict[str, str] = {}
+        if len(cands) < self.top_k:  # too little fits: loosen step by step, and say so
+            steps = []  # each step keeps the earlier ones: the state used lets go of them all
+            for looser, why in relaxations(state, self.catalog.schema):
+                steps.append(why)
+                more = self.retriever.retrieve(looser, self.n_candidates)
+                if len(more) > len(cands):
+                    cands, used = more, looser
+                    for why in steps:
+                        loosened[why.split(",")[0]] = why[0].upper() + why[1:] + "."
+                if len(cands) >= self.top_k:
+                    break
+        return strict, cands, used, list(loosened.values())
+
+    def nothing_fits(self, state: DialogueState, said: list[str]) -> str:
+        looking = describe(state, self.catalog.items, self.catalog.schema, self._facet_values())
+        return "\n".join(said + [f"{looking}.", (
+            "Nothing in the catalog fits all of that. Try relaxing a constraint "
+            + ("(another decade, or fewer excluded genres)." if "genre" in self.roles
+               else "(a wider range, or fewer exclusions)."))])
 
     def understood(self, parsed) -> list[str]:
         """Sentences about titles the catalog lacks: what was used instead of each one
