@@ -126,3 +126,20 @@ def test_without_roles_the_same_columns_are_plain_facets(films, tmp_path):
     assert not roles.films and roles.credits(by_title(catalog, "Heat")) == ()
     # a client's state naming film slots filters nothing the catalog cannot read
     assert satisfies(by_title(catalog, "Heat"), DialogueState(genres=("Drama",)), roles)
+
+
+def test_the_index_filter_is_the_same_rule_on_renamed_fields(recommender):
+    from agent.understand.state import constraint
+
+    catalog = recommender.catalog
+    col = recommender.retriever.collection
+    states = (DialogueState(genres=("Sci-Fi", "Action")),
+              DialogueState(genres=("Crime", "Comedy"), genre_or=True, year_max=1994),
+              DialogueState(excluded_genres=("Horror",), year_min=1980, year_max=1989),
+              DialogueState(moods=("cozy",), shown=(5,)),
+              DialogueState(liked=(3,), like_genres=("Thriller",), year_min=1990))
+    for state in states:
+        fits = constraint(state, catalog.schema.roles)
+        want = {str(i) for i, it in catalog.items.items() if fits(it)}
+        got = set(col.get(where=chroma_where(state, schema=catalog.schema))["ids"])
+        assert want and got == want, state
