@@ -241,7 +241,8 @@ def add_stats_route(app, backend, admission: Admission | None, authorize) -> Non
         admission: dict | None = Field(description="turns in flight, waiting, admitted, shed")
         model: dict | None = Field(description="the in-process model's work since start")
 
-    @app.get("/v1/stats", dependencies=[Depends(authorize)], response_model=StatsOut)
+    @app.get("/v1/stats", dependencies=[Depends(authorize)], response_model=StatsOut,
+             responses={401: {"description": "missing or wrong API key"}})
     def stats() -> dict:
         work = getattr(backend, "stats", None)
         return {"admission": admission.stats() if admission else None,
