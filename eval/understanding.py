@@ -71,7 +71,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from agent.domain.movielens.facts import title_key
+from agent.domain.text import title_key
 
 HELDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "requests_heldout.jsonl"
 TARGET = 0.85  # issue 15: share of held-out requests that agree and whose picks fit

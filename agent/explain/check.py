@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from agent.domain.movielens.facts import title_key
+from agent.domain.text import title_key
 from agent.domain.movielens.loaders import ML_GENRES
 from agent.explain.facts import MAX_WORDS, Facts
 from agent.types import DialogueState, Item

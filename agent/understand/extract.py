@@ -23,7 +23,7 @@ import logging
 import re
 from dataclasses import replace
 
-from agent.domain.movielens.facts import title_key
+from agent.domain.text import title_key
 from agent.domain.movielens.loaders import ML_GENRES
 from agent.errors import AssetError, BackendError
 from agent.understand.parse import ParsedMessage

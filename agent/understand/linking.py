@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.domain.movielens.facts import title_key
+from agent.domain.text import title_key
 from agent.types import Item
 
 _TOKEN = re.compile(r"[\w'’:.&!?-]+|\"")

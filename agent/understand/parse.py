@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from agent.domain.movielens.facts import title_key
+from agent.domain.text import title_key
 from agent.understand.linking import Mention, TitleIndex
 
 MAX_MESSAGE_CHARS = 2000

@@ -8,32 +8,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import unicodedata
 from pathlib import Path
 
+from agent.domain.text import title_key  # noqa: F401 (the film table joins on it)
 
-_PAREN = re.compile(r"\([^)]*\)")
-_NON_ALNUM = re.compile(r"[^a-z0-9 ]+")
-_LEADING_ARTICLE = re.compile(r"^(the|a|an|la|le|les|il|el|das|der|die) ")
+
 # "Star Wars: Episode V – The Empire Strikes Back": a series name, then the film's own
 _SUBTITLE = re.compile(r"\s*[:\u2013\u2014]\s*|\s+-\s+")
 MAX_CAST = 40  # the table lists cast alphabetically, not by billing: keep it whole
-
-
-def title_key(title: str) -> str:
-    """Normalize a title for joining: lowercase ASCII, no articles, punctuation or aliases.
-
-    >>> title_key("The City of Lost Children (Cité des enfants perdus, La)")
-    'city of lost children'
-    >>> title_key("Star Wars: Episode IV - A New Hope") == title_key("Star Wars Episode IV  A New Hope")
-    True
-    """
-    t = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().lower()
-    t = _PAREN.sub(" ", t).replace("&", " and ")
-    t = re.sub(r"^(.*), (the|a|an)$", r"\2 \1", t.strip())
-    t = _NON_ALNUM.sub(" ", t)
-    t = " ".join(t.split())
-    return _LEADING_ARTICLE.sub("", t)
 
 
 def split_names(value: str | None, limit: int | None = None) -> list[str]:
