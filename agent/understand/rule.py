@@ -64,8 +64,8 @@ class Values:
     def where(self) -> list[dict]:
         if self.mode == "none":
             return [{k: False} for k in self.keys]
-        if not self.keys:  # any of no values: nothing fits
-            return [{"item_id": {"$in": [-1]}}]
+        if not self.keys:  # all of no values: anything; any of none: nothing
+            return [] if self.mode == "all" else [{"item_id": {"$in": [-1]}}]
         if self.mode == "all" or len(self.keys) == 1:
             return [{k: True} for k in self.keys]
         return [{"$or": [{k: True} for k in self.keys]}]
