@@ -242,3 +242,26 @@ def test_writer_is_deterministic_and_single_pick_matches(ctx):
     assert explain_picks(facts) == explain_picks(facts)
     assert template_explanation(facts[0]) == explain_picks(facts[:1])[0]
     assert all(len(frames) >= 2 for frames in FRAMES.values())
+
+
+def test_people_under_the_generic_role_get_frames_the_checker_accepts(ctx):
+    """A film catalog may put ``role: people`` on its credits (neither director nor cast):
+    the explanations then say who is credited, in words the facts ground."""
+    import yaml
+
+    from agent.domain.movielens import SCHEMA
+    from agent.domain.schema import CatalogSchema
+
+    data = yaml.safe_load(SCHEMA.read_text())
+    for facet in data["facets"]:
+        if facet.get("role") in ("director", "cast"):
+            facet["role"] = "people"
+    schema = CatalogSchema.from_dict(data)
+    catalog, _, index, people = ctx
+    for state in (DialogueState(liked=(1,)), DialogueState(people=("Sigourney Weaver",))):
+        f = gather_facts(catalog.get(7), state, catalog.items, catalog.cowatch, schema)
+        assert {role for _, role, _ in f.shared_people} | {r for _, r in f.meets_people} == {
+            "people"}
+        text = template_explanation(f)
+        assert "Sigourney Weaver" in text and "credited" in text, text
+        assert check_explanation(text, f, state, catalog.items, index, people) == [], text
